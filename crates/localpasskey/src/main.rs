@@ -1,0 +1,11 @@
+//! `localpasskey`: the daemon and the command line to manage its passkeys.
+
+mod cli;
+mod daemon;
+mod presence;
+mod store_sqlite;
+mod transport;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

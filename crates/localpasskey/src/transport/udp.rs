@@ -1,0 +1,66 @@
+//! The UDP simulation transport used by CTAP test tools: one datagram is one
+//! raw 64-byte CTAPHID report (no report-id byte), answers go back to the
+//! sender. Loopback only: it has no access control of its own, so anything
+//! that can reach the port can use the authenticator.
+
+use super::{Incoming, Transport};
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+/// The port CTAP simulators listen on by convention.
+pub const DEFAULT_PORT: u16 = 8111;
+
+pub struct Udp {
+    socket: UdpSocket,
+}
+
+impl Udp {
+    pub fn bind(addr: SocketAddr) -> io::Result<Self> {
+        if !addr.ip().is_loopback() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("refusing to listen on {addr}: the simulation transport is loopback-only"),
+            ));
+        }
+        Ok(Self {
+            socket: UdpSocket::bind(addr)?,
+        })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+}
+
+impl Transport for Udp {
+    type Peer = SocketAddr;
+
+    fn recv(&self, timeout: Option<Duration>) -> io::Result<Option<Incoming<SocketAddr>>> {
+        // A zero timeout means "block" to the socket API; never ask for that by accident.
+        let timeout = timeout.map(|t| t.max(Duration::from_millis(1)));
+        self.socket.set_read_timeout(timeout)?;
+        let mut buf = [0u8; 128];
+        match self.socket.recv_from(&mut buf) {
+            Ok((n, peer)) => Ok(Some(Incoming {
+                data: buf[..n].to_vec(),
+                peer,
+            })),
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => Ok(None),
+            // ICMP port unreachable from a client that went away: not our problem.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn send(&self, peer: SocketAddr, report: &[u8; 64]) -> io::Result<()> {
+        self.socket.send_to(report, peer).map(|_| ())
+    }
+
+    fn describe(&self) -> String {
+        match self.local_addr() {
+            Ok(a) => format!("UDP simulation on {a}"),
+            Err(_) => "UDP simulation".into(),
+        }
+    }
+}

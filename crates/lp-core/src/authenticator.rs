@@ -1,0 +1,485 @@
+//! The authenticator: one handler per CTAP command, over the seams.
+//!
+//! `handle` takes a whole CTAP request (command byte + CBOR parameters) and
+//! returns a whole response (status byte + CBOR). It owns the volatile state
+//! the spec ties to a power cycle (the GetNextAssertion queue, the reset
+//! window) and asks the seams for everything else. It never blocks except
+//! inside the user seam, which honours cancel and its own timeout.
+
+use crate::authdata::{self, flags};
+use crate::cbor::{self, int_map, text_map};
+use crate::clock::{Clock, Millis};
+use crate::custody::{CustodyError, KeyCustody, PublicKey};
+use crate::status::{CtapError, CTAP2_OK};
+use crate::store::{Credential, CredentialStore, StoreError};
+use crate::types::{command, CredentialDescriptor, GetAssertionRequest, MakeCredentialRequest, ES256};
+use crate::user::{Action, Interaction, KeepaliveStatus, Presence, PresenceRequest, UserPresence};
+use ciborium::value::Value;
+use coset::iana;
+use coset::CborSerializable;
+use rand_core::{OsRng, RngCore};
+use sha2::{Digest, Sha256};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Length of a credential id: random, 256 bits, nothing else in it.
+pub const CREDENTIAL_ID_LEN: usize = 32;
+
+/// CTAP 2.1 §6.3: GetNextAssertion must follow within 30 seconds.
+pub const NEXT_ASSERTION_WINDOW_MS: Millis = 30_000;
+
+/// CTAP 2.1 §6.6: Reset is only honoured this soon after power-up.
+pub const RESET_WINDOW_MS: Millis = 10_000;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// How long to wait for the person before CTAP2_ERR_USER_ACTION_TIMEOUT.
+    pub presence_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            presence_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What GetNextAssertion continues (CTAP 2.1 §6.2 step 14 onwards).
+struct PendingAssertions {
+    rp_id: String,
+    client_data_hash: Vec<u8>,
+    flags: u8,
+    remaining: VecDeque<Credential>,
+    expires: Millis,
+}
+
+pub struct Authenticator {
+    custody: Box<dyn KeyCustody>,
+    store: Box<dyn CredentialStore>,
+    user: Box<dyn UserPresence>,
+    clock: Arc<dyn Clock>,
+    config: Config,
+    powered_up_at: Millis,
+    pending: Option<PendingAssertions>,
+}
+
+impl From<StoreError> for CtapError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!("{e}");
+        CtapError::Other
+    }
+}
+
+impl From<CustodyError> for CtapError {
+    fn from(e: CustodyError) -> Self {
+        tracing::error!("{e}");
+        match e {
+            CustodyError::InvalidBlob => CtapError::InvalidCredential,
+            CustodyError::AuthFailed => CtapError::PinAuthInvalid,
+            CustodyError::Backend(_) => CtapError::Other,
+        }
+    }
+}
+
+type CtapResult = Result<Option<Value>, CtapError>;
+
+impl Authenticator {
+    pub fn new(
+        custody: Box<dyn KeyCustody>,
+        store: Box<dyn CredentialStore>,
+        user: Box<dyn UserPresence>,
+        clock: Arc<dyn Clock>,
+        config: Config,
+    ) -> Self {
+        let powered_up_at = clock.now();
+        Self {
+            custody,
+            store,
+            user,
+            clock,
+            config,
+            powered_up_at,
+            pending: None,
+        }
+    }
+
+    /// Name of the key custody in use, for logs and `info`.
+    pub fn custody_name(&self) -> &'static str {
+        self.custody.name()
+    }
+
+    /// Unplug and replug: volatile state goes, stored credentials stay, and
+    /// the reset window opens again.
+    pub fn power_cycle(&mut self) {
+        self.pending = None;
+        self.powered_up_at = self.clock.now();
+    }
+
+    /// Process one CTAP request; never panics, whatever the bytes.
+    pub fn handle(&mut self, request: &[u8], io: &dyn Interaction) -> Vec<u8> {
+        let result = self.dispatch(request, io);
+        io.set_status(KeepaliveStatus::Processing);
+        match result {
+            Ok(None) => vec![CTAP2_OK],
+            Ok(Some(v)) => {
+                let mut out = vec![CTAP2_OK];
+                out.extend(cbor::encode(&v));
+                out
+            }
+            Err(e) => {
+                tracing::debug!(status = ?e, "request refused");
+                vec![e.code()]
+            }
+        }
+    }
+
+    fn dispatch(&mut self, request: &[u8], io: &dyn Interaction) -> CtapResult {
+        let Some((&cmd, params)) = request.split_first() else {
+            return Err(CtapError::InvalidLength);
+        };
+        // Any command but GetNextAssertion ends an assertion sequence.
+        if cmd != command::GET_NEXT_ASSERTION {
+            self.pending = None;
+        }
+        match cmd {
+            command::MAKE_CREDENTIAL => self.make_credential(params, io),
+            command::GET_ASSERTION => self.get_assertion(params, io),
+            command::GET_INFO => Ok(Some(self.get_info())),
+            command::GET_NEXT_ASSERTION => self.get_next_assertion(),
+            command::RESET => self.reset(io),
+            command::SELECTION => self.ask(Action::Select, "", None, io).map(|()| None),
+            _ => Err(CtapError::InvalidCommand),
+        }
+    }
+
+    fn get_info(&self) -> Value {
+        let algorithms = Value::Array(vec![text_map([
+            ("alg", Value::Integer(ES256.into())),
+            ("type", Value::Text("public-key".into())),
+        ])]);
+        int_map([
+            // Only FIDO_2_0 until clientPIN and credential management land:
+            // claiming FIDO_2_1 promises both.
+            (0x01, Value::Array(vec![Value::Text("FIDO_2_0".into())])),
+            (0x03, Value::Bytes(crate::AAGUID.to_vec())),
+            (
+                0x04,
+                text_map([
+                    ("rk", Value::Bool(true)),
+                    ("up", Value::Bool(true)),
+                    ("plat", Value::Bool(false)),
+                ]),
+            ),
+            (0x05, Value::Integer((crate::MAX_MSG_SIZE as u64).into())),
+            (0x08, Value::Integer((CREDENTIAL_ID_LEN as u64).into())),
+            (0x09, Value::Array(vec![Value::Text("usb".into())])),
+            (0x0A, algorithms),
+            (0x0E, Value::Integer(crate::FIRMWARE_VERSION.into())),
+        ])
+    }
+
+    /// Ask the person, mapping every non-approval to its CTAP status.
+    fn ask(
+        &mut self,
+        action: Action,
+        rp_id: &str,
+        user_name: Option<&str>,
+        io: &dyn Interaction,
+    ) -> Result<(), CtapError> {
+        io.set_status(KeepaliveStatus::UpNeeded);
+        let req = PresenceRequest {
+            action,
+            rp_id: rp_id.to_owned(),
+            user_name: user_name.map(str::to_owned),
+        };
+        let answer = self.user.request_presence(&req, self.config.presence_timeout, io);
+        io.set_status(KeepaliveStatus::Processing);
+        match answer {
+            Presence::Approved => Ok(()),
+            Presence::Denied => Err(CtapError::OperationDenied),
+            Presence::TimedOut => Err(CtapError::UserActionTimeout),
+            Presence::Cancelled => Err(CtapError::KeepaliveCancel),
+        }
+    }
+
+    /// pinUvAuthParam handling while no PIN exists (clientPIN is the next
+    /// milestone). A zero-length param is the platform asking "touch to select
+    /// and tell me the PIN state" (CTAP 2.1 §6.1.2 step 1).
+    fn no_pin_yet(
+        &mut self,
+        param: &Option<Vec<u8>>,
+        protocol: Option<u64>,
+        action: Action,
+        rp_id: &str,
+        io: &dyn Interaction,
+    ) -> Result<(), CtapError> {
+        let Some(param) = param else { return Ok(()) };
+        if param.is_empty() {
+            self.ask(action, rp_id, None, io)?;
+            return Err(CtapError::PinNotSet);
+        }
+        match protocol {
+            None => Err(CtapError::MissingParameter),
+            Some(1 | 2) => Err(CtapError::PinNotSet),
+            Some(_) => Err(CtapError::InvalidParameter),
+        }
+    }
+
+    fn make_credential(&mut self, params: &[u8], io: &dyn Interaction) -> CtapResult {
+        let req = MakeCredentialRequest::decode(params)?;
+        self.no_pin_yet(
+            &req.pin_uv_auth_param,
+            req.pin_uv_auth_protocol,
+            Action::Register,
+            &req.rp.id,
+            io,
+        )?;
+        if !req
+            .pub_key_cred_params
+            .iter()
+            .any(|(kind, alg)| kind == "public-key" && *alg == ES256)
+        {
+            return Err(CtapError::UnsupportedAlgorithm);
+        }
+        // §6.1.2 step 5: "up" false is invalid for MakeCredential; "uv" true
+        // needs built-in user verification, which arrives with the TPM milestone.
+        if req.options.up == Some(false) || req.options.uv == Some(true) {
+            return Err(CtapError::InvalidOption);
+        }
+        // We are not enterprise-attestation capable (§6.1.2 step 9).
+        if req.enterprise_attestation.is_some() {
+            return Err(CtapError::InvalidParameter);
+        }
+        let discoverable = req.options.rk.unwrap_or(false);
+
+        // §6.1.2 step 11: a matching excludeList entry is only revealed after
+        // user presence, so a page cannot probe silently.
+        for d in req.exclude_list.iter().filter(|d| d.is_public_key()) {
+            if let Some(c) = self.store.get(&d.id)? {
+                if c.rp_id == req.rp.id {
+                    self.ask(
+                        Action::AlreadyRegistered,
+                        &req.rp.id,
+                        req.user.name.as_deref(),
+                        io,
+                    )?;
+                    return Err(CtapError::CredentialExcluded);
+                }
+            }
+        }
+
+        self.ask(Action::Register, &req.rp.id, req.user.name.as_deref(), io)?;
+
+        let key = self.custody.create_key()?;
+        let cose_key = cose_public_key(&key.public)?;
+        let mut id = vec![0u8; CREDENTIAL_ID_LEN];
+        OsRng.fill_bytes(&mut id);
+        let cred = Credential {
+            id,
+            rp_id: req.rp.id.clone(),
+            rp_name: req.rp.name.clone(),
+            user_id: req.user.id.clone(),
+            user_name: req.user.name.clone(),
+            user_display_name: req.user.display_name.clone(),
+            discoverable,
+            key_blob: key.blob,
+            public_key_cose: cose_key,
+            sign_count: 0,
+            created: self.clock.unix_millis(),
+            last_used: None,
+            cred_protect: 1,
+        };
+        let auth_data = authdata::build(
+            &cred.rp_id,
+            flags::UP,
+            cred.sign_count,
+            Some((&cred.id, &cred.public_key_cose)),
+            None,
+        );
+        let wants_none = req
+            .attestation_formats_preference
+            .as_ref()
+            .and_then(|p| p.first())
+            .is_some_and(|f| f == "none");
+        let (fmt, att_stmt) = if wants_none {
+            ("none", text_map([]))
+        } else {
+            // Packed self-attestation: signed by the credential's own key, no
+            // certificate, so it vouches for nothing but the key itself.
+            let sig = self.sign(&cred.key_blob, &auth_data, &req.client_data_hash)?;
+            (
+                "packed",
+                text_map([("alg", Value::Integer(ES256.into())), ("sig", Value::Bytes(sig))]),
+            )
+        };
+        // Stored (durably) before the answer leaves: an acknowledged credential is never lost.
+        let replaced = self.store.insert(&cred)?;
+        tracing::info!(rp = %cred.rp_id, discoverable, replaced = replaced.len(), "credential created");
+        Ok(Some(int_map([
+            (0x01, Value::Text(fmt.into())),
+            (0x02, Value::Bytes(auth_data)),
+            (0x03, att_stmt),
+        ])))
+    }
+
+    fn sign(&mut self, blob: &[u8], auth_data: &[u8], client_data_hash: &[u8]) -> Result<Vec<u8>, CtapError> {
+        let mut h = Sha256::new();
+        h.update(auth_data);
+        h.update(client_data_hash);
+        Ok(self.custody.sign_digest(blob, &h.finalize().into())?)
+    }
+
+    fn get_assertion(&mut self, params: &[u8], io: &dyn Interaction) -> CtapResult {
+        let req = GetAssertionRequest::decode(params)?;
+        self.no_pin_yet(
+            &req.pin_uv_auth_param,
+            req.pin_uv_auth_protocol,
+            Action::SignIn,
+            &req.rp_id,
+            io,
+        )?;
+        if req.options.rk.is_some() {
+            return Err(CtapError::UnsupportedOption);
+        }
+        if req.options.uv == Some(true) {
+            return Err(CtapError::InvalidOption);
+        }
+        let up = req.options.up.unwrap_or(true);
+
+        let from_allow_list = req.allow_list.as_ref().is_some_and(|l| !l.is_empty());
+        let mut creds: VecDeque<Credential> = if from_allow_list {
+            self.locate(&req.rp_id, req.allow_list.as_deref().unwrap_or_default())?
+        } else {
+            self.store.discoverable_for_rp(&req.rp_id)?.into()
+        };
+        if creds.is_empty() {
+            return Err(CtapError::NoCredentials);
+        }
+        if up {
+            let single_name = if creds.len() == 1 {
+                creds[0].user_name.clone()
+            } else {
+                None
+            };
+            self.ask(Action::SignIn, &req.rp_id, single_name.as_deref(), io)?;
+        }
+        let flag_bits = if up { flags::UP } else { 0 };
+        // With an allowList the first match answers; only discovery offers the rest.
+        if from_allow_list {
+            creds.truncate(1);
+        }
+        let total = creds.len();
+        let Some(first) = creds.pop_front() else {
+            return Err(CtapError::NoCredentials);
+        };
+        let response = self.assertion(
+            &first,
+            &req.client_data_hash,
+            flag_bits,
+            (total > 1).then_some(total),
+        )?;
+        if !creds.is_empty() {
+            self.pending = Some(PendingAssertions {
+                rp_id: req.rp_id,
+                client_data_hash: req.client_data_hash,
+                flags: flag_bits,
+                remaining: creds,
+                expires: self.clock.now() + NEXT_ASSERTION_WINDOW_MS,
+            });
+        }
+        Ok(Some(response))
+    }
+
+    /// The allowList entries that are ours and bound to this RP, in list order, without repeats.
+    fn locate(&self, rp_id: &str, list: &[CredentialDescriptor]) -> Result<VecDeque<Credential>, CtapError> {
+        let mut found: VecDeque<Credential> = VecDeque::new();
+        for d in list.iter().filter(|d| d.is_public_key()) {
+            if d.id.len() != CREDENTIAL_ID_LEN || found.iter().any(|c| c.id == d.id) {
+                continue;
+            }
+            if let Some(c) = self.store.get(&d.id)? {
+                if c.rp_id == rp_id {
+                    found.push_back(c);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    fn get_next_assertion(&mut self) -> CtapResult {
+        let now = self.clock.now();
+        let Some(mut pending) = self.pending.take() else {
+            return Err(CtapError::NotAllowed);
+        };
+        if now > pending.expires {
+            return Err(CtapError::NotAllowed);
+        }
+        let Some(cred) = pending.remaining.pop_front() else {
+            return Err(CtapError::NotAllowed);
+        };
+        let response = self.assertion(&cred, &pending.client_data_hash, pending.flags, None)?;
+        tracing::debug!(rp = %pending.rp_id, left = pending.remaining.len(), "next assertion");
+        if !pending.remaining.is_empty() {
+            pending.expires = now + NEXT_ASSERTION_WINDOW_MS;
+            self.pending = Some(pending);
+        }
+        Ok(Some(response))
+    }
+
+    /// Sign one assertion. The counter is incremented and persisted before
+    /// the signature is made, so a counter value is never handed out twice.
+    fn assertion(
+        &mut self,
+        cred: &Credential,
+        client_data_hash: &[u8],
+        flag_bits: u8,
+        count: Option<usize>,
+    ) -> Result<Value, CtapError> {
+        let counter = self.store.increment_counter(&cred.id, self.clock.unix_millis())?;
+        let auth_data = authdata::build(&cred.rp_id, flag_bits, counter, None, None);
+        let sig = self.sign(&cred.key_blob, &auth_data, client_data_hash)?;
+        let descriptor = CredentialDescriptor {
+            kind: "public-key".into(),
+            id: cred.id.clone(),
+        };
+        let mut entries = vec![
+            (0x01, descriptor.to_value()),
+            (0x02, Value::Bytes(auth_data)),
+            (0x03, Value::Bytes(sig)),
+        ];
+        // §6.2.2: without user verification only the user id may be returned.
+        if cred.discoverable {
+            entries.push((0x04, text_map([("id", Value::Bytes(cred.user_id.clone()))])));
+        }
+        if let Some(n) = count {
+            entries.push((0x05, Value::Integer((n as u64).into())));
+        }
+        Ok(int_map(entries))
+    }
+
+    fn reset(&mut self, io: &dyn Interaction) -> CtapResult {
+        if self.clock.now().saturating_sub(self.powered_up_at) > RESET_WINDOW_MS {
+            return Err(CtapError::NotAllowed);
+        }
+        self.ask(Action::Reset, "", None, io)?;
+        self.store.delete_all()?;
+        self.custody.reset()?;
+        tracing::warn!("authenticator reset: every credential erased");
+        Ok(None)
+    }
+}
+
+/// The COSE_Key for an ES256 public key. coset emits kty(1), alg(3),
+/// crv(-1), x(-2), y(-3): CTAP2 canonical order.
+fn cose_public_key(public: &PublicKey) -> Result<Vec<u8>, CtapError> {
+    coset::CoseKeyBuilder::new_ec2_pub_key(iana::EllipticCurve::P_256, public.x.to_vec(), public.y.to_vec())
+        .algorithm(iana::Algorithm::ES256)
+        .build()
+        .to_vec()
+        .map_err(|_| CtapError::Other)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,671 @@
+//! Unit tests of every command's success and error paths, with software
+//! custody, the in-memory store, a scripted person and a manual clock.
+
+use super::*;
+use crate::clock::ManualClock;
+use crate::custody::insecure_software::InsecureSoftwareCustody;
+use crate::store::MemoryStore;
+use crate::user::{NoInteraction, Scripted, Step};
+use p256::ecdsa::signature::Verifier;
+use p256::ecdsa::{Signature, VerifyingKey};
+use std::sync::Mutex;
+
+/// A scripted person the test can still talk to after handing it over.
+#[derive(Clone)]
+struct Person(Arc<Mutex<Scripted>>);
+
+impl UserPresence for Person {
+    fn request_presence(&mut self, req: &PresenceRequest, t: Duration, io: &dyn Interaction) -> Presence {
+        let mut s = self.0.lock().unwrap();
+        s.request_presence(req, t, io)
+    }
+}
+
+impl Person {
+    fn push(&self, step: Step) {
+        self.0.lock().unwrap().push(step);
+    }
+    fn seen(&self) -> Vec<PresenceRequest> {
+        self.0.lock().unwrap().seen.clone()
+    }
+}
+
+struct Rig {
+    auth: Authenticator,
+    person: Person,
+    clock: ManualClock,
+}
+
+fn rig() -> Rig {
+    let person = Person(Arc::new(Mutex::new(Scripted::new([], Step::Approve))));
+    let clock = ManualClock::new();
+    let auth = Authenticator::new(
+        Box::new(InsecureSoftwareCustody::new()),
+        Box::new(MemoryStore::new()),
+        Box::new(person.clone()),
+        Arc::new(clock.clone()),
+        Config {
+            presence_timeout: Duration::from_millis(50),
+        },
+    );
+    Rig { auth, person, clock }
+}
+
+const CDH: [u8; 32] = [0x42; 32];
+
+fn text(s: &str) -> Value {
+    Value::Text(s.into())
+}
+
+fn es256_param() -> Value {
+    text_map([
+        ("alg", Value::Integer(ES256.into())),
+        ("type", text("public-key")),
+    ])
+}
+
+struct Mc {
+    rp: &'static str,
+    user_id: Vec<u8>,
+    rk: bool,
+    exclude: Vec<Vec<u8>>,
+    extra: Vec<(u64, Value)>,
+}
+
+impl Mc {
+    fn new(rp: &'static str, user_id: &[u8], rk: bool) -> Self {
+        Self {
+            rp,
+            user_id: user_id.to_vec(),
+            rk,
+            exclude: vec![],
+            extra: vec![],
+        }
+    }
+    fn encode(&self) -> Vec<u8> {
+        let mut entries = vec![
+            (1, Value::Bytes(CDH.to_vec())),
+            (2, text_map([("id", text(self.rp)), ("name", text("Example"))])),
+            (
+                3,
+                text_map([
+                    ("id", Value::Bytes(self.user_id.clone())),
+                    ("name", text("alice@example.com")),
+                ]),
+            ),
+            (4, Value::Array(vec![es256_param()])),
+        ];
+        if !self.exclude.is_empty() {
+            entries.push((5, descriptors(&self.exclude)));
+        }
+        if self.rk {
+            entries.push((7, text_map([("rk", Value::Bool(true))])));
+        }
+        entries.extend(self.extra.iter().cloned());
+        let mut out = vec![command::MAKE_CREDENTIAL];
+        out.extend(cbor::encode(&int_map(entries)));
+        out
+    }
+}
+
+fn descriptors(ids: &[Vec<u8>]) -> Value {
+    Value::Array(
+        ids.iter()
+            .map(|id| text_map([("id", Value::Bytes(id.clone())), ("type", text("public-key"))]))
+            .collect(),
+    )
+}
+
+fn ga(rp: &str, allow: &[Vec<u8>], options: Option<Value>) -> Vec<u8> {
+    let mut entries = vec![(1, text(rp)), (2, Value::Bytes(CDH.to_vec()))];
+    if !allow.is_empty() {
+        entries.push((3, descriptors(allow)));
+    }
+    if let Some(o) = options {
+        entries.push((5, o));
+    }
+    let mut out = vec![command::GET_ASSERTION];
+    out.extend(cbor::encode(&int_map(entries)));
+    out
+}
+
+/// Splits a response into its status and decoded map.
+fn parse(resp: &[u8]) -> Result<Vec<(i128, Value)>, u8> {
+    if resp[0] != 0 {
+        assert_eq!(resp.len(), 1, "errors carry no payload");
+        return Err(resp[0]);
+    }
+    let v = cbor::decode(&resp[1..]).expect("valid CBOR");
+    // Canonical: the bytes we sent are exactly what re-encoding produces.
+    assert_eq!(cbor::encode(&v), resp[1..], "canonical encoding");
+    let Value::Map(m) = v else { panic!("not a map") };
+    let keys: Vec<i128> = m
+        .iter()
+        .map(|(k, _)| i128::from(k.as_integer().unwrap()))
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted, "ascending keys");
+    Ok(m.into_iter()
+        .map(|(k, v)| (i128::from(k.as_integer().unwrap()), v))
+        .collect())
+}
+
+fn get(m: &[(i128, Value)], k: i128) -> Option<&Value> {
+    m.iter().find(|(key, _)| *key == k).map(|(_, v)| v)
+}
+
+fn bytes_of(v: Option<&Value>) -> Vec<u8> {
+    v.and_then(Value::as_bytes).cloned().expect("bytes")
+}
+
+struct Made {
+    id: Vec<u8>,
+    key: VerifyingKey,
+    auth_data: Vec<u8>,
+}
+
+fn make(r: &mut Rig, mc: &Mc) -> Made {
+    let resp = parse(&r.auth.handle(&mc.encode(), &NoInteraction)).expect("make credential ok");
+    let auth_data = bytes_of(get(&resp, 2));
+    let id_len = u16::from_be_bytes([auth_data[53], auth_data[54]]) as usize;
+    let id = auth_data[55..55 + id_len].to_vec();
+    let cose: Value = ciborium::from_reader(&auth_data[55 + id_len..]).unwrap();
+    let Value::Map(cose) = cose else { panic!() };
+    let coord = |label: i128| {
+        cose.iter()
+            .find(|(k, _)| k.as_integer().map(i128::from) == Some(label))
+            .and_then(|(_, v)| v.as_bytes().cloned())
+            .unwrap()
+    };
+    let point = p256::EncodedPoint::from_affine_coordinates(
+        coord(-2).as_slice().into(),
+        coord(-3).as_slice().into(),
+        false,
+    );
+    let key = VerifyingKey::from_encoded_point(&point).unwrap();
+    Made { id, key, auth_data }
+}
+
+fn verify(key: &VerifyingKey, auth_data: &[u8], sig: &[u8]) {
+    let mut msg = auth_data.to_vec();
+    msg.extend_from_slice(&CDH);
+    key.verify(&msg, &Signature::from_der(sig).unwrap())
+        .expect("signature verifies");
+}
+
+fn counter(auth_data: &[u8]) -> u32 {
+    u32::from_be_bytes(auth_data[33..37].try_into().unwrap())
+}
+
+#[test]
+fn get_info_describes_this_authenticator() {
+    let mut r = rig();
+    let m = parse(&r.auth.handle(&[command::GET_INFO], &NoInteraction)).unwrap();
+    assert_eq!(bytes_of(get(&m, 3)), crate::AAGUID);
+    assert_eq!(get(&m, 5).unwrap().as_integer().map(i128::from), Some(7609));
+    let versions = get(&m, 1).unwrap().as_array().unwrap();
+    assert!(!versions.iter().any(|v| v.as_text() == Some("U2F_V2")), "no U2F");
+    let opts = cbor::text_keyed(get(&m, 4).unwrap().clone()).unwrap();
+    assert_eq!(opts.get("rk"), Some(&Value::Bool(true)));
+    assert_eq!(opts.get("plat"), Some(&Value::Bool(false)));
+}
+
+#[test]
+fn make_credential_gives_verifiable_packed_self_attestation() {
+    let mut r = rig();
+    let resp = parse(
+        &r.auth
+            .handle(&Mc::new("example.com", b"u1", false).encode(), &NoInteraction),
+    )
+    .unwrap();
+    assert_eq!(get(&resp, 1), Some(&text("packed")));
+    let auth_data = bytes_of(get(&resp, 2));
+    assert_eq!(&auth_data[..32], &Sha256::digest(b"example.com")[..]);
+    assert_eq!(auth_data[32], flags::UP | flags::AT, "UP and AT only: BE=BS=UV=0");
+    assert_eq!(counter(&auth_data), 0);
+    assert_eq!(&auth_data[37..53], &crate::AAGUID);
+    let stmt = cbor::text_keyed(get(&resp, 3).unwrap().clone()).unwrap();
+    assert_eq!(stmt.get("alg"), Some(&Value::Integer(ES256.into())));
+    assert!(!stmt.contains_key("x5c"), "self attestation has no certificate");
+    let sig = stmt.get("sig").and_then(Value::as_bytes).unwrap();
+    let made = make(&mut rig(), &Mc::new("example.com", b"u1", false));
+    assert_eq!(made.id.len(), CREDENTIAL_ID_LEN);
+    // The signature in the first response verifies under its own attested key.
+    let id_len = u16::from_be_bytes([auth_data[53], auth_data[54]]) as usize;
+    let cose: Value = ciborium::from_reader(&auth_data[55 + id_len..]).unwrap();
+    let cose_bytes = cbor::encode(&cose);
+    assert_eq!(
+        &cose_bytes[..5],
+        &[0xa5, 0x01, 0x02, 0x03, 0x26],
+        "kty=EC2 then alg=ES256, canonical"
+    );
+    let key = {
+        let Value::Map(m) = cose else { panic!() };
+        let x = m[3].1.as_bytes().unwrap().clone();
+        let y = m[4].1.as_bytes().unwrap().clone();
+        VerifyingKey::from_encoded_point(&p256::EncodedPoint::from_affine_coordinates(
+            x.as_slice().into(),
+            y.as_slice().into(),
+            false,
+        ))
+        .unwrap()
+    };
+    verify(&key, &auth_data, sig);
+    assert_eq!(r.person.seen()[0].action, Action::Register);
+    assert_eq!(r.person.seen()[0].rp_id, "example.com");
+}
+
+#[test]
+fn none_attestation_when_asked_first() {
+    let mut r = rig();
+    let mut mc = Mc::new("example.com", b"u1", false);
+    mc.extra
+        .push((0x0B, Value::Array(vec![text("none"), text("packed")])));
+    let resp = parse(&r.auth.handle(&mc.encode(), &NoInteraction)).unwrap();
+    assert_eq!(get(&resp, 1), Some(&text("none")));
+    assert_eq!(get(&resp, 3), Some(&Value::Map(vec![])));
+}
+
+#[test]
+fn make_credential_refusals() {
+    let mut r = rig();
+    let mut only_rs256 = Mc::new("example.com", b"u", false);
+    only_rs256.extra.push((4, Value::Null));
+    let bytes = {
+        let mut b = vec![command::MAKE_CREDENTIAL];
+        b.extend(cbor::encode(&int_map([
+            (1, Value::Bytes(CDH.to_vec())),
+            (2, text_map([("id", text("example.com"))])),
+            (3, text_map([("id", Value::Bytes(vec![1]))])),
+            (
+                4,
+                Value::Array(vec![
+                    text_map([
+                        ("alg", Value::Integer((-257).into())),
+                        ("type", text("public-key")),
+                    ]),
+                    text_map([
+                        ("alg", Value::Integer(ES256.into())),
+                        ("type", text("other-type")),
+                    ]),
+                ]),
+            ),
+        ])));
+        b
+    };
+    assert_eq!(
+        r.auth.handle(&bytes, &NoInteraction),
+        [CtapError::UnsupportedAlgorithm.code()]
+    );
+
+    for (opts, code) in [
+        (text_map([("up", Value::Bool(false))]), CtapError::InvalidOption),
+        (text_map([("uv", Value::Bool(true))]), CtapError::InvalidOption),
+        (
+            text_map([("rk", Value::Integer(1.into()))]),
+            CtapError::CborUnexpectedType,
+        ),
+    ] {
+        let mut mc = Mc::new("example.com", b"u", false);
+        mc.extra.push((7, opts));
+        assert_eq!(r.auth.handle(&mc.encode(), &NoInteraction), [code.code()]);
+    }
+    let mut ep = Mc::new("example.com", b"u", false);
+    ep.extra.push((0x0A, Value::Integer(1.into())));
+    assert_eq!(
+        r.auth.handle(&ep.encode(), &NoInteraction),
+        [CtapError::InvalidParameter.code()]
+    );
+    assert!(
+        r.person.seen().is_empty(),
+        "nobody is asked for a request that is refused anyway"
+    );
+}
+
+#[test]
+fn denied_presence_creates_nothing() {
+    let mut r = rig();
+    r.person.push(Step::Deny);
+    let resp = r
+        .auth
+        .handle(&Mc::new("example.com", b"u", true).encode(), &NoInteraction);
+    assert_eq!(resp, [CtapError::OperationDenied.code()]);
+    assert_eq!(
+        r.auth.handle(&ga("example.com", &[], None), &NoInteraction),
+        [CtapError::NoCredentials.code()]
+    );
+}
+
+#[test]
+fn presence_timeout_and_cancel() {
+    struct Cancelled;
+    impl Interaction for Cancelled {
+        fn is_cancelled(&self) -> bool {
+            true
+        }
+        fn set_status(&self, _: KeepaliveStatus) {}
+    }
+    let mut r = rig();
+    r.person.push(Step::NoAnswer);
+    let resp = r
+        .auth
+        .handle(&Mc::new("example.com", b"u", true).encode(), &NoInteraction);
+    assert_eq!(resp, [CtapError::UserActionTimeout.code()]);
+    r.person.push(Step::NoAnswer);
+    let resp = r
+        .auth
+        .handle(&Mc::new("example.com", b"u", true).encode(), &Cancelled);
+    assert_eq!(resp, [CtapError::KeepaliveCancel.code()]);
+}
+
+#[test]
+fn exclude_list_is_revealed_only_after_presence() {
+    let mut r = rig();
+    let made = make(&mut r, &Mc::new("example.com", b"u", false));
+    let other = make(&mut r, &Mc::new("other.example", b"u", false));
+
+    let mut mc = Mc::new("example.com", b"u2", false);
+    mc.exclude = vec![made.id.clone()];
+    r.person.push(Step::Deny);
+    assert_eq!(
+        r.auth.handle(&mc.encode(), &NoInteraction),
+        [CtapError::OperationDenied.code()]
+    );
+    assert_eq!(
+        r.auth.handle(&mc.encode(), &NoInteraction),
+        [CtapError::CredentialExcluded.code()]
+    );
+    assert_eq!(r.person.seen().last().unwrap().action, Action::AlreadyRegistered);
+
+    // Another RP's credential in the list excludes nothing.
+    mc.exclude = vec![other.id.clone(), vec![1; 16]];
+    assert!(parse(&r.auth.handle(&mc.encode(), &NoInteraction)).is_ok());
+}
+
+#[test]
+fn assertion_with_allow_list_verifies_and_counts_up() {
+    let mut r = rig();
+    let made = make(&mut r, &Mc::new("example.com", b"u", false));
+    let mut last = counter(&made.auth_data);
+    for _ in 0..3 {
+        let m = parse(&r.auth.handle(
+            &ga("example.com", &[vec![9; 32], made.id.clone()], None),
+            &NoInteraction,
+        ))
+        .unwrap();
+        let auth_data = bytes_of(get(&m, 2));
+        assert_eq!(auth_data.len(), 37);
+        assert_eq!(auth_data[32], flags::UP);
+        assert!(counter(&auth_data) > last);
+        last = counter(&auth_data);
+        verify(&made.key, &auth_data, &bytes_of(get(&m, 3)));
+        let cred = cbor::text_keyed(get(&m, 1).unwrap().clone()).unwrap();
+        assert_eq!(cred.get("id").and_then(Value::as_bytes), Some(&made.id));
+        assert!(
+            get(&m, 4).is_none(),
+            "a non-discoverable credential has no user to return"
+        );
+        assert!(get(&m, 5).is_none());
+    }
+    // Bound to its RP: another RP cannot use it.
+    assert_eq!(
+        r.auth.handle(
+            &ga("evil.example", std::slice::from_ref(&made.id), None),
+            &NoInteraction
+        ),
+        [CtapError::NoCredentials.code()]
+    );
+    // A non-discoverable credential is not found without an allowList.
+    assert_eq!(
+        r.auth.handle(&ga("example.com", &[], None), &NoInteraction),
+        [CtapError::NoCredentials.code()]
+    );
+}
+
+#[test]
+fn discovery_returns_most_recent_first_then_next_assertions() {
+    let mut r = rig();
+    let a = make(&mut r, &Mc::new("example.com", b"alice", true));
+    let b = make(&mut r, &Mc::new("example.com", b"bob", true));
+    let c = make(&mut r, &Mc::new("example.com", b"carol", true));
+    make(&mut r, &Mc::new("other.example", b"dave", true));
+
+    let m = parse(&r.auth.handle(&ga("example.com", &[], None), &NoInteraction)).unwrap();
+    assert_eq!(get(&m, 5), Some(&Value::Integer(3.into())));
+    let user = cbor::text_keyed(get(&m, 4).unwrap().clone()).unwrap();
+    assert_eq!(
+        user.get("id").and_then(Value::as_bytes).map(Vec::as_slice),
+        Some(&b"carol"[..])
+    );
+    assert_eq!(user.len(), 1, "no name or displayName without user verification");
+    verify(&c.key, &bytes_of(get(&m, 2)), &bytes_of(get(&m, 3)));
+    assert_eq!(
+        r.person.seen().len(),
+        5,
+        "four registrations and one sign-in prompt"
+    );
+
+    for (made, uid) in [(&b, &b"bob"[..]), (&a, &b"alice"[..])] {
+        r.clock.advance(NEXT_ASSERTION_WINDOW_MS - 1);
+        let m = parse(&r.auth.handle(&[command::GET_NEXT_ASSERTION], &NoInteraction)).unwrap();
+        assert!(
+            get(&m, 5).is_none(),
+            "numberOfCredentials only in the first response"
+        );
+        let user = cbor::text_keyed(get(&m, 4).unwrap().clone()).unwrap();
+        assert_eq!(
+            user.get("id").and_then(Value::as_bytes).map(Vec::as_slice),
+            Some(uid)
+        );
+        verify(&made.key, &bytes_of(get(&m, 2)), &bytes_of(get(&m, 3)));
+    }
+    assert_eq!(r.person.seen().len(), 5, "next assertions do not ask again");
+    assert_eq!(
+        r.auth.handle(&[command::GET_NEXT_ASSERTION], &NoInteraction),
+        [CtapError::NotAllowed.code()]
+    );
+}
+
+#[test]
+fn next_assertion_expires_and_ends_with_other_commands_and_power_cycles() {
+    let mut r = rig();
+    make(&mut r, &Mc::new("example.com", b"alice", true));
+    make(&mut r, &Mc::new("example.com", b"bob", true));
+    let next = [command::GET_NEXT_ASSERTION];
+    let not_allowed = [CtapError::NotAllowed.code()];
+
+    assert_eq!(
+        r.auth.handle(&next, &NoInteraction),
+        not_allowed,
+        "nothing pending"
+    );
+
+    parse(&r.auth.handle(&ga("example.com", &[], None), &NoInteraction)).unwrap();
+    r.clock.advance(NEXT_ASSERTION_WINDOW_MS + 1);
+    assert_eq!(r.auth.handle(&next, &NoInteraction), not_allowed, "30 s passed");
+
+    parse(&r.auth.handle(&ga("example.com", &[], None), &NoInteraction)).unwrap();
+    parse(&r.auth.handle(&[command::GET_INFO], &NoInteraction)).unwrap();
+    assert_eq!(
+        r.auth.handle(&next, &NoInteraction),
+        not_allowed,
+        "another command came between"
+    );
+
+    parse(&r.auth.handle(&ga("example.com", &[], None), &NoInteraction)).unwrap();
+    r.auth.power_cycle();
+    assert_eq!(r.auth.handle(&next, &NoInteraction), not_allowed, "power cycle");
+}
+
+#[test]
+fn same_rp_and_user_replaces_the_resident_credential() {
+    let mut r = rig();
+    let old = make(&mut r, &Mc::new("example.com", b"alice", true));
+    let new = make(&mut r, &Mc::new("example.com", b"alice", true));
+    let m = parse(&r.auth.handle(&ga("example.com", &[], None), &NoInteraction)).unwrap();
+    assert!(get(&m, 5).is_none(), "only one credential left");
+    verify(&new.key, &bytes_of(get(&m, 2)), &bytes_of(get(&m, 3)));
+    assert_eq!(
+        r.auth.handle(&ga("example.com", &[old.id], None), &NoInteraction),
+        [CtapError::NoCredentials.code()]
+    );
+}
+
+#[test]
+fn silent_assertion_has_no_up_and_no_prompt() {
+    let mut r = rig();
+    let made = make(&mut r, &Mc::new("example.com", b"u", false));
+    let asked = r.person.seen().len();
+    let m = parse(&r.auth.handle(
+        &ga(
+            "example.com",
+            std::slice::from_ref(&made.id),
+            Some(text_map([("up", Value::Bool(false))])),
+        ),
+        &NoInteraction,
+    ))
+    .unwrap();
+    let auth_data = bytes_of(get(&m, 2));
+    assert_eq!(auth_data[32] & flags::UP, 0);
+    assert_eq!(
+        counter(&auth_data),
+        1,
+        "the counter moves for silent assertions too"
+    );
+    assert_eq!(r.person.seen().len(), asked);
+}
+
+#[test]
+fn get_assertion_option_errors() {
+    let mut r = rig();
+    let rk = ga("example.com", &[], Some(text_map([("rk", Value::Bool(true))])));
+    assert_eq!(
+        r.auth.handle(&rk, &NoInteraction),
+        [CtapError::UnsupportedOption.code()]
+    );
+    let uv = ga("example.com", &[], Some(text_map([("uv", Value::Bool(true))])));
+    assert_eq!(
+        r.auth.handle(&uv, &NoInteraction),
+        [CtapError::InvalidOption.code()]
+    );
+    let missing = [command::GET_ASSERTION, 0xa1, 0x01, 0x61, b'x'];
+    assert_eq!(
+        r.auth.handle(&missing, &NoInteraction),
+        [CtapError::MissingParameter.code()]
+    );
+}
+
+#[test]
+fn zero_length_pin_auth_asks_for_touch_then_reports_no_pin() {
+    let mut r = rig();
+    let mut mc = Mc::new("example.com", b"u", false);
+    mc.extra.push((8, Value::Bytes(vec![])));
+    assert_eq!(
+        r.auth.handle(&mc.encode(), &NoInteraction),
+        [CtapError::PinNotSet.code()]
+    );
+    assert_eq!(r.person.seen().len(), 1);
+    mc.extra.push((9, Value::Integer(7.into())));
+    mc.extra[0] = (8, Value::Bytes(vec![1; 16]));
+    assert_eq!(
+        r.auth.handle(&mc.encode(), &NoInteraction),
+        [CtapError::InvalidParameter.code()]
+    );
+}
+
+#[test]
+fn reset_only_in_the_window_and_after_presence() {
+    let mut r = rig();
+    let made = make(&mut r, &Mc::new("example.com", b"u", true));
+    r.person.push(Step::Deny);
+    assert_eq!(
+        r.auth.handle(&[command::RESET], &NoInteraction),
+        [CtapError::OperationDenied.code()]
+    );
+    r.clock.advance(RESET_WINDOW_MS + 1);
+    assert_eq!(
+        r.auth.handle(&[command::RESET], &NoInteraction),
+        [CtapError::NotAllowed.code()]
+    );
+    assert!(parse(&r.auth.handle(
+        &ga("example.com", std::slice::from_ref(&made.id), None),
+        &NoInteraction
+    ))
+    .is_ok());
+
+    r.auth.power_cycle();
+    r.clock.advance(RESET_WINDOW_MS - 1);
+    assert_eq!(r.auth.handle(&[command::RESET], &NoInteraction), [0]);
+    assert_eq!(r.person.seen().last().unwrap().action, Action::Reset);
+    assert_eq!(
+        r.auth.handle(&ga("example.com", &[], None), &NoInteraction),
+        [CtapError::NoCredentials.code()]
+    );
+}
+
+#[test]
+fn selection_needs_presence() {
+    let mut r = rig();
+    assert_eq!(r.auth.handle(&[command::SELECTION], &NoInteraction), [0]);
+    r.person.push(Step::Deny);
+    assert_eq!(
+        r.auth.handle(&[command::SELECTION], &NoInteraction),
+        [CtapError::OperationDenied.code()]
+    );
+}
+
+#[test]
+fn framing_errors() {
+    let mut r = rig();
+    assert_eq!(
+        r.auth.handle(&[], &NoInteraction),
+        [CtapError::InvalidLength.code()]
+    );
+    assert_eq!(
+        r.auth.handle(&[0x55], &NoInteraction),
+        [CtapError::InvalidCommand.code()]
+    );
+    assert_eq!(
+        r.auth.handle(&[command::MAKE_CREDENTIAL, 0xff], &NoInteraction),
+        [CtapError::InvalidCbor.code()]
+    );
+    assert_eq!(
+        r.auth.handle(&[command::GET_ASSERTION, 0x80], &NoInteraction),
+        [CtapError::CborUnexpectedType.code()]
+    );
+}
+
+#[test]
+fn arbitrary_bytes_never_panic() {
+    let mut r = rig();
+    // A small xorshift so the test is deterministic without a dependency.
+    let mut s: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    };
+    let valid = Mc::new("example.com", b"u", true).encode();
+    for i in 0..5_000 {
+        let len = (next() % 200) as usize;
+        let mut msg: Vec<u8> = if i % 2 == 0 {
+            // Mutations of a valid request reach deeper than pure noise.
+            let mut m = valid.clone();
+            for _ in 0..=(next() % 4) {
+                let at = (next() as usize) % m.len();
+                m[at] = next() as u8;
+            }
+            m.truncate(1 + (next() as usize) % m.len());
+            m
+        } else {
+            (0..len).map(|_| next() as u8).collect()
+        };
+        if let Some(first) = msg.first_mut() {
+            *first = [1, 2, 4, 7, 8, 0x0b, 0x55][(next() % 7) as usize];
+        }
+        let resp = r.auth.handle(&msg, &NoInteraction);
+        assert!(!resp.is_empty());
+    }
+}

@@ -1,0 +1,56 @@
+//! The key custody seam: who holds the private keys.
+//!
+//! The authenticator never sees a private key. It asks custody to create a
+//! P-256 key and gets back an opaque, custody-wrapped blob (stored next to the
+//! credential) plus the public key; to sign, it hands the blob back with a
+//! SHA-256 digest. The real implementation is the TPM (next issue); the one
+//! in [`insecure_software`] keeps keys in process memory and exists only for
+//! unit tests and the simulation.
+
+pub mod insecure_software;
+
+/// An uncompressed P-256 public key, as affine coordinates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicKey {
+    pub x: [u8; 32],
+    pub y: [u8; 32],
+}
+
+/// What custody returns for a new key: the wrapped blob to store, and the public key.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    /// Opaque to everyone but the custody that made it.
+    pub blob: Vec<u8>,
+    pub public: PublicKey,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CustodyError {
+    /// The blob is not one this custody made (or it is corrupt).
+    #[error("key blob rejected by custody")]
+    InvalidBlob,
+    /// The custody needs user verification it does not have (wrong or missing PIN).
+    #[error("custody refused: authorisation failed")]
+    AuthFailed,
+    /// Anything else (TPM communication failure, ...). Never includes secrets.
+    #[error("custody failure: {0}")]
+    Backend(String),
+}
+
+pub trait KeyCustody: Send {
+    /// A short name for logs, `info` and `doctor` (e.g. "tpm", "insecure-software").
+    fn name(&self) -> &'static str;
+
+    /// True only for custody whose keys cannot leave secure hardware.
+    fn is_hardware(&self) -> bool;
+
+    /// Create a new P-256 signing key.
+    fn create_key(&mut self) -> Result<NewKey, CustodyError>;
+
+    /// Sign a SHA-256 digest with the key in `blob`; returns an ASN.1 DER
+    /// ECDSA signature (the form WebAuthn uses for ES256).
+    fn sign_digest(&mut self, blob: &[u8], digest: &[u8; 32]) -> Result<Vec<u8>, CustodyError>;
+
+    /// Forget everything (authenticatorReset). Blobs made before are useless afterwards.
+    fn reset(&mut self) -> Result<(), CustodyError>;
+}

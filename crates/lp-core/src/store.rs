@@ -1,0 +1,70 @@
+//! The credential store seam.
+//!
+//! The contract that matters: when a method returns `Ok`, the change is on
+//! stable storage. The authenticator answers the client only after that, so
+//! nothing acknowledged is lost if the process dies the next instant.
+
+mod memory;
+pub use memory::MemoryStore;
+
+/// One credential, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    /// Random credential id (32 bytes), the key of the store. Carries no secret.
+    pub id: Vec<u8>,
+    pub rp_id: String,
+    pub rp_name: Option<String>,
+    pub user_id: Vec<u8>,
+    pub user_name: Option<String>,
+    pub user_display_name: Option<String>,
+    /// Resident ("discoverable") credential.
+    pub discoverable: bool,
+    /// The custody-wrapped private key (for the TPM: public and private areas).
+    pub key_blob: Vec<u8>,
+    /// The COSE_Key public key, as sent in the attested credential data.
+    pub public_key_cose: Vec<u8>,
+    /// Signature counter: only ever goes up.
+    pub sign_count: u32,
+    /// Unix milliseconds.
+    pub created: u64,
+    /// Unix milliseconds of the last assertion, if any.
+    pub last_used: Option<u64>,
+    /// credProtect level (1 = userVerificationOptional), kept now so the
+    /// schema does not change when the extension lands.
+    pub cred_protect: u8,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store failure: {0}")]
+    Backend(String),
+}
+
+pub trait CredentialStore: Send {
+    /// Store a new credential. If it is discoverable, any discoverable
+    /// credential with the same RP ID and user id is removed in the same
+    /// atomic step (CTAP 2.1 6.1.2 step 18). Returns the ids removed.
+    fn insert(&mut self, cred: &Credential) -> Result<Vec<Vec<u8>>, StoreError>;
+
+    fn get(&self, id: &[u8]) -> Result<Option<Credential>, StoreError>;
+
+    /// Discoverable credentials for an RP, most recently created first.
+    fn discoverable_for_rp(&self, rp_id: &str) -> Result<Vec<Credential>, StoreError>;
+
+    /// Increment the credential's signature counter, record `now` as its
+    /// last use, and return the new counter value — persisted before returning.
+    fn increment_counter(&mut self, id: &[u8], now: u64) -> Result<u32, StoreError>;
+
+    /// Returns false when there was no such credential.
+    fn delete(&mut self, id: &[u8]) -> Result<bool, StoreError>;
+
+    /// Remove every credential (authenticatorReset).
+    fn delete_all(&mut self) -> Result<(), StoreError>;
+
+    /// Every credential, most recently created first (for `localpasskey list`).
+    fn all(&self) -> Result<Vec<Credential>, StoreError>;
+
+    /// Small persistent settings and state (later: PIN state, retries).
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    fn set_meta(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError>;
+}

@@ -1,0 +1,84 @@
+//! An in-memory store for unit tests, fuzzing and benchmarks of the core.
+//! It keeps the same contract as the SQLite store except durability.
+
+use super::{Credential, CredentialStore, StoreError};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Default, Clone)]
+pub struct MemoryStore {
+    creds: Vec<Credential>,
+    meta: BTreeMap<String, Vec<u8>>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl CredentialStore for MemoryStore {
+    fn insert(&mut self, cred: &Credential) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut removed = Vec::new();
+        if cred.discoverable {
+            self.creds.retain(|c| {
+                let same = c.discoverable && c.rp_id == cred.rp_id && c.user_id == cred.user_id;
+                if same {
+                    removed.push(c.id.clone());
+                }
+                !same
+            });
+        }
+        self.creds.push(cred.clone());
+        Ok(removed)
+    }
+
+    fn get(&self, id: &[u8]) -> Result<Option<Credential>, StoreError> {
+        Ok(self.creds.iter().find(|c| c.id == id).cloned())
+    }
+
+    fn discoverable_for_rp(&self, rp_id: &str) -> Result<Vec<Credential>, StoreError> {
+        // Later insertions are newer: walk backwards for "most recent first".
+        Ok(self
+            .creds
+            .iter()
+            .rev()
+            .filter(|c| c.discoverable && c.rp_id == rp_id)
+            .cloned()
+            .collect())
+    }
+
+    fn increment_counter(&mut self, id: &[u8], now: u64) -> Result<u32, StoreError> {
+        let c = self
+            .creds
+            .iter_mut()
+            .find(|c| c.id == id)
+            .ok_or_else(|| StoreError::Backend("no such credential".into()))?;
+        c.sign_count = c.sign_count.saturating_add(1);
+        c.last_used = Some(now);
+        Ok(c.sign_count)
+    }
+
+    fn delete(&mut self, id: &[u8]) -> Result<bool, StoreError> {
+        let before = self.creds.len();
+        self.creds.retain(|c| c.id != id);
+        Ok(self.creds.len() != before)
+    }
+
+    fn delete_all(&mut self) -> Result<(), StoreError> {
+        self.creds.clear();
+        Ok(())
+    }
+
+    fn all(&self) -> Result<Vec<Credential>, StoreError> {
+        Ok(self.creds.iter().rev().cloned().collect())
+    }
+
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.meta.get(key).cloned())
+    }
+
+    fn set_meta(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.meta.insert(key.to_owned(), value.to_vec());
+        Ok(())
+    }
+}

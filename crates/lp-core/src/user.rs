@@ -1,0 +1,188 @@
+//! The user seam: asking the person at the keyboard.
+//!
+//! A prompt must name the RP ID (what the browser verified), never only the
+//! RP's self-chosen display name, plus the account and what is being asked,
+//! so that a person can refuse a request they did not start.
+
+use std::time::Duration;
+
+/// What the person is asked to approve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Create a passkey.
+    Register,
+    /// Sign in.
+    SignIn,
+    /// MakeCredential hit the excludeList: the spec asks for presence before
+    /// saying so, so a page cannot probe for credentials silently.
+    AlreadyRegistered,
+    /// Erase every passkey (authenticatorReset).
+    Reset,
+    /// The platform asks which of several authenticators to use.
+    Select,
+}
+
+impl Action {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Action::Register => "create a passkey",
+            Action::SignIn => "sign in",
+            Action::AlreadyRegistered => "confirm (a passkey already exists here)",
+            Action::Reset => "ERASE ALL PASSKEYS",
+            Action::Select => "select this security key",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PresenceRequest {
+    pub action: Action,
+    /// The RP ID (empty for Reset and Select, which have none).
+    pub rp_id: String,
+    pub user_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    Approved,
+    Denied,
+    /// Nobody answered before the deadline.
+    TimedOut,
+    /// The platform sent CTAPHID_CANCEL.
+    Cancelled,
+}
+
+/// Status shown to the platform through CTAPHID_KEEPALIVE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum KeepaliveStatus {
+    Processing = 1,
+    UpNeeded = 2,
+}
+
+/// What the transport lends the authenticator while one request runs.
+pub trait Interaction: Sync {
+    /// True once the platform has cancelled this request.
+    fn is_cancelled(&self) -> bool;
+    /// Changes what the keepalives report.
+    fn set_status(&self, status: KeepaliveStatus);
+}
+
+/// An interaction with nobody on the other end: never cancelled, keepalives go nowhere.
+/// For unit tests and in-process callers.
+#[derive(Debug, Default)]
+pub struct NoInteraction;
+
+impl Interaction for NoInteraction {
+    fn is_cancelled(&self) -> bool {
+        false
+    }
+    fn set_status(&self, _: KeepaliveStatus) {}
+}
+
+pub trait UserPresence: Send {
+    /// Ask for presence and wait at most `timeout` for an answer, returning
+    /// early with `Cancelled` when `io.is_cancelled()` becomes true.
+    fn request_presence(
+        &mut self,
+        req: &PresenceRequest,
+        timeout: Duration,
+        io: &dyn Interaction,
+    ) -> Presence;
+}
+
+/// Approves every request at once. Only for the simulation transport, where
+/// there is no device to touch; the daemon refuses it with real transports.
+#[derive(Debug, Default)]
+pub struct AlwaysApprove;
+
+impl UserPresence for AlwaysApprove {
+    fn request_presence(&mut self, _: &PresenceRequest, _: Duration, _: &dyn Interaction) -> Presence {
+        Presence::Approved
+    }
+}
+
+/// One scripted answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Approve,
+    Deny,
+    /// Wait this long (keepalives flow, cancel is honoured), then approve.
+    DelayThenApprove(Duration),
+    /// Never answer: the request ends by timeout or cancel.
+    NoAnswer,
+}
+
+impl std::str::FromStr for Step {
+    type Err = String;
+    /// `approve`, `deny`, `delay <ms>`, `wait`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut words = s.split_whitespace();
+        match (words.next(), words.next(), words.next()) {
+            (Some("approve"), None, None) => Ok(Step::Approve),
+            (Some("deny"), None, None) => Ok(Step::Deny),
+            (Some("wait"), None, None) => Ok(Step::NoAnswer),
+            (Some("delay"), Some(ms), None) => ms
+                .parse()
+                .map(|ms| Step::DelayThenApprove(Duration::from_millis(ms)))
+                .map_err(|_| format!("bad delay {ms:?}")),
+            _ => Err(format!(
+                "unknown presence step {s:?} (approve, deny, wait, delay <ms>)"
+            )),
+        }
+    }
+}
+
+/// Runs a scripted step: waits in small slices so cancel is seen quickly.
+pub fn play_step(step: Step, timeout: Duration, io: &dyn Interaction) -> Presence {
+    io.set_status(KeepaliveStatus::UpNeeded);
+    let (wait, then) = match step {
+        Step::Approve => return Presence::Approved,
+        Step::Deny => return Presence::Denied,
+        Step::DelayThenApprove(d) if d < timeout => (d, Presence::Approved),
+        Step::DelayThenApprove(_) | Step::NoAnswer => (timeout, Presence::TimedOut),
+    };
+    let start = std::time::Instant::now();
+    while start.elapsed() < wait {
+        if io.is_cancelled() {
+            return Presence::Cancelled;
+        }
+        std::thread::sleep(Duration::from_millis(5).min(wait.saturating_sub(start.elapsed())));
+    }
+    then
+}
+
+/// Answers from a fixed list of steps, then with a default. For tests.
+#[derive(Debug)]
+pub struct Scripted {
+    steps: std::collections::VecDeque<Step>,
+    default: Step,
+    /// Every request seen, so tests can check what the person was shown.
+    pub seen: Vec<PresenceRequest>,
+}
+
+impl Scripted {
+    pub fn new(steps: impl IntoIterator<Item = Step>, default: Step) -> Self {
+        Self {
+            steps: steps.into_iter().collect(),
+            default,
+            seen: Vec::new(),
+        }
+    }
+    pub fn push(&mut self, step: Step) {
+        self.steps.push_back(step);
+    }
+}
+
+impl UserPresence for Scripted {
+    fn request_presence(
+        &mut self,
+        req: &PresenceRequest,
+        timeout: Duration,
+        io: &dyn Interaction,
+    ) -> Presence {
+        self.seen.push(req.clone());
+        let step = self.steps.pop_front().unwrap_or(self.default);
+        play_step(step, timeout, io)
+    }
+}
