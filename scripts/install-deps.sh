@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Install everything LocalPasskey's build and tests need on a fresh Debian 12 /
+# Ubuntu machine. Idempotent: a second run changes nothing and takes a second.
+#
+#   scripts/install-deps.sh
+#
+# - Debian packages (apt-get update only when one is missing)
+# - cargo, through rustup, only if there is no cargo at all
+# - a Python venv at .venv with tests/e2e/requirements.txt
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$(pwd)
+
+log() { printf '==> %s\n' "$*"; }
+
+# ---------------------------------------------------------------- apt packages
+# build-essential/pkg-config: Rust crates that build C (rusqlite's bundled SQLite).
+# python3-venv/python3-pip: the end-to-end test client.
+# swtpm, swtpm-tools, tpm2-tools, libtss2-dev: TPM custody (next milestone).
+# fido2-tools: libfido2's command-line clients (next milestones).
+APT_PACKAGES=(
+    build-essential pkg-config python3-venv python3-pip
+    swtpm swtpm-tools tpm2-tools libtss2-dev fido2-tools
+)
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+        SUDO=(sudo)
+    fi
+fi
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+        missing+=("$p")
+    fi
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "error: missing packages (${missing[*]}) and no apt-get: install them by hand" >&2
+        exit 1
+    fi
+    if [ "$(id -u)" -ne 0 ] && [ "${#SUDO[@]}" -eq 0 ]; then
+        echo "error: missing packages (${missing[*]}); run as root or install sudo" >&2
+        exit 1
+    fi
+    log "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    "${SUDO[@]}" apt-get update -q
+    "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+    log "Debian packages present"
+fi
+
+# ----------------------------------------------------------------------- cargo
+if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+fi
+if command -v cargo >/dev/null 2>&1; then
+    log "cargo present: $(cargo --version)"
+else
+    log "cargo not found: installing the Rust toolchain with rustup"
+    if command -v rustup >/dev/null 2>&1; then
+        rustup toolchain install stable --profile minimal --component rustfmt,clippy
+        rustup default stable
+    elif command -v curl >/dev/null 2>&1; then
+        curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs |
+            sh -s -- -y --profile minimal --component rustfmt,clippy
+    else
+        echo "error: no cargo, no rustup and no curl: install Rust (https://rustup.rs) by hand" >&2
+        exit 1
+    fi
+    export PATH="$HOME/.cargo/bin:$PATH"
+    command -v cargo >/dev/null 2>&1 || { echo "error: cargo still not on PATH" >&2; exit 1; }
+    log "installed $(cargo --version); add \$HOME/.cargo/bin to your PATH"
+fi
+
+# ------------------------------------------------------------- python venv
+VENV="$ROOT/.venv"
+REQ="$ROOT/tests/e2e/requirements.txt"
+STAMP="$VENV/.requirements.sha256"
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
+    log "creating Python venv at .venv"
+    rm -rf "$VENV"
+    "$PYTHON" -m venv "$VENV"
+fi
+
+want=$(sha256sum "$REQ" | cut -d' ' -f1)
+have=$(cat "$STAMP" 2>/dev/null || true)
+if [ "$want" != "$have" ] || ! "$VENV/bin/python" -c 'import fido2, webauthn, cbor2, pytest' >/dev/null 2>&1; then
+    log "installing Python test requirements into .venv"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$REQ"
+    echo "$want" >"$STAMP"
+else
+    log "Python test requirements present in .venv"
+fi
+"$VENV/bin/python" - <<'EOF'
+import importlib.metadata as m
+print("==> python test deps: " + ", ".join(
+    f"{p} {m.version(p)}" for p in ("fido2", "webauthn", "cbor2", "pytest")))
+EOF

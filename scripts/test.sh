@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# The one command that runs every test of LocalPasskey (README and CI call it):
+#
+#   scripts/test.sh
+#
+# 1. installs what is missing (scripts/install-deps.sh)
+# 2. cargo fmt --check, cargo clippy -D warnings, cargo test
+# 3. cargo build, then the end-to-end suite (tests/e2e, python-fido2 against the
+#    real daemon over the UDP simulation transport)
+#
+# Every step runs even when an earlier one failed (the end-to-end suite needs
+# the build), a summary is printed at the end, and the exit status is non-zero
+# if anything failed. Extra arguments go to pytest (e.g. `-k crash -x`).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$(pwd)
+export PATH="$HOME/.cargo/bin:$PATH"
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+
+STEPS=()
+RESULTS=()
+TIMES=()
+FAILED=0
+
+# run_step NAME COMMAND...: run, time and record one step.
+run_step() {
+    local name=$1
+    shift
+    printf '\n======== %s ========\n' "$name"
+    printf '$ %s\n' "$*"
+    local start=$SECONDS rc=0
+    "$@" || rc=$?
+    STEPS+=("$name")
+    TIMES+=("$((SECONDS - start))s")
+    if [ "$rc" -eq 0 ]; then
+        RESULTS+=("ok")
+    else
+        RESULTS+=("FAILED (exit $rc)")
+        FAILED=1
+    fi
+    return "$rc"
+}
+
+skip_step() {
+    STEPS+=("$1")
+    TIMES+=("-")
+    RESULTS+=("SKIPPED ($2)")
+    FAILED=1
+}
+
+summary() {
+    printf '\n======== summary ========\n'
+    local i
+    for i in "${!STEPS[@]}"; do
+        printf '  %-34s %-6s %s\n' "${STEPS[$i]}" "${TIMES[$i]}" "${RESULTS[$i]}"
+    done
+    if [ -n "${JUNIT:-}" ] && [ -s "$JUNIT" ]; then
+        python3 - "$JUNIT" <<'PY' || true
+import sys
+import xml.etree.ElementTree as ET
+
+root = ET.parse(sys.argv[1]).getroot()
+suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+n = {k: sum(int(s.get(k, 0)) for s in suites) for k in ("tests", "failures", "errors", "skipped")}
+failed = n["failures"] + n["errors"]
+passed = n["tests"] - failed - n["skipped"]
+for s in suites:
+    for case in s.iter("testcase"):
+        if case.find("failure") is not None or case.find("error") is not None:
+            print(f"  e2e FAILED: {case.get('name')}")
+print(f"e2e: {passed} passed, {failed} failed, {n['skipped']} skipped")
+PY
+    fi
+    if [ "$FAILED" -eq 0 ]; then
+        printf 'ALL CHECKS PASSED (%ss)\n' "$SECONDS"
+    else
+        printf 'SOME CHECKS FAILED (%ss)\n' "$SECONDS"
+    fi
+}
+
+if ! run_step "install dependencies" ./scripts/install-deps.sh; then
+    summary
+    exit 1
+fi
+
+run_step "cargo fmt --check" cargo fmt --all -- --check || true
+run_step "cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D warnings || true
+run_step "cargo test" cargo test --workspace || true
+
+# The end-to-end suite runs a debug build: a release build would compile every
+# dependency a second time, and the suite is not CPU-bound.
+BIN="$ROOT/target/debug/localpasskey"
+if run_step "cargo build" cargo build --workspace --bins; then
+    mkdir -p "$ROOT/test-output"
+    JUNIT="$ROOT/test-output/e2e-junit.xml"
+    rm -f "$JUNIT"
+    run_step "end-to-end (pytest tests/e2e)" \
+        env LOCALPASSKEY_BIN="$BIN" "$ROOT/.venv/bin/python" -m pytest "$ROOT/tests/e2e" \
+        -v -p no:cacheprovider --junitxml="$JUNIT" "$@" || true
+else
+    skip_step "end-to-end (pytest tests/e2e)" "no binary"
+fi
+
+summary
+exit "$FAILED"

@@ -1,0 +1,854 @@
+"""Helpers for the LocalPasskey end-to-end suite.
+
+- `Daemon`: one `localpasskey run` process on a random loopback UDP port with
+  its own data directory and a scripted presence file.
+- `UdpConnection`: a python-fido2 `CtapHidConnection` over the UDP simulation
+  transport (one datagram = one raw 64-byte CTAPHID report), so that fido2's
+  own `CtapHidDevice`, `Ctap2` and `Fido2Client` talk to the daemon for real.
+- `RawHid`: hand-made CTAPHID reports, for the framing and bad-input tests.
+- `RelyingParty`: registers and authenticates through `Fido2Client` and checks
+  every answer with two relying-party implementations nobody here wrote:
+  `fido2.server.Fido2Server` and py_webauthn.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import signal
+import socket
+import struct
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import webauthn
+from fido2.attestation import Attestation, AttestationType
+from fido2.client import DefaultClientDataCollector, Fido2Client, UserInteraction
+from fido2.ctap import STATUS, CtapError
+from fido2.ctap2 import Ctap2
+from fido2.hid import CtapHidDevice
+from fido2.hid.base import CtapHidConnection, HidDescriptor
+from fido2.server import Fido2Server
+from fido2.webauthn import (
+    AttestedCredentialData,
+    AuthenticatorData,
+    CollectedClientData,
+)
+from webauthn.helpers import parse_attestation_object
+from webauthn.helpers.structs import CredentialDeviceType
+
+REPO = Path(__file__).resolve().parents[2]
+
+# The project's AAGUID (crates/lp-core/src/lib.rs, DESIGN.md promise 4).
+AAGUID = bytes.fromhex("cb8a205c984c4e7e98eb5800f04355ef")
+AAGUID_STR = "cb8a205c-984c-4e7e-98eb-5800f04355ef"
+MAX_MSG_SIZE = 7609
+
+# The simulated power-cycle datagram (FACTS.md, "UDP simulation convention").
+POWER_CYCLE = bytes.fromhex(
+    "ac1052ca95e569de69e02ebff333485f13f9b2da34c5a8a340526697a9ab2e0b"
+    "394d8d04973c134005be1a0140bff6045bb26eb77a73eaa47813f6b49a7250dc"
+)
+
+BROADCAST_CID = 0xFFFFFFFF
+TYPE_INIT = 0x80
+
+# CTAPHID commands and error codes (CTAP 2.1 section 11.2).
+HID_PING = 0x01
+HID_MSG = 0x03
+HID_LOCK = 0x04
+HID_INIT = 0x06
+HID_WINK = 0x08
+HID_CBOR = 0x10
+HID_CANCEL = 0x11
+HID_KEEPALIVE = 0x3B
+HID_ERROR = 0x3F
+
+ERR_INVALID_CMD = 0x01
+ERR_INVALID_PAR = 0x02
+ERR_INVALID_LEN = 0x03
+ERR_INVALID_SEQ = 0x04
+ERR_MSG_TIMEOUT = 0x05
+ERR_CHANNEL_BUSY = 0x06
+ERR_INVALID_CHANNEL = 0x0B
+
+CAP_WINK = 0x01
+CAP_LOCK = 0x02
+CAP_CBOR = 0x04
+CAP_NMSG = 0x08
+
+# CTAP2 commands and status codes (CTAP 2.1 sections 6 and 8.2).
+CMD_MAKE_CREDENTIAL = 0x01
+CMD_GET_ASSERTION = 0x02
+CMD_GET_INFO = 0x04
+CMD_RESET = 0x07
+CMD_GET_NEXT_ASSERTION = 0x08
+CMD_SELECTION = 0x0B
+
+CTAP2_OK = 0x00
+INVALID_COMMAND = 0x01
+INVALID_PARAMETER = 0x02
+CBOR_UNEXPECTED_TYPE = 0x11
+INVALID_CBOR = 0x12
+MISSING_PARAMETER = 0x14
+CREDENTIAL_EXCLUDED = 0x19
+UNSUPPORTED_ALGORITHM = 0x26
+OPERATION_DENIED = 0x27
+UNSUPPORTED_OPTION = 0x2B
+INVALID_OPTION = 0x2C
+KEEPALIVE_CANCEL = 0x2D
+NO_CREDENTIALS = 0x2E
+USER_ACTION_TIMEOUT = 0x2F
+NOT_ALLOWED = 0x30
+
+ES256 = -7
+RS256 = -257
+
+FLAG_UP = 0x01
+FLAG_UV = 0x04
+FLAG_BE = 0x08
+FLAG_BS = 0x10
+FLAG_AT = 0x40
+FLAG_ED = 0x80
+
+PORT_RANGE = (20000, 31998)
+
+
+def binary() -> Path:
+    b = Path(os.environ.get("LOCALPASSKEY_BIN", REPO / "target/debug/localpasskey"))
+    if not b.is_absolute():
+        b = REPO / b
+    return b
+
+
+def status_name(code: int) -> str:
+    try:
+        return f"0x{code:02X} {CtapError.ERR(code).name}"
+    except ValueError:
+        return f"0x{code:02X}"
+
+
+# --------------------------------------------------------------------------
+# Transport
+# --------------------------------------------------------------------------
+
+
+class UdpConnection(CtapHidConnection):
+    """python-fido2 HID connection over the UDP simulation transport.
+
+    `read_timeout` bounds the wait for any one report (the daemon sends a
+    keepalive at least every ~100 ms while it works). `call_limit` bounds a
+    whole request: a daemon that sent keepalives forever would otherwise hang
+    the suite.
+    """
+
+    def __init__(self, port: int, read_timeout: float = 10.0, call_limit: float = 90.0):
+        self.port = port
+        self.read_timeout = read_timeout
+        self.call_limit = call_limit
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.connect(("127.0.0.1", port))
+        self._last_write = time.monotonic()
+        self._closed = False
+
+    def write_packet(self, data: bytes) -> None:
+        if len(data) != 64:
+            raise ValueError(f"report of {len(data)} bytes")
+        self._last_write = time.monotonic()
+        self.sock.send(data)
+
+    def read_packet(self) -> bytes:
+        while True:
+            if time.monotonic() - self._last_write > self.call_limit:
+                raise TimeoutError(
+                    f"no final answer {self.call_limit:.0f} s after the last request packet"
+                )
+            self.sock.settimeout(self.read_timeout)
+            try:
+                data = self.sock.recv(4096)
+            except socket.timeout:
+                raise TimeoutError(
+                    f"no CTAPHID report from the daemon within {self.read_timeout} s"
+                ) from None
+            if len(data) == 64:
+                return data
+            if self._closed:
+                raise ConnectionAbortedError("connection closed by the test")
+            # Not a report: the daemon never sends these, but never trust it.
+            raise AssertionError(f"daemon sent a {len(data)}-byte datagram: {data.hex()}")
+
+    def close(self) -> None:
+        # shutdown() wakes up a thread blocked in recv() on this socket.
+        self._closed = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+def hid_device(port: int, **kw) -> CtapHidDevice:
+    descriptor = HidDescriptor(
+        path=f"udp:127.0.0.1:{port}",
+        vid=0,
+        pid=0,
+        report_size_in=64,
+        report_size_out=64,
+        product_name="LocalPasskey (UDP simulation)",
+        serial_number=None,
+    )
+    return CtapHidDevice(descriptor, UdpConnection(port, **kw))
+
+
+class RawHid:
+    """Hand-built CTAPHID reports over UDP (for framing and bad-input tests)."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.connect(("127.0.0.1", port))
+
+    def close(self):
+        self.sock.close()
+
+    def send_datagram(self, data: bytes) -> None:
+        self.sock.send(data)
+
+    def send(self, report: bytes) -> None:
+        assert len(report) <= 64
+        self.sock.send(report.ljust(64, b"\0"))
+
+    def recv(self, timeout: float = 5.0) -> bytes | None:
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(4096)
+        except socket.timeout:
+            return None
+        assert len(data) == 64, f"daemon sent a {len(data)}-byte datagram"
+        return data
+
+    def drain(self, quiet: float = 0.2) -> list[bytes]:
+        out = []
+        while (r := self.recv(quiet)) is not None:
+            out.append(r)
+        return out
+
+    @staticmethod
+    def init_packet(cid: int, cmd: int, length: int, data: bytes = b"") -> bytes:
+        return (struct.pack(">IBH", cid, TYPE_INIT | cmd, length) + data[:57]).ljust(64, b"\0")
+
+    @staticmethod
+    def cont_packet(cid: int, seq: int, data: bytes = b"") -> bytes:
+        return (struct.pack(">IB", cid, seq) + data[:59]).ljust(64, b"\0")
+
+    @staticmethod
+    def packets(cid: int, cmd: int, payload: bytes) -> list[bytes]:
+        out = [RawHid.init_packet(cid, cmd, len(payload), payload[:57])]
+        rest = payload[57:]
+        seq = 0
+        while rest:
+            out.append(RawHid.cont_packet(cid, seq, rest[:59]))
+            rest = rest[59:]
+            seq += 1
+        return out
+
+    def send_message(self, cid: int, cmd: int, payload: bytes) -> None:
+        for p in self.packets(cid, cmd, payload):
+            self.send(p)
+
+    def read_message(self, cid: int, timeout: float = 10.0, keepalives: list | None = None):
+        """Read one whole response on `cid`: returns (cmd, payload).
+
+        Keepalives are skipped (and recorded). Reports on other channels are an error.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            assert left > 0, f"no response on channel {cid:08x} within {timeout} s"
+            r = self.recv(left)
+            assert r is not None, f"no response on channel {cid:08x} within {timeout} s"
+            rcid, cmd = struct.unpack_from(">IB", r)
+            assert rcid == cid, f"report for channel {rcid:08x}, expected {cid:08x}: {r.hex()}"
+            assert cmd & TYPE_INIT, f"continuation packet where an initialisation packet was due: {r.hex()}"
+            cmd &= 0x7F
+            if cmd == HID_KEEPALIVE:
+                if keepalives is not None:
+                    keepalives.append(r[7])
+                continue
+            (length,) = struct.unpack_from(">H", r, 5)
+            data = r[7:]
+            seq = 0
+            while len(data) < length:
+                left = deadline - time.monotonic()
+                c = self.recv(max(left, 0.01))
+                assert c is not None, "response truncated: continuation packet missing"
+                ccid, cseq = struct.unpack_from(">IB", c)
+                assert ccid == cid and cseq == seq, f"bad continuation {c.hex()}"
+                data += c[5:]
+                seq += 1
+            return cmd, data[:length]
+
+    def init(self, cid: int = BROADCAST_CID, nonce: bytes | None = None) -> int:
+        """CTAPHID_INIT on `cid`; returns the channel id the daemon gave."""
+        nonce = nonce or os.urandom(8)
+        self.send(self.init_packet(cid, HID_INIT, 8, nonce))
+        cmd, data = self.read_message(cid, timeout=5.0)
+        assert cmd == HID_INIT, f"INIT answered with command 0x{cmd:02x}: {data.hex()}"
+        assert len(data) >= 17, f"INIT response of {len(data)} bytes"
+        assert data[:8] == nonce, "INIT response with the wrong nonce"
+        (new_cid,) = struct.unpack_from(">I", data, 8)
+        return new_cid
+
+    def request(self, cid: int, cmd: int, payload: bytes, timeout: float = 10.0, keepalives=None):
+        self.send_message(cid, cmd, payload)
+        return self.read_message(cid, timeout=timeout, keepalives=keepalives)
+
+    def cbor(self, cid: int, ctap_cmd: int, params: bytes = b"", timeout: float = 10.0) -> tuple[int, bytes]:
+        """Send one CTAP2 request (command byte + raw CBOR bytes); returns (status, body)."""
+        cmd, data = self.request(cid, HID_CBOR, bytes([ctap_cmd]) + params, timeout=timeout)
+        if cmd == HID_ERROR:
+            raise AssertionError(f"CTAPHID_ERROR 0x{data[0]:02x} where a CBOR response was due")
+        assert cmd == HID_CBOR, f"answered with CTAPHID command 0x{cmd:02x}"
+        assert len(data) >= 1, "empty CBOR response"
+        return data[0], data[1:]
+
+    def expect_error(self, cid: int, timeout: float = 5.0) -> int:
+        cmd, data = self.read_message(cid, timeout=timeout)
+        assert cmd == HID_ERROR, f"expected CTAPHID_ERROR, got command 0x{cmd:02x} {data.hex()}"
+        assert len(data) == 1, f"CTAPHID_ERROR with {len(data)} bytes of payload"
+        return data[0]
+
+
+# --------------------------------------------------------------------------
+# The daemon
+# --------------------------------------------------------------------------
+
+
+class DaemonStartError(Exception):
+    pass
+
+
+class Daemon:
+    """One `localpasskey run` on the UDP simulation transport.
+
+    Presence is always scripted (`--presence script:FILE`, empty file =
+    approve), so every test can queue `deny`, `wait`, `delay N` answers and
+    check afterwards that the daemon really asked (the line was consumed).
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        data_dir: Path | None = None,
+        presence_timeout_ms: int | None = None,
+        presence: str | None = None,
+        extra_args: tuple[str, ...] = (),
+    ):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.data_dir = Path(data_dir) if data_dir else self.workdir / "data"
+        self.script = self.workdir / "presence.txt"
+        self.script.write_text("")
+        self.presence_mode = presence or f"script:{self.script}"
+        self.presence_timeout_ms = presence_timeout_ms
+        self.extra_args = extra_args
+        self.proc: subprocess.Popen | None = None
+        self.port: int | None = None
+        self.logs: list[Path] = []
+        self.started_at: float | None = None
+        self._devices: list[CtapHidDevice] = []
+
+    # ---- process control
+
+    def command(self, port: int) -> list[str]:
+        cmd = [
+            str(binary()),
+            "run",
+            "--transport", "udp",
+            "--listen", f"127.0.0.1:{port}",
+            "--data-dir", str(self.data_dir),
+            "--custody", "insecure-software",
+            "--presence", self.presence_mode,
+        ]
+        if self.presence_timeout_ms is not None:
+            cmd += ["--presence-timeout-ms", str(self.presence_timeout_ms)]
+        return cmd + list(self.extra_args)
+
+    def start(self, port: int | None = None, ready_timeout: float = 10.0) -> "Daemon":
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        b = binary()
+        if not b.exists():
+            raise DaemonStartError(f"no daemon binary at {b} (set LOCALPASSKEY_BIN or run cargo build)")
+        attempts = 1 if port else 8
+        last_err = ""
+        for _ in range(attempts):
+            p = port or self._free_port()
+            log = self.workdir / f"daemon-{len(self.logs)}.stderr"
+            self.logs.append(log)
+            env = dict(os.environ)
+            env.setdefault("LOCALPASSKEY_LOG", "debug")
+            env["NO_COLOR"] = "1"
+            with open(log, "wb") as err:
+                self.proc = subprocess.Popen(
+                    self.command(p),
+                    stdin=subprocess.DEVNULL,
+                    stdout=err,
+                    stderr=err,
+                    env=env,
+                    preexec_fn=lambda: os.umask(0o022),
+                )
+            self.port = p
+            try:
+                self._wait_ready(ready_timeout)
+                self.started_at = time.monotonic()
+                return self
+            except DaemonStartError as e:
+                last_err = str(e)
+                exited = self.proc.poll() is not None
+                self._terminate()
+                text = log.read_text(errors="replace").lower()
+                if exited and "in use" in text and not port:
+                    continue  # someone took the port between our check and the bind
+                raise
+        raise DaemonStartError(f"could not start the daemon on a free port: {last_err}")
+
+    @staticmethod
+    def _free_port() -> int:
+        for _ in range(200):
+            p = random.randint(*PORT_RANGE)
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                s.bind(("127.0.0.1", p))
+            except OSError:
+                continue
+            finally:
+                s.close()
+            return p
+        raise DaemonStartError("no free UDP port in 20000-31998")
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        raw = RawHid(self.port)
+        try:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise DaemonStartError(
+                        f"daemon exited with status {self.proc.returncode} before answering INIT:\n"
+                        + self.stderr()
+                    )
+                nonce = os.urandom(8)
+                raw.send(RawHid.init_packet(BROADCAST_CID, HID_INIT, 8, nonce))
+                try:
+                    r = raw.recv(0.1)
+                except ConnectionRefusedError:
+                    r = None
+                    time.sleep(0.05)
+                if r and r[:5] == struct.pack(">IB", BROADCAST_CID, TYPE_INIT | HID_INIT) and r[7:15] == nonce:
+                    return
+            raise DaemonStartError(
+                f"daemon did not answer CTAPHID_INIT on 127.0.0.1:{self.port} within {timeout} s:\n"
+                + self.stderr()
+            )
+        finally:
+            raw.close()
+
+    def _terminate(self, sig=signal.SIGTERM) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def close_devices(self) -> None:
+        for d in self._devices:
+            try:
+                d.close()
+            except Exception:
+                pass
+        self._devices.clear()
+
+    def stop(self) -> None:
+        """Graceful stop (SIGTERM, then SIGKILL after 5 s)."""
+        self._terminate(signal.SIGTERM)
+        self.close_devices()
+
+    def kill(self) -> None:
+        """SIGKILL: the process gets no chance to clean up."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.close_devices()
+
+    def restart(self, same_port: bool = False) -> "Daemon":
+        self.stop()
+        return self.start(port=self.port if same_port else None)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stderr(self) -> str:
+        parts = []
+        for i, log in enumerate(self.logs):
+            try:
+                text = log.read_text(errors="replace")
+            except FileNotFoundError:
+                text = "(no log)"
+            if len(self.logs) > 1:
+                parts.append(f"--- daemon start #{i} ---")
+            parts.append(text[-20000:])
+        return "\n".join(parts)
+
+    # ---- clients
+
+    def device(self, **kw) -> CtapHidDevice:
+        dev = hid_device(self.port, **kw)
+        self._devices.append(dev)
+        return dev
+
+    def ctap2(self, **kw) -> Ctap2:
+        return Ctap2(self.device(**kw))
+
+    def client(self, origin: str = "https://example.com", interaction: UserInteraction | None = None) -> Fido2Client:
+        return Fido2Client(
+            self.device(),
+            DefaultClientDataCollector(origin),
+            user_interaction=interaction or RecordingInteraction(),
+        )
+
+    def raw(self) -> RawHid:
+        return RawHid(self.port)
+
+    def power_cycle(self, via_cli: bool = False) -> None:
+        """Send the simulated power-cycle datagram. Open a new device afterwards."""
+        self.close_devices()
+        if via_cli:
+            r = run_cli("power-cycle", "--to", f"127.0.0.1:{self.port}")
+            assert r.returncode == 0, f"power-cycle failed: {r.stderr}"
+        else:
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.sendto(POWER_CYCLE, ("127.0.0.1", self.port))
+            s.close()
+        # Make sure it has been processed: the next INIT answer comes after it.
+        assert_alive(self)
+
+    # ---- presence script
+
+    def presence(self, *lines: str) -> None:
+        """Queue answers for the next presence requests (one per line)."""
+        self.script.write_text("".join(l + "\n" for l in lines))
+
+    def pending_presence(self) -> list[str]:
+        if not self.script.exists():
+            return []
+        return [l.strip() for l in self.script.read_text().splitlines() if l.strip()]
+
+    # ---- CLI on this daemon's data dir
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        r = run_cli(args[0], "--data-dir", str(self.data_dir), *args[1:])
+        if check:
+            assert r.returncode == 0, f"localpasskey {' '.join(args)} exited {r.returncode}:\n{r.stderr}"
+        return r
+
+    def list_json(self) -> list[dict]:
+        r = self.cli("list", "--json")
+        return json.loads(r.stdout)
+
+
+def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env.setdefault("LOCALPASSKEY_LOG", "warn")
+    env["NO_COLOR"] = "1"
+    return subprocess.run(
+        [str(binary()), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def assert_alive(daemon: Daemon) -> None:
+    """The daemon answers INIT on the broadcast channel, and PING on the new channel."""
+    assert daemon.running, "daemon process is gone:\n" + daemon.stderr()
+    raw = daemon.raw()
+    try:
+        cid = raw.init()
+        assert cid not in (0, BROADCAST_CID)
+        payload = os.urandom(100)
+        cmd, data = raw.request(cid, HID_PING, payload)
+        assert (cmd, data) == (HID_PING, payload), "PING did not echo"
+    finally:
+        raw.close()
+
+
+class RecordingInteraction(UserInteraction):
+    def __init__(self):
+        self.prompts = 0
+
+    def prompt_up(self) -> None:
+        self.prompts += 1
+
+
+class KeepaliveRecorder:
+    """An on_keepalive callback that records statuses and can cancel on UP-needed."""
+
+    def __init__(self, cancel_on_up: threading.Event | None = None):
+        self.statuses: list[int] = []
+        self.first_up_at: float | None = None
+        self._cancel = cancel_on_up
+
+    def __call__(self, status):
+        self.statuses.append(int(status))
+        if status == STATUS.UPNEEDED and self.first_up_at is None:
+            self.first_up_at = time.monotonic()
+            if self._cancel is not None:
+                self._cancel.set()
+
+
+# --------------------------------------------------------------------------
+# Authenticator data and signatures, checked independently
+# --------------------------------------------------------------------------
+
+
+def rp_id_hash(rp_id: str) -> bytes:
+    return hashlib.sha256(rp_id.encode()).digest()
+
+
+def check_flags(auth_data: AuthenticatorData, up: bool, at: bool = False) -> None:
+    """Honest flags (DESIGN.md promise 3): BE=0, BS=0 always, UV=0 (no UV yet), UP as asked."""
+    f = auth_data.flags
+    assert bool(f & FLAG_UP) == up, f"UP flag {bool(f & FLAG_UP)}, expected {up} (flags 0x{f:02x})"
+    assert not f & FLAG_UV, f"UV=1 without user verification (flags 0x{f:02x})"
+    assert not f & FLAG_BE, f"BE=1: backup eligible (flags 0x{f:02x})"
+    assert not f & FLAG_BS, f"BS=1: backed up (flags 0x{f:02x})"
+    assert bool(f & FLAG_AT) == at, f"AT flag {bool(f & FLAG_AT)}, expected {at} (flags 0x{f:02x})"
+    assert not f & FLAG_ED, f"ED=1 but no extensions were asked for (flags 0x{f:02x})"
+    # No reserved bits.
+    assert not f & 0x22, f"reserved flag bits set (flags 0x{f:02x})"
+
+
+def verify_es256(cose_public_key: bytes, message: bytes, signature: bytes) -> None:
+    """Verify with py_webauthn's COSE decoding and signature code (not fido2's)."""
+    from webauthn.helpers import (
+        decode_credential_public_key,
+        decoded_public_key_to_cryptography,
+        verify_signature,
+    )
+
+    decoded = decode_credential_public_key(cose_public_key)
+    assert decoded.alg == ES256, f"credential key alg {decoded.alg}, expected ES256"
+    pub = decoded_public_key_to_cryptography(decoded)
+    verify_signature(public_key=pub, signature_alg=decoded.alg, signature=signature, data=message)
+
+
+def verify_packed_self(attestation_object, client_data_hash: bytes) -> None:
+    """fido2.server's attestation hook: packed self-attestation, ES256, no x5c."""
+    assert attestation_object.fmt == "packed", f"attestation format {attestation_object.fmt!r}"
+    stmt = attestation_object.att_stmt
+    assert set(stmt) == {"alg", "sig"}, f"packed attStmt keys {sorted(stmt)} (expected alg, sig; no x5c)"
+    assert stmt["alg"] == ES256
+    result = Attestation.for_type("packed")().verify(stmt, attestation_object.auth_data, client_data_hash)
+    assert result.attestation_type == AttestationType.SELF, result.attestation_type
+
+
+@dataclass
+class Registered:
+    """What a relying party keeps about one credential."""
+
+    credential_id: bytes
+    credential_data: AttestedCredentialData
+    public_key: bytes  # COSE_Key as sent by the authenticator
+    user_id: bytes
+    discoverable: bool
+    sign_count: int
+    fmt: str
+    counters: list[int] = field(default_factory=list)
+
+
+class RelyingParty:
+    """A WebAuthn relying party whose every check is done twice, by two libraries."""
+
+    def __init__(self, rp_id: str = "example.com", origin: str | None = None, attestation: str = "direct"):
+        self.rp_id = rp_id
+        self.origin = origin or f"https://{rp_id}"
+        self.attestation = attestation
+        self.server = Fido2Server(
+            {"id": rp_id, "name": f"RP {rp_id}"},
+            attestation=attestation,
+            verify_attestation=verify_packed_self,
+        )
+        self.credentials: dict[bytes, Registered] = {}
+
+    # ---- registration
+
+    def register(
+        self,
+        client: Fido2Client,
+        user_id: bytes | None = None,
+        user_name: str = "alice",
+        resident_key: str = "discouraged",
+        user_verification: str = "discouraged",
+        exclude: list[bytes] | None = None,
+        expect_fmt: str = "packed",
+    ) -> Registered:
+        user_id = user_id or os.urandom(16)
+        user = {"id": user_id, "name": user_name, "displayName": user_name.title()}
+        exclude_creds = [self.credentials[c].credential_data for c in exclude or []]
+        options, state = self.server.register_begin(
+            user,
+            credentials=exclude_creds or None,
+            resident_key_requirement=resident_key,
+            user_verification=user_verification,
+        )
+        response = client.make_credential(options.public_key)
+        return self.complete_registration(state, options.public_key.challenge, response, user_id,
+                                          resident_key == "required", expect_fmt)
+
+    def complete_registration(self, state, challenge, response, user_id, discoverable, expect_fmt) -> Registered:
+        # 1. fido2.server
+        auth_data = self.server.register_complete(state, response)
+        att_obj = response.response.attestation_object
+        assert att_obj.fmt == expect_fmt, f"attestation format {att_obj.fmt!r}, expected {expect_fmt!r}"
+        check_flags(auth_data, up=True, at=True)
+        assert auth_data.rp_id_hash == rp_id_hash(self.rp_id)
+        cd = auth_data.credential_data
+        assert cd.aaguid == AAGUID, f"AAGUID {cd.aaguid.hex()}"
+        assert cd.public_key[3] == ES256, f"COSE alg {cd.public_key[3]}"
+        assert len(cd.credential_id) >= 16, "credential id too short to be random"
+        if expect_fmt == "packed":
+            verify_packed_self(att_obj, response.response.client_data.hash)
+
+        # 2. py_webauthn, from the JSON a browser would send.
+        as_json = json.loads(json.dumps(dict(response), default=_json_default))
+        v = webauthn.verify_registration_response(
+            credential=as_json,
+            expected_challenge=challenge,
+            expected_rp_id=self.rp_id,
+            expected_origin=self.origin,
+            require_user_presence=True,
+            require_user_verification=False,
+        )
+        assert v.fmt == expect_fmt, v.fmt
+        assert v.aaguid == AAGUID_STR, v.aaguid
+        assert v.credential_id == cd.credential_id
+        assert v.credential_device_type == CredentialDeviceType.SINGLE_DEVICE
+        assert v.credential_backed_up is False
+        assert v.user_verified is False
+        assert v.sign_count == auth_data.counter
+        parsed = parse_attestation_object(bytes(att_obj))
+        cose = parsed.auth_data.attested_credential_data.credential_public_key
+        assert v.credential_public_key == cose
+
+        reg = Registered(
+            credential_id=cd.credential_id,
+            credential_data=cd,
+            public_key=cose,
+            user_id=user_id,
+            discoverable=discoverable,
+            sign_count=auth_data.counter,
+            fmt=att_obj.fmt,
+        )
+        self.credentials[reg.credential_id] = reg
+        return reg
+
+    # ---- authentication
+
+    def authenticate(
+        self,
+        client: Fido2Client,
+        allow: list[bytes] | None = None,
+        user_verification: str = "discouraged",
+    ) -> list[Registered]:
+        """One WebAuthn get(); every returned assertion is verified twice.
+
+        `allow=None` means a discoverable-credential request (no allowList).
+        Returns the credentials that answered, in the authenticator's order.
+        """
+        creds = [self.credentials[c].credential_data for c in allow] if allow else None
+        options, state = self.server.authenticate_begin(creds, user_verification=user_verification)
+        selection = client.get_assertion(options.public_key)
+        responses = [selection.get_response(i) for i in range(len(selection.get_assertions()))]
+        used = []
+        for response in responses:
+            used.append(self.verify_assertion(state, options.public_key.challenge, response, allow))
+        return used
+
+    def verify_assertion(self, state, challenge, response, allow) -> Registered:
+        cred_id = response.raw_id
+        assert cred_id in self.credentials, f"unknown credential {cred_id.hex()}"
+        reg = self.credentials[cred_id]
+        if allow is not None:
+            assert cred_id in allow, "a credential outside the allowList answered"
+        auth_data = response.response.authenticator_data
+        # 1. fido2.server
+        self.server.authenticate_complete(state, [reg.credential_data], response)
+        check_flags(auth_data, up=True)
+        assert auth_data.rp_id_hash == rp_id_hash(self.rp_id)
+        if reg.discoverable:
+            assert response.response.user_handle == reg.user_id, "wrong or missing userHandle"
+        # 2. py_webauthn (it also rejects a counter that does not go up)
+        as_json = json.loads(json.dumps(dict(response), default=_json_default))
+        v = webauthn.verify_authentication_response(
+            credential=as_json,
+            expected_challenge=challenge,
+            expected_rp_id=self.rp_id,
+            expected_origin=self.origin,
+            credential_public_key=reg.public_key,
+            credential_current_sign_count=reg.sign_count,
+            require_user_verification=False,
+        )
+        assert v.credential_device_type == CredentialDeviceType.SINGLE_DEVICE
+        assert v.credential_backed_up is False
+        assert v.user_verified is False
+        assert v.new_sign_count == auth_data.counter
+        # Counter strictly increasing (explicitly, whatever the library allows).
+        assert auth_data.counter > reg.sign_count, (
+            f"counter went from {reg.sign_count} to {auth_data.counter}"
+        )
+        reg.sign_count = auth_data.counter
+        reg.counters.append(auth_data.counter)
+        return reg
+
+
+def _json_default(o: Any):
+    from collections.abc import Mapping
+
+    if isinstance(o, Mapping):
+        return dict(o)
+    if isinstance(o, bytes):
+        from fido2.utils import websafe_encode
+
+        return websafe_encode(o)
+    raise TypeError(f"cannot serialise {type(o)}")
+
+
+def client_data_hash(challenge: bytes | None = None, origin: str = "https://example.com", kind: str = "webauthn.get") -> tuple[CollectedClientData, bytes]:
+    cd = CollectedClientData.create(type=kind, origin=origin, challenge=challenge or os.urandom(32))
+    return cd, cd.hash
+
+
+def ctap_error(excinfo) -> int:
+    """The CTAP status inside a CtapError or a fido2 ClientError caused by one."""
+    e = excinfo.value if hasattr(excinfo, "value") else excinfo
+    if isinstance(e, CtapError):
+        return int(e.code)
+    cause = getattr(e, "cause", None)
+    if isinstance(cause, CtapError):
+        return int(cause.code)
+    raise AssertionError(f"not a CTAP error: {e!r}")
+

@@ -1,0 +1,113 @@
+"""GetInfo and the CTAPHID basics, through python-fido2's own HID stack."""
+
+from __future__ import annotations
+
+import os
+
+import cbor2
+import pytest
+from fido2.ctap import CtapError
+from fido2.ctap2 import Ctap2
+from fido2.hid import CAPABILITY, CTAPHID
+
+import lpk
+
+
+def test_init_capabilities(daemon):
+    dev = daemon.device()
+    caps = dev.capabilities
+    assert caps & CAPABILITY.CBOR, "no CBOR capability"
+    assert caps & CAPABILITY.WINK, "no WINK capability"
+    assert caps & CAPABILITY.NMSG, "NMSG must be set: CTAP1/U2F is not offered"
+    assert not caps & CAPABILITY.LOCK
+    assert caps & ~0x0F == 0, f"unknown capability bits 0x{caps:02x}"
+    assert dev.version == 2, f"CTAPHID protocol version {dev.version}"
+
+
+def test_get_info_exact(daemon):
+    ctap2 = daemon.ctap2()
+    # The raw map, so that nothing fido2 fills in by default can hide a field.
+    raw = ctap2.send_cbor(Ctap2.CMD.GET_INFO)
+    expected = {
+        # FIDO_2_1 is claimed only once clientPIN and credential management
+        # exist: the version string promises them (CTAP 2.1 §6.4).
+        0x01: ["FIDO_2_0"],
+        0x03: lpk.AAGUID,
+        0x04: {"rk": True, "up": True, "plat": False},
+        0x05: 7609,
+        0x09: ["usb"],
+        0x0A: [{"alg": -7, "type": "public-key"}],
+    }
+    # Fields the contract does not fix but that an honest authenticator may add.
+    allowed_extra = {0x07, 0x08, 0x0E}
+    assert sorted(raw[0x01]) == sorted(expected[0x01]), f"versions {raw[0x01]}"
+    assert "U2F_V2" not in raw[0x01], "U2F_V2 advertised but CTAP1 is not offered"
+    assert raw[0x03] == expected[0x03], f"aaguid {bytes(raw[0x03]).hex()}"
+    assert raw[0x04] == expected[0x04], f"options {raw[0x04]}"
+    assert raw[0x05] == expected[0x05], f"maxMsgSize {raw[0x05]}"
+    assert raw[0x09] == expected[0x09], f"transports {raw[0x09]}"
+    assert raw[0x0A] == expected[0x0A], f"algorithms {raw[0x0A]}"
+    unexpected = set(raw) - set(expected) - allowed_extra
+    assert not unexpected, f"unexpected GetInfo fields: { {k: raw[k] for k in unexpected} }"
+    # Nothing claimed that is not there yet: no extensions, no PIN protocols, no uv/clientPin.
+    assert 0x02 not in raw and 0x06 not in raw
+    for opt in ("uv", "clientPin", "credMgmt", "bioEnroll", "alwaysUv", "ep"):
+        assert opt not in raw[0x04], f"option {opt} claimed"
+    if 0x08 in raw:
+        assert raw[0x08] >= 16
+    # And fido2's parsed view agrees.
+    info = ctap2.get_info()
+    assert info.aaguid == lpk.AAGUID
+    assert info.max_msg_size == lpk.MAX_MSG_SIZE
+
+
+def test_get_info_is_canonical_cbor(daemon):
+    raw = daemon.raw()
+    cid = raw.init()
+    status, body = raw.cbor(cid, lpk.CMD_GET_INFO)
+    assert status == lpk.CTAP2_OK
+    decoded = cbor2.loads(body)
+    assert cbor2.dumps(decoded, canonical=True) == body, "GetInfo is not CTAP2-canonical CBOR"
+
+
+def test_ping_max_size_roundtrip(daemon):
+    dev = daemon.device()
+    for size in (0, 1, 57, 58, 116, 117, 1000, lpk.MAX_MSG_SIZE):
+        data = os.urandom(size)
+        assert dev.ping(data) == data, f"PING of {size} bytes did not round-trip"
+
+
+def test_wink(daemon):
+    dev = daemon.device()
+    assert dev.call(CTAPHID.WINK) == b""
+
+
+def test_msg_answers_u2f_ins_not_supported(daemon):
+    dev = daemon.device()
+    # U2F_VERSION APDU: CLA 00, INS 03, P1 00, P2 00, Le 0000 (extended).
+    resp = dev.call(CTAPHID.MSG, bytes.fromhex("00030000000000"))
+    assert resp == b"\x6d\x00", f"CTAPHID_MSG answered {resp.hex()}"
+    # A U2F register APDU as well.
+    resp = dev.call(CTAPHID.MSG, bytes.fromhex("00010300000040") + b"\0" * 64 + b"\0\0")
+    assert resp == b"\x6d\x00", f"CTAPHID_MSG answered {resp.hex()}"
+
+
+def test_each_init_allocates_a_new_channel(daemon):
+    raw = daemon.raw()
+    cids = {raw.init() for _ in range(5)}
+    assert len(cids) == 5, "INIT handed out the same channel twice"
+    assert not cids & {0, lpk.BROADCAST_CID}
+    # Every channel works.
+    for cid in cids:
+        cmd, data = raw.request(cid, lpk.HID_PING, b"abc")
+        assert (cmd, data) == (lpk.HID_PING, b"abc")
+
+
+def test_selection(daemon):
+    ctap2 = daemon.ctap2()
+    daemon.presence("approve", "deny")
+    ctap2.selection()
+    assert daemon.pending_presence() == ["deny"], "Selection did not ask for presence"
+    with pytest.raises(CtapError) as e:
+        ctap2.selection()
+    assert lpk.ctap_error(e) == lpk.OPERATION_DENIED, lpk.status_name(lpk.ctap_error(e))
