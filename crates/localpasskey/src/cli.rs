@@ -1,6 +1,8 @@
 //! The command line: `run`, `list`, `delete`, `info`, `power-cycle`.
 
+use crate::client::{self, UdpClient};
 use crate::daemon;
+use crate::doctor;
 use crate::presence::FileScript;
 use crate::store_sqlite::SqliteStore;
 use crate::transport::udp::{Udp, DEFAULT_PORT};
@@ -49,11 +51,38 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Set, change or inspect the PIN of a running authenticator.
+    Pin {
+        #[command(subcommand)]
+        action: PinAction,
+        /// The running daemon (UDP simulation transport).
+        #[arg(long, global = true, default_value_t = SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)))]
+        to: SocketAddr,
+        /// Read PINs from standard input, one per line, instead of the terminal.
+        #[arg(long, global = true)]
+        pin_stdin: bool,
+    },
+    /// Check the TPM, the data directory and the setup; say what to fix.
+    Doctor {
+        /// TPM to check (TCTI, e.g. device:/dev/tpmrm0 or swtpm:host=127.0.0.1,port=2321).
+        #[arg(long, env = "LOCALPASSKEY_TPM", default_value = lp_tpm::DEFAULT_TCTI)]
+        tpm: String,
+    },
     /// Simulate unplugging and replugging a running simulation daemon.
     PowerCycle {
         #[arg(long, default_value_t = SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)))]
         to: SocketAddr,
     },
+}
+
+#[derive(Subcommand, Clone, Copy)]
+enum PinAction {
+    /// Set the first PIN (4 to 63 bytes, at least 4 characters).
+    Set,
+    /// Change the PIN (asks for the current one).
+    Change,
+    /// Whether a PIN is set and how many tries are left.
+    Status,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -64,10 +93,10 @@ enum TransportKind {
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum CustodyKind {
-    /// The best custody available. Until TPM custody lands this is the
-    /// insecure software custody, and only with the simulation transport.
-    Auto,
-    /// Keys in process memory and on disk in the clear: tests and simulation only.
+    /// The TPM named by --tpm: keys are created in it and never leave it.
+    Tpm,
+    /// Keys in process memory and on disk in the clear: tests and simulation
+    /// only, never chosen unless asked for by name.
     InsecureSoftware,
 }
 
@@ -78,10 +107,18 @@ struct RunArgs {
     /// Address for the UDP simulation transport (loopback only).
     #[arg(long, default_value_t = SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)))]
     listen: SocketAddr,
-    #[arg(long, value_enum, default_value_t = CustodyKind::Auto)]
+    #[arg(long, value_enum, default_value_t = CustodyKind::Tpm)]
     custody: CustodyKind,
-    /// How presence is confirmed: `approve` (simulation only) or
-    /// `script:FILE` (tests: one of approve/deny/wait/delay <ms> per line).
+    /// The TPM (TCTI): device:/dev/tpmrm0, or swtpm:host=127.0.0.1,port=P for a software TPM.
+    #[arg(long, env = "LOCALPASSKEY_TPM", default_value = lp_tpm::DEFAULT_TCTI)]
+    tpm: String,
+    /// With --presence script:FILE, the PIN typed when a verification request
+    /// meets an `approve` line (tests only).
+    #[arg(long)]
+    script_pin: Option<String>,
+    /// How presence is confirmed: `approve` (simulation only; no built-in
+    /// verification, so the platform asks for the PIN) or `script:FILE`
+    /// (tests: one of approve/deny/wait/delay <ms>/pin <PIN> per line).
     #[arg(long, default_value = "approve")]
     presence: String,
     /// How long to wait for the person before CTAP2_ERR_USER_ACTION_TIMEOUT.
@@ -129,6 +166,12 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::List { json } => list(&SqliteStore::open(&dir)?, json),
         Command::Delete { id_prefix } => delete(&mut SqliteStore::open(&dir)?, &id_prefix),
         Command::Info { json } => info(&SqliteStore::open(&dir)?, json),
+        Command::Pin {
+            action,
+            to,
+            pin_stdin,
+        } => pin(action, to, pin_stdin),
+        Command::Doctor { tpm } => doctor::run(&dir, &tpm),
         Command::PowerCycle { to } => {
             let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
             socket.send_to(&daemon::POWER_CYCLE_REPORT, to)?;
@@ -142,18 +185,34 @@ fn run(args: RunArgs, dir: PathBuf) -> Result<()> {
     let store = SqliteStore::open(&dir)?;
     let simulation = args.transport == TransportKind::Udp;
     let custody: Box<dyn KeyCustody> = match args.custody {
-        CustodyKind::Auto | CustodyKind::InsecureSoftware => {
+        CustodyKind::Tpm => {
+            let tcti = normalise_tcti(&args.tpm);
+            Box::new(lp_tpm::TpmCustody::open(&tcti).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot use the TPM at {tcti}: {e}\n\
+                     `localpasskey doctor` says what is wrong. For a software TPM pass \
+                     --tpm swtpm:host=127.0.0.1,port=PORT; keys without any TPM only with \
+                     --custody insecure-software (simulation only, protects nothing)"
+                )
+            })?)
+        }
+        CustodyKind::InsecureSoftware => {
             if !simulation {
                 bail!("the insecure software custody is only for the simulation transport");
             }
             Box::new(InsecureSoftwareCustody::new())
         }
     };
+    if args.script_pin.is_some() && !args.presence.starts_with("script:") {
+        bail!("--script-pin goes with --presence script:FILE");
+    }
     let presence: Box<dyn UserPresence> = match args.presence.as_str() {
         "approve" if simulation => Box::new(AlwaysApprove),
         "approve" => bail!("--presence approve is only accepted with --transport udp"),
         p => match p.strip_prefix("script:") {
-            Some(path) if simulation => Box::new(FileScript::new(PathBuf::from(path))),
+            Some(path) if simulation => {
+                Box::new(FileScript::new(PathBuf::from(path), args.script_pin.clone()))
+            }
             Some(_) => bail!("--presence script: is only accepted with --transport udp"),
             None => bail!("unknown --presence {p:?} (approve, script:FILE)"),
         },
@@ -167,7 +226,13 @@ fn run(args: RunArgs, dir: PathBuf) -> Result<()> {
             Udp::bind(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?
         }
     };
-    if !custody.is_hardware() {
+    if custody.is_hardware() {
+        tracing::info!(
+            "KEY CUSTODY: TPM at {} — keys are created in the TPM and cannot leave it; \
+             every signature needs the PIN, checked by the TPM",
+            normalise_tcti(&args.tpm)
+        );
+    } else {
         tracing::warn!(
             "KEY CUSTODY: {} — private keys are software keys stored in the clear in {}; \
              this is for tests and simulation only and protects nothing",
@@ -309,4 +374,97 @@ fn info(store: &SqliteStore, json: bool) -> Result<()> {
     println!("Key custody:  insecure-software only (TPM custody is not built yet: keys are software keys)");
     println!("Transports:   udp simulation (uhid is not built yet)");
     Ok(())
+}
+
+/// Accept a bare device path as well as a TCTI string.
+pub fn normalise_tcti(tpm: &str) -> String {
+    if tpm.starts_with('/') {
+        format!("device:{tpm}")
+    } else {
+        tpm.to_owned()
+    }
+}
+
+fn read_pin(prompt: &str, from_stdin: bool) -> Result<zeroize::Zeroizing<String>> {
+    let line = if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    } else {
+        rpassword::prompt_password(prompt)
+            .context("cannot read the PIN from the terminal (use --pin-stdin)")?
+    };
+    Ok(zeroize::Zeroizing::new(line))
+}
+
+fn pin(action: PinAction, to: SocketAddr, from_stdin: bool) -> Result<()> {
+    let mut c = UdpClient::connect(to)?;
+    match action {
+        PinAction::Status => {
+            let s = client::pin_status(&mut c)?;
+            if !s.set {
+                println!("No PIN is set: no passkey can be created until one is (`localpasskey pin set`).");
+            } else {
+                println!(
+                    "A PIN is set. Tries left: {} of {}.",
+                    s.retries,
+                    lp_core::pin::MAX_RETRIES
+                );
+                if s.retries == 0 {
+                    println!("The PIN is blocked for good: only a reset (which erases every passkey) helps.");
+                } else if s.power_cycle_needed {
+                    println!(
+                        "Three wrong PINs in a row: unplug and replug (power-cycle) before the next try."
+                    );
+                }
+            }
+            Ok(())
+        }
+        PinAction::Set => {
+            let pin = read_pin("New PIN: ", from_stdin)?;
+            let again = read_pin("New PIN again: ", from_stdin)?;
+            if *pin != *again {
+                bail!("the two PINs differ; nothing changed");
+            }
+            match client::set_pin(&mut c, &pin)? {
+                Ok(()) => {
+                    println!("PIN set.");
+                    Ok(())
+                }
+                Err(lp_core::status::CtapError::NotAllowed) => {
+                    bail!("a PIN is already set: use `localpasskey pin change`")
+                }
+                Err(lp_core::status::CtapError::PinPolicyViolation) => {
+                    bail!("a PIN needs at least 4 characters and at most 63 bytes")
+                }
+                Err(e) => bail!("the authenticator refused: {e}"),
+            }
+        }
+        PinAction::Change => {
+            let old = read_pin("Current PIN: ", from_stdin)?;
+            let new = read_pin("New PIN: ", from_stdin)?;
+            let again = read_pin("New PIN again: ", from_stdin)?;
+            if *new != *again {
+                bail!("the two new PINs differ; nothing changed");
+            }
+            match client::change_pin(&mut c, &old, &new)? {
+                Ok(()) => {
+                    println!("PIN changed.");
+                    Ok(())
+                }
+                Err(lp_core::status::CtapError::PinInvalid) => {
+                    let s = client::pin_status(&mut c)?;
+                    bail!("wrong PIN; {} tries left", s.retries)
+                }
+                Err(lp_core::status::CtapError::PinAuthBlocked) => {
+                    bail!("too many wrong PINs: power-cycle the authenticator before trying again")
+                }
+                Err(lp_core::status::CtapError::PinBlocked) => bail!("the PIN is blocked for good"),
+                Err(lp_core::status::CtapError::PinPolicyViolation) => {
+                    bail!("a PIN needs at least 4 characters and at most 63 bytes")
+                }
+                Err(e) => bail!("the authenticator refused: {e}"),
+            }
+        }
+    }
 }

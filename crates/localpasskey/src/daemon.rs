@@ -138,24 +138,41 @@ pub fn run<T: Transport>(transport: T, mut auth: Authenticator, clock: Arc<dyn C
         let jobs_tx = jobs_tx.clone();
         std::thread::Builder::new()
             .name("authenticator".into())
-            .spawn(move || {
-                for job in jobs_rx {
-                    match job {
-                        Job::PowerCycle => auth.power_cycle(),
-                        Job::Request {
-                            txn,
-                            cmd: command,
-                            payload,
-                        } => {
-                            let response = match command {
-                                cmd::CBOR => auth.handle(&payload, &shared.current),
-                                _ => SW_INS_NOT_SUPPORTED.to_vec(),
-                            };
-                            let mut link = shared.link();
-                            let now = shared.clock.now();
-                            let events = link.hid.respond(txn, command, &response, now);
-                            shared.dispatch(&link, events, &jobs_tx);
+            .spawn(move || loop {
+                // Sleep until a job comes or the authenticator has timed work
+                // (a token expiring locks the vault); no deadline, no wake-ups.
+                let job = match auth.next_deadline() {
+                    Some(d) => {
+                        let wait = Duration::from_millis(d.saturating_sub(shared.clock.now()));
+                        match jobs_rx.recv_timeout(wait) {
+                            Ok(job) => job,
+                            Err(mpsc::RecvTimeoutError::Timeout) => {
+                                auth.tick();
+                                continue;
+                            }
+                            Err(mpsc::RecvTimeoutError::Disconnected) => return,
                         }
+                    }
+                    None => match jobs_rx.recv() {
+                        Ok(job) => job,
+                        Err(_) => return,
+                    },
+                };
+                match job {
+                    Job::PowerCycle => auth.power_cycle(),
+                    Job::Request {
+                        txn,
+                        cmd: command,
+                        payload,
+                    } => {
+                        let response = match command {
+                            cmd::CBOR => auth.handle(&payload, &shared.current),
+                            _ => SW_INS_NOT_SUPPORTED.to_vec(),
+                        };
+                        let mut link = shared.link();
+                        let now = shared.clock.now();
+                        let events = link.hid.respond(txn, command, &response, now);
+                        shared.dispatch(&link, events, &jobs_tx);
                     }
                 }
             })

@@ -1,7 +1,9 @@
 //! `localpasskey`: the daemon and the command line to manage its passkeys.
 
 mod cli;
+mod client;
 mod daemon;
+mod doctor;
 mod presence;
 mod store_sqlite;
 mod transport;

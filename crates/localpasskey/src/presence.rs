@@ -1,20 +1,25 @@
 //! User-presence implementations the daemon can be started with.
 
-use lp_core::user::{play_step, Interaction, Presence, PresenceRequest, Step, UserPresence};
+use lp_core::user::{
+    play_step, play_verification, Interaction, Presence, PresenceRequest, Step, UserPresence, Verification,
+};
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// Scripted from a file, for end-to-end tests driven from another process:
 /// each request takes the first line of the file (`approve`, `deny`, `wait`,
-/// `delay <ms>`) and rewrites the file without it; an empty or missing file
-/// approves. Only accepted with the simulation transport.
+/// `delay <ms>`, `pin <PIN>`) and rewrites the file without it; an empty or
+/// missing file approves, and a verification request that meets `approve`
+/// types `default_pin` (if there is none, it is refused). Only accepted with
+/// the simulation transport.
 pub struct FileScript {
     path: PathBuf,
+    default_pin: Option<String>,
 }
 
 impl FileScript {
-    pub fn new(path: PathBuf) -> Self {
-        Self { path }
+    pub fn new(path: PathBuf, default_pin: Option<String>) -> Self {
+        Self { path, default_pin }
     }
 
     fn next_step(&self) -> Step {
@@ -52,7 +57,40 @@ impl UserPresence for FileScript {
         io: &dyn Interaction,
     ) -> Presence {
         let step = self.next_step();
-        tracing::info!(rp = %req.rp_id, action = req.action.describe(), ?step, "scripted presence");
-        play_step(step, timeout, io)
+        tracing::info!(rp = %req.rp_id, action = req.action.describe(), step = step_name(&step), "scripted presence");
+        play_step(&step, timeout, io)
+    }
+
+    fn can_verify(&self) -> bool {
+        true
+    }
+
+    fn request_verification(
+        &mut self,
+        req: &PresenceRequest,
+        retries: u8,
+        timeout: Duration,
+        io: &dyn Interaction,
+    ) -> Verification {
+        let step = self.next_step();
+        tracing::info!(
+            rp = %req.rp_id,
+            action = req.action.describe(),
+            retries,
+            step = step_name(&step),
+            "scripted verification"
+        );
+        play_verification(&step, self.default_pin.as_deref(), timeout, io)
+    }
+}
+
+/// For logs: never the PIN itself.
+fn step_name(step: &Step) -> &'static str {
+    match step {
+        Step::Approve => "approve",
+        Step::Deny => "deny",
+        Step::DelayThenApprove(_) => "delay",
+        Step::NoAnswer => "wait",
+        Step::Pin(_) => "pin",
     }
 }

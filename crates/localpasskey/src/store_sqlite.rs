@@ -388,6 +388,14 @@ impl CredentialStore for SqliteStore {
             Ok(())
         })
     }
+
+    fn delete_meta(&mut self, key: &str) -> Result<(), StoreError> {
+        self.write("delete setting", |tx| {
+            tx.execute("DELETE FROM meta WHERE key = ?1", params![key])
+                .map_err(backend("delete setting"))?;
+            Ok(())
+        })
+    }
 }
 
 /// A row as SQLite holds it, before the range checks that turn it into a

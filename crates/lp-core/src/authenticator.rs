@@ -10,10 +10,14 @@ use crate::authdata::{self, flags};
 use crate::cbor::{self, int_map, text_map};
 use crate::clock::{Clock, Millis};
 use crate::custody::{CustodyError, KeyCustody, PublicKey};
+use crate::pin::{self, permission, Token};
+use crate::pin_protocol::{KeyAgreement, ProtocolVersion};
 use crate::status::{CtapError, CTAP2_OK};
 use crate::store::{Credential, CredentialStore, StoreError};
 use crate::types::{command, CredentialDescriptor, GetAssertionRequest, MakeCredentialRequest, ES256};
-use crate::user::{Action, Interaction, KeepaliveStatus, Presence, PresenceRequest, UserPresence};
+use crate::user::{
+    Action, Interaction, KeepaliveStatus, Presence, PresenceRequest, UserPresence, Verification,
+};
 use ciborium::value::Value;
 use coset::iana;
 use coset::CborSerializable;
@@ -63,6 +67,9 @@ pub struct Authenticator {
     config: Config,
     powered_up_at: Millis,
     pending: Option<PendingAssertions>,
+    /// clientPIN key agreement, new at every power cycle and after a wrong PIN.
+    key_agreement: KeyAgreement,
+    token: Token,
 }
 
 impl From<StoreError> for CtapError {
@@ -77,7 +84,8 @@ impl From<CustodyError> for CtapError {
         tracing::error!("{e}");
         match e {
             CustodyError::InvalidBlob => CtapError::InvalidCredential,
-            CustodyError::AuthFailed => CtapError::PinAuthInvalid,
+            CustodyError::AuthFailed | CustodyError::Locked => CtapError::PinAuthInvalid,
+            CustodyError::Lockout => CtapError::PinAuthBlocked,
             CustodyError::Backend(_) => CtapError::Other,
         }
     }
@@ -102,6 +110,8 @@ impl Authenticator {
             config,
             powered_up_at,
             pending: None,
+            key_agreement: KeyAgreement::new(),
+            token: Token::new(),
         }
     }
 
@@ -115,11 +125,45 @@ impl Authenticator {
     pub fn power_cycle(&mut self) {
         self.pending = None;
         self.powered_up_at = self.clock.now();
+        self.key_agreement.regenerate();
+        self.token.revoke();
+        self.custody.lock();
+        if let Err(e) = self.store.set_meta(pin::meta::BOOT_FAILURES, &[0]) {
+            tracing::error!("cannot clear the per-boot PIN failures: {e}");
+        }
+    }
+
+    /// When [`Authenticator::tick`] must next run (a token or an assertion
+    /// sequence expiring), so the daemon sleeps until then instead of polling.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        let pending = self.pending.as_ref().map(|p| p.expires + 1);
+        match (self.token.deadline(), pending) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Time-driven work. The vault stays unlocked only while something the
+    /// user verified is still running: a live token, or the rest of a
+    /// GetAssertion sequence (GetNextAssertion signs without asking again).
+    pub fn tick(&mut self) {
+        let now = self.clock.now();
+        self.token.expire(now);
+        if self.pending.as_ref().is_some_and(|p| now > p.expires) {
+            self.pending = None;
+        }
+        if !self.token.is_live(now) && self.pending.is_none() && self.custody.is_unlocked() {
+            tracing::debug!("nothing verified is running: vault locked");
+            self.custody.lock();
+        }
     }
 
     /// Process one CTAP request; never panics, whatever the bytes.
     pub fn handle(&mut self, request: &[u8], io: &dyn Interaction) -> Vec<u8> {
+        self.tick();
         let result = self.dispatch(request, io);
+        // The vault stays unlocked only while a token is live.
+        self.tick();
         io.set_status(KeepaliveStatus::Processing);
         match result {
             Ok(None) => vec![CTAP2_OK],
@@ -146,7 +190,8 @@ impl Authenticator {
         match cmd {
             command::MAKE_CREDENTIAL => self.make_credential(params, io),
             command::GET_ASSERTION => self.get_assertion(params, io),
-            command::GET_INFO => Ok(Some(self.get_info())),
+            command::GET_INFO => Ok(Some(self.get_info()?)),
+            command::CLIENT_PIN => self.client_pin(params, io),
             command::GET_NEXT_ASSERTION => self.get_next_assertion(),
             command::RESET => self.reset(io),
             command::SELECTION => self.ask(Action::Select, "", None, io).map(|()| None),
@@ -154,30 +199,46 @@ impl Authenticator {
         }
     }
 
-    fn get_info(&self) -> Value {
+    fn get_info(&self) -> Result<Value, CtapError> {
         let algorithms = Value::Array(vec![text_map([
             ("alg", Value::Integer(ES256.into())),
             ("type", Value::Text("public-key".into())),
         ])]);
-        int_map([
-            // Only FIDO_2_0 until clientPIN and credential management land:
-            // claiming FIDO_2_1 promises both.
+        let pin_set = self.pin_is_set()?;
+        let mut options = vec![
+            ("rk", Value::Bool(true)),
+            ("up", Value::Bool(true)),
+            ("plat", Value::Bool(false)),
+            ("clientPin", Value::Bool(pin_set)),
+            ("pinUvAuthToken", Value::Bool(true)),
+            // Every signature needs verification; it cannot be turned off.
+            ("alwaysUv", Value::Bool(true)),
+            ("makeCredUvNotRqd", Value::Bool(false)),
+        ];
+        if self.user.can_verify() {
+            // Built-in verification is our own prompt asking for the PIN, so
+            // it is "configured" exactly when a PIN is set.
+            options.push(("uv", Value::Bool(pin_set)));
+        }
+        let force_change = self.meta_u8(pin::meta::FORCE_CHANGE)?.unwrap_or(0) != 0;
+        Ok(int_map([
+            // Only FIDO_2_0 until credential management lands: claiming
+            // FIDO_2_1 promises it.
             (0x01, Value::Array(vec![Value::Text("FIDO_2_0".into())])),
             (0x03, Value::Bytes(crate::AAGUID.to_vec())),
-            (
-                0x04,
-                text_map([
-                    ("rk", Value::Bool(true)),
-                    ("up", Value::Bool(true)),
-                    ("plat", Value::Bool(false)),
-                ]),
-            ),
+            (0x04, text_map(options)),
             (0x05, Value::Integer((crate::MAX_MSG_SIZE as u64).into())),
+            (
+                0x06,
+                Value::Array(vec![Value::Integer(2.into()), Value::Integer(1.into())]),
+            ),
             (0x08, Value::Integer((CREDENTIAL_ID_LEN as u64).into())),
             (0x09, Value::Array(vec![Value::Text("usb".into())])),
             (0x0A, algorithms),
+            (0x0C, Value::Bool(force_change)),
+            (0x0D, Value::Integer((pin::MIN_PIN_CODE_POINTS as u64).into())),
             (0x0E, Value::Integer(crate::FIRMWARE_VERSION.into())),
-        ])
+        ]))
     }
 
     /// Ask the person, mapping every non-approval to its CTAP status.
@@ -204,32 +265,170 @@ impl Authenticator {
         }
     }
 
-    /// pinUvAuthParam handling while no PIN exists (clientPIN is the next
-    /// milestone). A zero-length param is the platform asking "touch to select
-    /// and tell me the PIN state" (CTAP 2.1 §6.1.2 step 1).
-    fn no_pin_yet(
+    /// CTAP 2.1 §6.1.2 steps 1–2 (and §6.2.2's): a zero-length
+    /// pinUvAuthParam is the platform asking "touch to select, and tell me
+    /// whether a PIN is set"; otherwise the protocol must be given and known.
+    fn check_pin_uv_param(
         &mut self,
         param: &Option<Vec<u8>>,
         protocol: Option<u64>,
         action: Action,
         rp_id: &str,
         io: &dyn Interaction,
-    ) -> Result<(), CtapError> {
-        let Some(param) = param else { return Ok(()) };
+    ) -> Result<Option<ProtocolVersion>, CtapError> {
+        let Some(param) = param else { return Ok(None) };
         if param.is_empty() {
             self.ask(action, rp_id, None, io)?;
+            return Err(if self.pin_is_set()? {
+                CtapError::PinInvalid
+            } else {
+                CtapError::PinNotSet
+            });
+        }
+        let protocol = protocol.ok_or(CtapError::MissingParameter)?;
+        ProtocolVersion::from_u64(protocol).map(Some)
+    }
+
+    /// alwaysUv: every MakeCredential and GetAssertion is verified, by a
+    /// pinUvAuthToken the platform got from us or by our own prompt. Returns
+    /// whether the person's presence was collected along the way.
+    #[allow(clippy::too_many_arguments)]
+    fn verify_user(
+        &mut self,
+        version: Option<ProtocolVersion>,
+        param: Option<&[u8]>,
+        client_data_hash: &[u8],
+        perm: u8,
+        action: Action,
+        rp_id: &str,
+        user_name: Option<&str>,
+        silent: bool,
+        io: &dyn Interaction,
+    ) -> Result<bool, CtapError> {
+        if !self.pin_is_set()? {
+            // Nothing can verify the user yet: the platform should set a PIN.
             return Err(CtapError::PinNotSet);
         }
-        match protocol {
-            None => Err(CtapError::MissingParameter),
-            Some(1 | 2) => Err(CtapError::PinNotSet),
-            Some(_) => Err(CtapError::InvalidParameter),
+        if let (Some(version), Some(param)) = (version, param) {
+            let now = self.clock.now();
+            let grant = self
+                .token
+                .check(version, client_data_hash, param, perm, Some(rp_id), now)?;
+            let present = grant.user_present;
+            if !self.custody.is_unlocked() {
+                return Err(CtapError::PinAuthInvalid);
+            }
+            return Ok(present);
         }
+        // No token. A silent request never opens a prompt, and without a
+        // prompt that can take a PIN the platform has to bring a token.
+        if silent || !self.user.can_verify() {
+            return Err(CtapError::PuatRequired);
+        }
+        self.built_in_uv(action, rp_id, user_name, io)?;
+        Ok(true)
+    }
+
+    /// Our own prompt collects the PIN (performBuiltInUv); the custody checks it.
+    fn built_in_uv(
+        &mut self,
+        action: Action,
+        rp_id: &str,
+        user_name: Option<&str>,
+        io: &dyn Interaction,
+    ) -> Result<(), CtapError> {
+        let retries = self.retries()?;
+        if retries == 0 {
+            return Err(CtapError::UvBlocked);
+        }
+        if self.boot_failures()? >= pin::MAX_FAILURES_PER_BOOT {
+            return Err(CtapError::PinAuthBlocked);
+        }
+        io.set_status(KeepaliveStatus::UpNeeded);
+        let req = PresenceRequest {
+            action,
+            rp_id: rp_id.to_owned(),
+            user_name: user_name.map(str::to_owned),
+        };
+        let answer = self
+            .user
+            .request_verification(&req, retries, self.config.presence_timeout, io);
+        io.set_status(KeepaliveStatus::Processing);
+        let pin = match answer {
+            Verification::Pin(pin) => pin,
+            Verification::Denied => return Err(CtapError::OperationDenied),
+            Verification::TimedOut => return Err(CtapError::UserActionTimeout),
+            Verification::Cancelled => return Err(CtapError::KeepaliveCancel),
+        };
+        match self.verify_pin_hash(&pin::pin_hash(pin.as_bytes())) {
+            Err(CtapError::PinInvalid) => Err(CtapError::UvInvalid),
+            Err(CtapError::PinBlocked) => Err(CtapError::UvBlocked),
+            other => other,
+        }
+    }
+
+    /// The one place a PIN is checked. The retry counter is decremented and
+    /// persisted *before* the custody sees the PIN, so killing the process
+    /// mid-check never refunds a try; a right PIN restores it afterwards.
+    fn verify_pin_hash(&mut self, hash: &[u8; 16]) -> Result<(), CtapError> {
+        let vault = self
+            .store
+            .get_meta(pin::meta::VAULT)?
+            .ok_or(CtapError::PinNotSet)?;
+        let salt = self.store.get_meta(pin::meta::SALT)?.ok_or(CtapError::Other)?;
+        let retries = self.retries()?;
+        if retries == 0 {
+            return Err(CtapError::PinBlocked);
+        }
+        let failures = self.boot_failures()?;
+        if failures >= pin::MAX_FAILURES_PER_BOOT {
+            return Err(CtapError::PinAuthBlocked);
+        }
+        self.store.set_meta(pin::meta::RETRIES, &[retries - 1])?;
+        match self.custody.unlock(&vault, &pin::vault_auth(hash, &salt)) {
+            Ok(()) => {
+                self.store.set_meta(pin::meta::RETRIES, &[pin::MAX_RETRIES])?;
+                self.store.set_meta(pin::meta::BOOT_FAILURES, &[0])?;
+                Ok(())
+            }
+            Err(CustodyError::AuthFailed) => {
+                self.key_agreement.regenerate();
+                self.store.set_meta(pin::meta::BOOT_FAILURES, &[failures + 1])?;
+                tracing::warn!(retries_left = retries - 1, "wrong PIN");
+                if retries - 1 == 0 {
+                    Err(CtapError::PinBlocked)
+                } else if failures + 1 >= pin::MAX_FAILURES_PER_BOOT {
+                    Err(CtapError::PinAuthBlocked)
+                } else {
+                    Err(CtapError::PinInvalid)
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn pin_is_set(&self) -> Result<bool, CtapError> {
+        Ok(self.store.get_meta(pin::meta::VAULT)?.is_some())
+    }
+
+    fn meta_u8(&self, key: &str) -> Result<Option<u8>, CtapError> {
+        Ok(self.store.get_meta(key)?.and_then(|v| v.first().copied()))
+    }
+
+    fn retries(&self) -> Result<u8, CtapError> {
+        if !self.pin_is_set()? {
+            return Ok(pin::MAX_RETRIES);
+        }
+        Ok(self.meta_u8(pin::meta::RETRIES)?.unwrap_or(pin::MAX_RETRIES))
+    }
+
+    fn boot_failures(&self) -> Result<u8, CtapError> {
+        Ok(self.meta_u8(pin::meta::BOOT_FAILURES)?.unwrap_or(0))
     }
 
     fn make_credential(&mut self, params: &[u8], io: &dyn Interaction) -> CtapResult {
         let req = MakeCredentialRequest::decode(params)?;
-        self.no_pin_yet(
+        let version = self.check_pin_uv_param(
             &req.pin_uv_auth_param,
             req.pin_uv_auth_protocol,
             Action::Register,
@@ -244,8 +443,8 @@ impl Authenticator {
             return Err(CtapError::UnsupportedAlgorithm);
         }
         // §6.1.2 step 5: "up" false is invalid for MakeCredential; "uv" true
-        // needs built-in user verification, which arrives with the TPM milestone.
-        if req.options.up == Some(false) || req.options.uv == Some(true) {
+        // needs built-in user verification.
+        if req.options.up == Some(false) || (req.options.uv == Some(true) && !self.user.can_verify()) {
             return Err(CtapError::InvalidOption);
         }
         // We are not enterprise-attestation capable (§6.1.2 step 9).
@@ -253,24 +452,44 @@ impl Authenticator {
             return Err(CtapError::InvalidParameter);
         }
         let discoverable = req.options.rk.unwrap_or(false);
+        let with_token = req.pin_uv_auth_param.is_some();
+        let mut present = self.verify_user(
+            version,
+            req.pin_uv_auth_param.as_deref(),
+            &req.client_data_hash,
+            permission::MC,
+            Action::Register,
+            &req.rp.id,
+            req.user.name.as_deref(),
+            false,
+            io,
+        )?;
 
-        // §6.1.2 step 11: a matching excludeList entry is only revealed after
+        // §6.1.2 step 12: a matching excludeList entry is only revealed after
         // user presence, so a page cannot probe silently.
         for d in req.exclude_list.iter().filter(|d| d.is_public_key()) {
             if let Some(c) = self.store.get(&d.id)? {
                 if c.rp_id == req.rp.id {
-                    self.ask(
-                        Action::AlreadyRegistered,
-                        &req.rp.id,
-                        req.user.name.as_deref(),
-                        io,
-                    )?;
+                    if !present {
+                        self.ask(
+                            Action::AlreadyRegistered,
+                            &req.rp.id,
+                            req.user.name.as_deref(),
+                            io,
+                        )?;
+                    }
                     return Err(CtapError::CredentialExcluded);
                 }
             }
         }
 
-        self.ask(Action::Register, &req.rp.id, req.user.name.as_deref(), io)?;
+        if !present {
+            self.ask(Action::Register, &req.rp.id, req.user.name.as_deref(), io)?;
+            present = true;
+        }
+        if with_token && present {
+            self.token.spend();
+        }
 
         let key = self.custody.create_key()?;
         let cose_key = cose_public_key(&key.public)?;
@@ -293,7 +512,7 @@ impl Authenticator {
         };
         let auth_data = authdata::build(
             &cred.rp_id,
-            flags::UP,
+            flags::UP | flags::UV,
             cred.sign_count,
             Some((&cred.id, &cred.public_key_cose)),
             None,
@@ -333,7 +552,7 @@ impl Authenticator {
 
     fn get_assertion(&mut self, params: &[u8], io: &dyn Interaction) -> CtapResult {
         let req = GetAssertionRequest::decode(params)?;
-        self.no_pin_yet(
+        let version = self.check_pin_uv_param(
             &req.pin_uv_auth_param,
             req.pin_uv_auth_protocol,
             Action::SignIn,
@@ -343,10 +562,11 @@ impl Authenticator {
         if req.options.rk.is_some() {
             return Err(CtapError::UnsupportedOption);
         }
-        if req.options.uv == Some(true) {
+        if req.options.uv == Some(true) && !self.user.can_verify() {
             return Err(CtapError::InvalidOption);
         }
         let up = req.options.up.unwrap_or(true);
+        let with_token = req.pin_uv_auth_param.is_some();
 
         let from_allow_list = req.allow_list.as_ref().is_some_and(|l| !l.is_empty());
         let mut creds: VecDeque<Credential> = if from_allow_list {
@@ -354,18 +574,40 @@ impl Authenticator {
         } else {
             self.store.discoverable_for_rp(&req.rp_id)?.into()
         };
+        // Verification before the answer (§6.2.2 step 6); the search above
+        // reveals nothing by itself.
+        let single_name = if creds.len() == 1 {
+            creds[0].user_name.clone()
+        } else {
+            None
+        };
+        let mut present = self.verify_user(
+            version,
+            req.pin_uv_auth_param.as_deref(),
+            &req.client_data_hash,
+            permission::GA,
+            Action::SignIn,
+            &req.rp_id,
+            single_name.as_deref(),
+            !up,
+            io,
+        )?;
         if creds.is_empty() {
             return Err(CtapError::NoCredentials);
         }
-        if up {
-            let single_name = if creds.len() == 1 {
-                creds[0].user_name.clone()
-            } else {
-                None
-            };
+        if up && !present {
             self.ask(Action::SignIn, &req.rp_id, single_name.as_deref(), io)?;
+            present = true;
         }
-        let flag_bits = if up { flags::UP } else { 0 };
+        if up && with_token {
+            self.token.spend();
+        }
+        // UV is always set: no path above returns without verification.
+        let flag_bits = if up && present {
+            flags::UP | flags::UV
+        } else {
+            flags::UV
+        };
         // With an allowList the first match answers; only discovery offers the rest.
         if from_allow_list {
             creds.truncate(1);
@@ -465,7 +707,12 @@ impl Authenticator {
         }
         self.ask(Action::Reset, "", None, io)?;
         self.store.delete_all()?;
+        for key in pin::meta::ALL {
+            self.store.delete_meta(key)?;
+        }
         self.custody.reset()?;
+        self.token.revoke();
+        self.key_agreement.regenerate();
         tracing::warn!("authenticator reset: every credential erased");
         Ok(None)
     }
@@ -481,5 +728,6 @@ fn cose_public_key(public: &PublicKey) -> Result<Vec<u8>, CtapError> {
         .map_err(|_| CtapError::Other)
 }
 
+mod client_pin;
 #[cfg(test)]
 mod tests;

@@ -32,11 +32,22 @@ pub enum CustodyError {
     /// The custody needs user verification it does not have (wrong or missing PIN).
     #[error("custody refused: authorisation failed")]
     AuthFailed,
+    /// The vault is not unlocked: no PIN/UV has been verified for this operation.
+    #[error("custody refused: the vault is locked")]
+    Locked,
+    /// The hardware's own brute-force protection is engaged (TPM lockout):
+    /// even the right PIN is refused until it recovers.
+    #[error("custody refused: dictionary-attack lockout")]
+    Lockout,
     /// Anything else (TPM communication failure, ...). Never includes secrets.
     #[error("custody failure: {0}")]
     Backend(String),
 }
 
+/// The custody holds keys under a *vault* whose authorisation is derived
+/// from the user's PIN. Credential keys can only be created and used while
+/// the vault is unlocked, and unlocking is checked by the custody itself (for
+/// the TPM: by the TPM, with its dictionary-attack lockout).
 pub trait KeyCustody: Send {
     /// A short name for logs, `info` and `doctor` (e.g. "tpm", "insecure-software").
     fn name(&self) -> &'static str;
@@ -53,4 +64,21 @@ pub trait KeyCustody: Send {
 
     /// Forget everything (authenticatorReset). Blobs made before are useless afterwards.
     fn reset(&mut self) -> Result<(), CustodyError>;
+
+    /// Create a new vault whose authorisation is `auth` and leave it
+    /// unlocked. Returns the vault's wrapped blob, for the store.
+    fn create_vault(&mut self, auth: &[u8; 32]) -> Result<Vec<u8>, CustodyError>;
+
+    /// Check `auth` against the vault, in the custody, and keep the vault
+    /// unlocked until [`KeyCustody::lock`]. A wrong `auth` is `AuthFailed`.
+    fn unlock(&mut self, vault: &[u8], auth: &[u8; 32]) -> Result<(), CustodyError>;
+
+    /// Re-authorise the vault from `old` to `new`; returns the new blob.
+    /// Credential keys under it stay valid.
+    fn change_auth(&mut self, vault: &[u8], old: &[u8; 32], new: &[u8; 32]) -> Result<Vec<u8>, CustodyError>;
+
+    /// Forget the authorisation and unload everything loaded under the vault.
+    fn lock(&mut self);
+
+    fn is_unlocked(&self) -> bool;
 }

@@ -13,6 +13,8 @@ pub mod cbor;
 pub mod clock;
 pub mod ctaphid;
 pub mod custody;
+pub mod pin;
+pub mod pin_protocol;
 pub mod status;
 pub mod store;
 pub mod types;

@@ -102,6 +102,58 @@ impl CtapError {
     pub fn code(self) -> u8 {
         self as u8
     }
+
+    /// The error a status byte names, for the platform side (the CLI).
+    pub fn from_code(code: u8) -> Option<Self> {
+        const ALL: &[CtapError] = &[
+            CtapError::InvalidCommand,
+            CtapError::InvalidParameter,
+            CtapError::InvalidLength,
+            CtapError::InvalidSeq,
+            CtapError::Timeout,
+            CtapError::ChannelBusy,
+            CtapError::LockRequired,
+            CtapError::InvalidChannel,
+            CtapError::CborUnexpectedType,
+            CtapError::InvalidCbor,
+            CtapError::MissingParameter,
+            CtapError::LimitExceeded,
+            CtapError::FpDatabaseFull,
+            CtapError::LargeBlobStorageFull,
+            CtapError::CredentialExcluded,
+            CtapError::Processing,
+            CtapError::InvalidCredential,
+            CtapError::UserActionPending,
+            CtapError::OperationPending,
+            CtapError::NoOperations,
+            CtapError::UnsupportedAlgorithm,
+            CtapError::OperationDenied,
+            CtapError::KeyStoreFull,
+            CtapError::UnsupportedOption,
+            CtapError::InvalidOption,
+            CtapError::KeepaliveCancel,
+            CtapError::NoCredentials,
+            CtapError::UserActionTimeout,
+            CtapError::NotAllowed,
+            CtapError::PinInvalid,
+            CtapError::PinBlocked,
+            CtapError::PinAuthInvalid,
+            CtapError::PinAuthBlocked,
+            CtapError::PinNotSet,
+            CtapError::PuatRequired,
+            CtapError::PinPolicyViolation,
+            CtapError::RequestTooLarge,
+            CtapError::ActionTimeout,
+            CtapError::UpRequired,
+            CtapError::UvBlocked,
+            CtapError::IntegrityFailure,
+            CtapError::InvalidSubcommand,
+            CtapError::UvInvalid,
+            CtapError::UnauthorizedPermission,
+            CtapError::Other,
+        ];
+        ALL.iter().copied().find(|e| e.code() == code)
+    }
 }
 
 /// The success status byte.

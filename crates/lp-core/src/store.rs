@@ -67,4 +67,5 @@ pub trait CredentialStore: Send {
     /// Small persistent settings and state (later: PIN state, retries).
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     fn set_meta(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError>;
+    fn delete_meta(&mut self, key: &str) -> Result<(), StoreError>;
 }

@@ -20,6 +20,8 @@ pub enum Action {
     Reset,
     /// The platform asks which of several authenticators to use.
     Select,
+    /// The platform asks for a PIN/UV token through built-in verification.
+    Unlock,
 }
 
 impl Action {
@@ -30,6 +32,7 @@ impl Action {
             Action::AlreadyRegistered => "confirm (a passkey already exists here)",
             Action::Reset => "ERASE ALL PASSKEYS",
             Action::Select => "select this security key",
+            Action::Unlock => "unlock passkeys",
         }
     }
 }
@@ -80,7 +83,45 @@ impl Interaction for NoInteraction {
     fn set_status(&self, _: KeepaliveStatus) {}
 }
 
+/// The answer to a request for user verification: the PIN the person typed
+/// into our own prompt (which is also their presence), or why there is none.
+pub enum Verification {
+    Pin(zeroize::Zeroizing<String>),
+    Denied,
+    TimedOut,
+    Cancelled,
+}
+
+impl std::fmt::Debug for Verification {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Verification::Pin(_) => "Pin(<redacted>)",
+            Verification::Denied => "Denied",
+            Verification::TimedOut => "TimedOut",
+            Verification::Cancelled => "Cancelled",
+        })
+    }
+}
+
 pub trait UserPresence: Send {
+    /// Whether this implementation can collect a PIN itself (built-in user
+    /// verification). GetInfo's `uv` option is advertised only if it can.
+    fn can_verify(&self) -> bool {
+        false
+    }
+
+    /// Ask the person for their PIN (and so for their presence) for `req`.
+    /// `retries` is shown so they know how many tries are left.
+    fn request_verification(
+        &mut self,
+        _req: &PresenceRequest,
+        _retries: u8,
+        _timeout: Duration,
+        _io: &dyn Interaction,
+    ) -> Verification {
+        Verification::Denied
+    }
+
     /// Ask for presence and wait at most `timeout` for an answer, returning
     /// early with `Cancelled` when `io.is_cancelled()` becomes true.
     fn request_presence(
@@ -103,8 +144,10 @@ impl UserPresence for AlwaysApprove {
 }
 
 /// One scripted answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Step {
+    /// Type this PIN (and approve).
+    Pin(String),
     Approve,
     Deny,
     /// Wait this long (keepalives flow, cancel is honoured), then approve.
@@ -113,10 +156,26 @@ pub enum Step {
     NoAnswer,
 }
 
+/// Never prints a scripted PIN: logs must not carry secrets, even test ones.
+impl std::fmt::Debug for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Step::Pin(_) => f.write_str("Pin(<redacted>)"),
+            Step::Approve => f.write_str("Approve"),
+            Step::Deny => f.write_str("Deny"),
+            Step::DelayThenApprove(d) => write!(f, "DelayThenApprove({d:?})"),
+            Step::NoAnswer => f.write_str("NoAnswer"),
+        }
+    }
+}
+
 impl std::str::FromStr for Step {
     type Err = String;
-    /// `approve`, `deny`, `delay <ms>`, `wait`.
+    /// `approve`, `deny`, `delay <ms>`, `wait`, `pin <PIN>`.
     fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(pin) = s.trim_start().strip_prefix("pin ") {
+            return Ok(Step::Pin(pin.trim_end_matches(['\r', '\n']).to_owned()));
+        }
         let mut words = s.split_whitespace();
         match (words.next(), words.next(), words.next()) {
             (Some("approve"), None, None) => Ok(Step::Approve),
@@ -134,10 +193,10 @@ impl std::str::FromStr for Step {
 }
 
 /// Runs a scripted step: waits in small slices so cancel is seen quickly.
-pub fn play_step(step: Step, timeout: Duration, io: &dyn Interaction) -> Presence {
+pub fn play_step(step: &Step, timeout: Duration, io: &dyn Interaction) -> Presence {
     io.set_status(KeepaliveStatus::UpNeeded);
-    let (wait, then) = match step {
-        Step::Approve => return Presence::Approved,
+    let (wait, then) = match *step {
+        Step::Approve | Step::Pin(_) => return Presence::Approved,
         Step::Deny => return Presence::Denied,
         Step::DelayThenApprove(d) if d < timeout => (d, Presence::Approved),
         Step::DelayThenApprove(_) | Step::NoAnswer => (timeout, Presence::TimedOut),
@@ -152,13 +211,33 @@ pub fn play_step(step: Step, timeout: Duration, io: &dyn Interaction) -> Presenc
     then
 }
 
+/// Runs a scripted step for a verification request: `pin` types the PIN,
+/// `delay` waits and then types `fallback_pin` (if any).
+pub fn play_verification(
+    step: &Step,
+    fallback_pin: Option<&str>,
+    timeout: Duration,
+    io: &dyn Interaction,
+) -> Verification {
+    let typed = |pin: &str| Verification::Pin(zeroize::Zeroizing::new(pin.to_owned()));
+    match step {
+        Step::Pin(pin) => typed(pin),
+        other => match play_step(other, timeout, io) {
+            Presence::Approved => fallback_pin.map(typed).unwrap_or(Verification::Denied),
+            Presence::Denied => Verification::Denied,
+            Presence::TimedOut => Verification::TimedOut,
+            Presence::Cancelled => Verification::Cancelled,
+        },
+    }
+}
+
 /// Answers from a fixed list of steps, then with a default. For tests.
-#[derive(Debug)]
 pub struct Scripted {
     steps: std::collections::VecDeque<Step>,
     default: Step,
     /// Every request seen, so tests can check what the person was shown.
     pub seen: Vec<PresenceRequest>,
+    pin: Option<String>,
 }
 
 impl Scripted {
@@ -167,7 +246,14 @@ impl Scripted {
             steps: steps.into_iter().collect(),
             default,
             seen: Vec::new(),
+            pin: None,
         }
+    }
+
+    /// The PIN typed when a verification request meets `approve` or `delay`.
+    pub fn with_pin(mut self, pin: &str) -> Self {
+        self.pin = Some(pin.to_owned());
+        self
     }
     pub fn push(&mut self, step: Step) {
         self.steps.push_back(step);
@@ -182,7 +268,23 @@ impl UserPresence for Scripted {
         io: &dyn Interaction,
     ) -> Presence {
         self.seen.push(req.clone());
-        let step = self.steps.pop_front().unwrap_or(self.default);
-        play_step(step, timeout, io)
+        let step = self.steps.pop_front().unwrap_or_else(|| self.default.clone());
+        play_step(&step, timeout, io)
+    }
+
+    fn can_verify(&self) -> bool {
+        true
+    }
+
+    fn request_verification(
+        &mut self,
+        req: &PresenceRequest,
+        _retries: u8,
+        timeout: Duration,
+        io: &dyn Interaction,
+    ) -> Verification {
+        self.seen.push(req.clone());
+        let step = self.steps.pop_front().unwrap_or_else(|| self.default.clone());
+        play_verification(&step, self.pin.as_deref(), timeout, io)
     }
 }

@@ -663,9 +663,9 @@ impl Drop for TpmCustody {
 impl From<TpmError> for CustodyError {
     fn from(e: TpmError) -> Self {
         match e {
-            // Lockout is an authorisation refusal too; the authenticator learns
-            // about lockout itself from `unlock`.
-            TpmError::AuthFailed | TpmError::Lockout | TpmError::Locked => CustodyError::AuthFailed,
+            TpmError::AuthFailed => CustodyError::AuthFailed,
+            TpmError::Lockout => CustodyError::Lockout,
+            TpmError::Locked => CustodyError::Locked,
             TpmError::InvalidBlob => CustodyError::InvalidBlob,
             TpmError::Tss(msg) => CustodyError::Backend(msg),
         }
@@ -695,5 +695,25 @@ impl KeyCustody for TpmCustody {
     fn reset(&mut self) -> Result<(), CustodyError> {
         self.lock();
         Ok(())
+    }
+
+    fn create_vault(&mut self, auth: &[u8; 32]) -> Result<Vec<u8>, CustodyError> {
+        Ok(TpmCustody::create_vault(self, auth)?.to_bytes())
+    }
+
+    fn unlock(&mut self, vault: &[u8], auth: &[u8; 32]) -> Result<(), CustodyError> {
+        Ok(TpmCustody::unlock(self, &VaultBlob::from_bytes(vault)?, auth)?)
+    }
+
+    fn change_auth(&mut self, vault: &[u8], old: &[u8; 32], new: &[u8; 32]) -> Result<Vec<u8>, CustodyError> {
+        Ok(TpmCustody::change_auth(self, &VaultBlob::from_bytes(vault)?, old, new)?.to_bytes())
+    }
+
+    fn lock(&mut self) {
+        TpmCustody::lock(self)
+    }
+
+    fn is_unlocked(&self) -> bool {
+        TpmCustody::is_unlocked(self)
     }
 }

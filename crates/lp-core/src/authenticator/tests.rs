@@ -4,8 +4,9 @@
 use super::*;
 use crate::clock::ManualClock;
 use crate::custody::insecure_software::InsecureSoftwareCustody;
+use crate::pin_protocol::{KeyAgreement, SharedSecret};
 use crate::store::MemoryStore;
-use crate::user::{NoInteraction, Scripted, Step};
+use crate::user::{AlwaysApprove, NoInteraction, Scripted, Step};
 use p256::ecdsa::signature::Verifier;
 use p256::ecdsa::{Signature, VerifyingKey};
 use std::sync::Mutex;
@@ -18,6 +19,18 @@ impl UserPresence for Person {
     fn request_presence(&mut self, req: &PresenceRequest, t: Duration, io: &dyn Interaction) -> Presence {
         let mut s = self.0.lock().unwrap();
         s.request_presence(req, t, io)
+    }
+    fn can_verify(&self) -> bool {
+        true
+    }
+    fn request_verification(
+        &mut self,
+        req: &PresenceRequest,
+        retries: u8,
+        t: Duration,
+        io: &dyn Interaction,
+    ) -> Verification {
+        self.0.lock().unwrap().request_verification(req, retries, t, io)
     }
 }
 
@@ -36,8 +49,19 @@ struct Rig {
     clock: ManualClock,
 }
 
+const PIN: &str = "1234";
+
+/// A rig with a PIN set through clientPIN, and a person who types it.
 fn rig() -> Rig {
-    let person = Person(Arc::new(Mutex::new(Scripted::new([], Step::Approve))));
+    let mut r = rig_without_pin();
+    set_pin(&mut r, PIN, ProtocolVersion::Two).expect("setPIN");
+    r
+}
+
+fn rig_without_pin() -> Rig {
+    let person = Person(Arc::new(Mutex::new(
+        Scripted::new([], Step::Approve).with_pin(PIN),
+    )));
     let clock = ManualClock::new();
     let auth = Authenticator::new(
         Box::new(InsecureSoftwareCustody::new()),
@@ -159,6 +183,117 @@ fn bytes_of(v: Option<&Value>) -> Vec<u8> {
     v.and_then(Value::as_bytes).cloned().expect("bytes")
 }
 
+/// The platform's half of clientPIN: key agreement with the authenticator.
+fn agree(r: &mut Rig, v: ProtocolVersion) -> (SharedSecret, Value) {
+    let resp = client_pin(r, v, 2, vec![]).expect("getKeyAgreement");
+    let auth_key = get(&resp, 1).unwrap().clone();
+    let platform = KeyAgreement::new();
+    let shared = platform.shared_secret(v, auth_key).unwrap();
+    (shared, platform.public_cose())
+}
+
+fn client_pin(
+    r: &mut Rig,
+    v: ProtocolVersion,
+    sub: u64,
+    mut extra: Vec<(u64, Value)>,
+) -> Result<Vec<(i128, Value)>, u8> {
+    let mut entries = vec![
+        (1, Value::Integer(v.as_u64().into())),
+        (2, Value::Integer(sub.into())),
+    ];
+    entries.append(&mut extra);
+    let mut req = vec![command::CLIENT_PIN];
+    req.extend(cbor::encode(&int_map(entries)));
+    let resp = r.auth.handle(&req, &NoInteraction);
+    if resp == [0] {
+        return Ok(vec![]);
+    }
+    parse(&resp)
+}
+
+fn padded(pin: &str) -> Vec<u8> {
+    let mut p = pin.as_bytes().to_vec();
+    p.resize(64, 0);
+    p
+}
+
+fn set_pin(r: &mut Rig, pin: &str, v: ProtocolVersion) -> Result<(), u8> {
+    let (shared, platform) = agree(r, v);
+    let enc = shared.encrypt(&padded(pin)).unwrap();
+    let param = shared.authenticate(&enc);
+    client_pin(
+        r,
+        v,
+        3,
+        vec![(3, platform), (4, Value::Bytes(param)), (5, Value::Bytes(enc))],
+    )
+    .map(|_| ())
+}
+
+fn change_pin(r: &mut Rig, old: &str, new: &str, v: ProtocolVersion) -> Result<(), u8> {
+    let (shared, platform) = agree(r, v);
+    let new_enc = shared.encrypt(&padded(new)).unwrap();
+    let hash_enc = shared.encrypt(&crate::pin::pin_hash(old.as_bytes())[..]).unwrap();
+    let mut msg = new_enc.clone();
+    msg.extend_from_slice(&hash_enc);
+    let param = shared.authenticate(&msg);
+    client_pin(
+        r,
+        v,
+        4,
+        vec![
+            (3, platform),
+            (4, Value::Bytes(param)),
+            (5, Value::Bytes(new_enc)),
+            (6, Value::Bytes(hash_enc)),
+        ],
+    )
+    .map(|_| ())
+}
+
+/// getPinUvAuthTokenUsingPinWithPermissions; returns the decrypted token.
+fn pin_token(r: &mut Rig, pin: &str, v: ProtocolVersion, perms: u8, rp: &str) -> Result<[u8; 32], u8> {
+    let (shared, platform) = agree(r, v);
+    let hash_enc = shared.encrypt(&crate::pin::pin_hash(pin.as_bytes())[..]).unwrap();
+    let resp = client_pin(
+        r,
+        v,
+        9,
+        vec![
+            (3, platform),
+            (6, Value::Bytes(hash_enc)),
+            (9, Value::Integer(perms.into())),
+            (10, text(rp)),
+        ],
+    )?;
+    let token = shared.decrypt(&bytes_of(get(&resp, 2))).unwrap();
+    Ok(token.try_into().unwrap())
+}
+
+fn retries(r: &mut Rig) -> (u8, bool) {
+    let m = client_pin(r, ProtocolVersion::Two, 1, vec![]).unwrap();
+    let n = get(&m, 3).unwrap().as_integer().map(i128::from).unwrap() as u8;
+    (n, get(&m, 4) == Some(&Value::Bool(true)))
+}
+
+/// Add a pinUvAuthParam made with `token` to a request built by the helpers above.
+fn with_token(req: &[u8], token: &[u8; 32], v: ProtocolVersion, key: u64) -> Vec<u8> {
+    let mut m = cbor::RequestMap::parse(&req[1..]).unwrap();
+    let mut entries = vec![];
+    for k in 1..=20u64 {
+        if let Some(val) = m.take(k) {
+            entries.push((k, val));
+        }
+    }
+    let param = crate::pin_protocol::authenticate_with_token(v, token, &CDH);
+    entries.push((key, Value::Bytes(param)));
+    entries.push((key + 1, Value::Integer(v.as_u64().into())));
+    let mut out = vec![req[0]];
+    out.extend(cbor::encode(&int_map(entries)));
+    out
+}
+
 struct Made {
     id: Vec<u8>,
     key: VerifyingKey,
@@ -209,6 +344,24 @@ fn get_info_describes_this_authenticator() {
     let opts = cbor::text_keyed(get(&m, 4).unwrap().clone()).unwrap();
     assert_eq!(opts.get("rk"), Some(&Value::Bool(true)));
     assert_eq!(opts.get("plat"), Some(&Value::Bool(false)));
+    assert_eq!(opts.get("alwaysUv"), Some(&Value::Bool(true)));
+    assert_eq!(opts.get("clientPin"), Some(&Value::Bool(true)));
+    assert_eq!(opts.get("uv"), Some(&Value::Bool(true)));
+    assert_eq!(opts.get("pinUvAuthToken"), Some(&Value::Bool(true)));
+    assert_eq!(
+        get(&m, 6),
+        Some(&Value::Array(vec![
+            Value::Integer(2.into()),
+            Value::Integer(1.into())
+        ]))
+    );
+
+    // Before a PIN exists, neither clientPin nor uv is configured.
+    let mut fresh = rig_without_pin();
+    let m = parse(&fresh.auth.handle(&[command::GET_INFO], &NoInteraction)).unwrap();
+    let opts = cbor::text_keyed(get(&m, 4).unwrap().clone()).unwrap();
+    assert_eq!(opts.get("clientPin"), Some(&Value::Bool(false)));
+    assert_eq!(opts.get("uv"), Some(&Value::Bool(false)));
 }
 
 #[test]
@@ -222,7 +375,11 @@ fn make_credential_gives_verifiable_packed_self_attestation() {
     assert_eq!(get(&resp, 1), Some(&text("packed")));
     let auth_data = bytes_of(get(&resp, 2));
     assert_eq!(&auth_data[..32], &Sha256::digest(b"example.com")[..]);
-    assert_eq!(auth_data[32], flags::UP | flags::AT, "UP and AT only: BE=BS=UV=0");
+    assert_eq!(
+        auth_data[32],
+        flags::UP | flags::UV | flags::AT,
+        "UP, UV and AT: BE=BS=0"
+    );
     assert_eq!(counter(&auth_data), 0);
     assert_eq!(&auth_data[37..53], &crate::AAGUID);
     let stmt = cbor::text_keyed(get(&resp, 3).unwrap().clone()).unwrap();
@@ -301,7 +458,6 @@ fn make_credential_refusals() {
 
     for (opts, code) in [
         (text_map([("up", Value::Bool(false))]), CtapError::InvalidOption),
-        (text_map([("uv", Value::Bool(true))]), CtapError::InvalidOption),
         (
             text_map([("rk", Value::Integer(1.into()))]),
             CtapError::CborUnexpectedType,
@@ -376,7 +532,8 @@ fn exclude_list_is_revealed_only_after_presence() {
         r.auth.handle(&mc.encode(), &NoInteraction),
         [CtapError::CredentialExcluded.code()]
     );
-    assert_eq!(r.person.seen().last().unwrap().action, Action::AlreadyRegistered);
+    // The verification prompt was the presence; no second prompt.
+    assert_eq!(r.person.seen().last().unwrap().action, Action::Register);
 
     // Another RP's credential in the list excludes nothing.
     mc.exclude = vec![other.id.clone(), vec![1; 16]];
@@ -396,7 +553,7 @@ fn assertion_with_allow_list_verifies_and_counts_up() {
         .unwrap();
         let auth_data = bytes_of(get(&m, 2));
         assert_eq!(auth_data.len(), 37);
-        assert_eq!(auth_data[32], flags::UP);
+        assert_eq!(auth_data[32], flags::UP | flags::UV);
         assert!(counter(&auth_data) > last);
         last = counter(&auth_data);
         verify(&made.key, &auth_data, &bytes_of(get(&m, 3)));
@@ -513,27 +670,50 @@ fn same_rp_and_user_replaces_the_resident_credential() {
 }
 
 #[test]
-fn silent_assertion_has_no_up_and_no_prompt() {
+fn silent_assertion_needs_a_token_and_has_no_up_and_no_prompt() {
     let mut r = rig();
     let made = make(&mut r, &Mc::new("example.com", b"u", false));
+    let silent = ga(
+        "example.com",
+        std::slice::from_ref(&made.id),
+        Some(text_map([("up", Value::Bool(false))])),
+    );
     let asked = r.person.seen().len();
-    let m = parse(&r.auth.handle(
-        &ga(
-            "example.com",
-            std::slice::from_ref(&made.id),
-            Some(text_map([("up", Value::Bool(false))])),
-        ),
-        &NoInteraction,
-    ))
-    .unwrap();
+    assert_eq!(
+        r.auth.handle(&silent, &NoInteraction),
+        [CtapError::PuatRequired.code()],
+        "no signature without verification, and no prompt for a silent request"
+    );
+    assert_eq!(r.person.seen().len(), asked);
+
+    let v = ProtocolVersion::Two;
+    let token = pin_token(&mut r, PIN, v, permission::GA, "example.com").unwrap();
+    let m = parse(&r.auth.handle(&with_token(&silent, &token, v, 6), &NoInteraction)).unwrap();
     let auth_data = bytes_of(get(&m, 2));
-    assert_eq!(auth_data[32] & flags::UP, 0);
+    assert_eq!(auth_data[32], flags::UV, "UV from the token, no UP");
     assert_eq!(
         counter(&auth_data),
         1,
         "the counter moves for silent assertions too"
     );
     assert_eq!(r.person.seen().len(), asked);
+    verify(&made.key, &auth_data, &bytes_of(get(&m, 3)));
+    // A silent request does not spend the token: the real one can follow,
+    // and asks for presence because a PIN token carries none.
+    let real = with_token(
+        &ga("example.com", std::slice::from_ref(&made.id), None),
+        &token,
+        v,
+        6,
+    );
+    let m = parse(&r.auth.handle(&real, &NoInteraction)).unwrap();
+    assert_eq!(bytes_of(get(&m, 2))[32], flags::UP | flags::UV);
+    assert_eq!(r.person.seen().len(), asked + 1);
+    // Spent now.
+    assert_eq!(
+        r.auth.handle(&real, &NoInteraction),
+        [CtapError::PinAuthInvalid.code()]
+    );
 }
 
 #[test]
@@ -544,11 +724,6 @@ fn get_assertion_option_errors() {
         r.auth.handle(&rk, &NoInteraction),
         [CtapError::UnsupportedOption.code()]
     );
-    let uv = ga("example.com", &[], Some(text_map([("uv", Value::Bool(true))])));
-    assert_eq!(
-        r.auth.handle(&uv, &NoInteraction),
-        [CtapError::InvalidOption.code()]
-    );
     let missing = [command::GET_ASSERTION, 0xa1, 0x01, 0x61, b'x'];
     assert_eq!(
         r.auth.handle(&missing, &NoInteraction),
@@ -557,8 +732,8 @@ fn get_assertion_option_errors() {
 }
 
 #[test]
-fn zero_length_pin_auth_asks_for_touch_then_reports_no_pin() {
-    let mut r = rig();
+fn zero_length_pin_auth_asks_for_touch_then_reports_pin_state() {
+    let mut r = rig_without_pin();
     let mut mc = Mc::new("example.com", b"u", false);
     mc.extra.push((8, Value::Bytes(vec![])));
     assert_eq!(
@@ -566,6 +741,11 @@ fn zero_length_pin_auth_asks_for_touch_then_reports_no_pin() {
         [CtapError::PinNotSet.code()]
     );
     assert_eq!(r.person.seen().len(), 1);
+    set_pin(&mut r, PIN, ProtocolVersion::One).unwrap();
+    assert_eq!(
+        r.auth.handle(&mc.encode(), &NoInteraction),
+        [CtapError::PinInvalid.code()]
+    );
     mc.extra.push((9, Value::Integer(7.into())));
     mc.extra[0] = (8, Value::Bytes(vec![1; 16]));
     assert_eq!(
@@ -600,7 +780,8 @@ fn reset_only_in_the_window_and_after_presence() {
     assert_eq!(r.person.seen().last().unwrap().action, Action::Reset);
     assert_eq!(
         r.auth.handle(&ga("example.com", &[], None), &NoInteraction),
-        [CtapError::NoCredentials.code()]
+        [CtapError::PinNotSet.code()],
+        "the PIN went with the credentials"
     );
 }
 
@@ -668,4 +849,373 @@ fn arbitrary_bytes_never_panic() {
         let resp = r.auth.handle(&msg, &NoInteraction);
         assert!(!resp.is_empty());
     }
+}
+
+// ---- clientPIN, tokens and alwaysUv ----
+
+#[test]
+fn no_pin_means_no_credentials_can_be_made() {
+    let mut r = rig_without_pin();
+    let resp = r
+        .auth
+        .handle(&Mc::new("example.com", b"u", true).encode(), &NoInteraction);
+    assert_eq!(
+        resp,
+        [CtapError::PinNotSet.code()],
+        "alwaysUv: the platform is asked to set a PIN"
+    );
+    assert_eq!(
+        r.auth.handle(&ga("example.com", &[], None), &NoInteraction),
+        [CtapError::PinNotSet.code()]
+    );
+    assert_eq!(retries(&mut r), (pin::MAX_RETRIES, false));
+}
+
+#[test]
+fn set_pin_rules() {
+    for v in [ProtocolVersion::One, ProtocolVersion::Two] {
+        let mut r = rig_without_pin();
+        assert_eq!(
+            set_pin(&mut r, "123", v),
+            Err(CtapError::PinPolicyViolation.code())
+        );
+        assert_eq!(
+            set_pin(&mut r, &"9".repeat(64), v),
+            Err(CtapError::PinPolicyViolation.code())
+        );
+        set_pin(&mut r, "ääää", v).unwrap();
+        assert_eq!(
+            set_pin(&mut r, "5678", v),
+            Err(CtapError::NotAllowed.code()),
+            "already set"
+        );
+        // A wrong MAC is refused before anything is decrypted.
+        let (shared, platform) = agree(&mut r, v);
+        let enc = shared.encrypt(&padded("5678")).unwrap();
+        let mut bad = shared.authenticate(&enc);
+        bad[0] ^= 1;
+        let mut fresh = rig_without_pin();
+        let (shared2, platform2) = agree(&mut fresh, v);
+        let enc2 = shared2.encrypt(&padded("5678")).unwrap();
+        let mut bad2 = shared2.authenticate(&enc2);
+        bad2[0] ^= 1;
+        assert_eq!(
+            client_pin(
+                &mut fresh,
+                v,
+                3,
+                vec![(3, platform2), (4, Value::Bytes(bad2)), (5, Value::Bytes(enc2))]
+            )
+            .unwrap_err(),
+            CtapError::PinAuthInvalid.code()
+        );
+        let _ = (platform, bad);
+        assert!(pin_token(&mut r, "ääää", v, permission::MC, "example.com").is_ok());
+    }
+}
+
+#[test]
+fn client_pin_parameter_errors() {
+    let mut r = rig();
+    let v = ProtocolVersion::Two;
+    assert_eq!(
+        client_pin(&mut r, v, 0x42, vec![]).unwrap_err(),
+        CtapError::InvalidSubcommand.code()
+    );
+    // Missing subcommand.
+    let req = [command::CLIENT_PIN, 0xa1, 0x01, 0x02];
+    assert_eq!(
+        r.auth.handle(&req, &NoInteraction),
+        [CtapError::MissingParameter.code()]
+    );
+    // Unknown protocol.
+    let req = [command::CLIENT_PIN, 0xa2, 0x01, 0x07, 0x02, 0x02];
+    assert_eq!(
+        r.auth.handle(&req, &NoInteraction),
+        [CtapError::InvalidParameter.code()]
+    );
+    // getPinToken without a key agreement.
+    let (shared, _) = agree(&mut r, v);
+    let hash_enc = shared.encrypt(&crate::pin::pin_hash(PIN.as_bytes())[..]).unwrap();
+    assert_eq!(
+        client_pin(&mut r, v, 5, vec![(6, Value::Bytes(hash_enc.clone()))]).unwrap_err(),
+        CtapError::MissingParameter.code()
+    );
+    // Permissions: zero, missing RP ID for mc, one we cannot grant.
+    let (shared, platform) = agree(&mut r, v);
+    let hash_enc = shared.encrypt(&crate::pin::pin_hash(PIN.as_bytes())[..]).unwrap();
+    for (perms, rp, code) in [
+        (0u8, Some("example.com"), CtapError::InvalidParameter),
+        (permission::MC, None, CtapError::MissingParameter),
+        (permission::BE, None, CtapError::UnauthorizedPermission),
+    ] {
+        let mut extra = vec![
+            (3, platform.clone()),
+            (6, Value::Bytes(hash_enc.clone())),
+            (9, Value::Integer(perms.into())),
+        ];
+        if let Some(rp) = rp {
+            extra.push((10, text(rp)));
+        }
+        assert_eq!(
+            client_pin(&mut r, v, 9, extra).unwrap_err(),
+            code.code(),
+            "perms {perms:#x}"
+        );
+    }
+    // None of that cost a retry.
+    assert_eq!(retries(&mut r), (pin::MAX_RETRIES, false));
+}
+
+#[test]
+fn wrong_pins_count_down_block_per_boot_and_for_good() {
+    let mut r = rig();
+    let v = ProtocolVersion::One;
+    assert_eq!(
+        pin_token(&mut r, "0000", v, permission::GA, "a.example"),
+        Err(CtapError::PinInvalid.code())
+    );
+    assert_eq!(retries(&mut r), (7, false));
+    // A right PIN restores the counter.
+    assert!(pin_token(&mut r, PIN, v, permission::GA, "a.example").is_ok());
+    assert_eq!(retries(&mut r), (8, false));
+
+    assert_eq!(
+        pin_token(&mut r, "0000", v, permission::GA, "a"),
+        Err(CtapError::PinInvalid.code())
+    );
+    assert_eq!(
+        pin_token(&mut r, "0000", v, permission::GA, "a"),
+        Err(CtapError::PinInvalid.code())
+    );
+    assert_eq!(
+        pin_token(&mut r, "0000", v, permission::GA, "a"),
+        Err(CtapError::PinAuthBlocked.code())
+    );
+    assert_eq!(retries(&mut r), (5, true));
+    // Blocked until a power cycle, even for the right PIN, and it costs nothing.
+    assert_eq!(
+        pin_token(&mut r, PIN, v, permission::GA, "a"),
+        Err(CtapError::PinAuthBlocked.code())
+    );
+    assert_eq!(retries(&mut r), (5, true));
+
+    r.auth.power_cycle();
+    for expected in [4, 3] {
+        assert_eq!(
+            pin_token(&mut r, "0000", v, permission::GA, "a"),
+            Err(CtapError::PinInvalid.code())
+        );
+        assert_eq!(retries(&mut r).0, expected);
+    }
+    assert_eq!(
+        pin_token(&mut r, "0000", v, permission::GA, "a"),
+        Err(CtapError::PinAuthBlocked.code())
+    );
+    r.auth.power_cycle();
+    assert_eq!(
+        pin_token(&mut r, "0000", v, permission::GA, "a"),
+        Err(CtapError::PinInvalid.code())
+    );
+    assert_eq!(
+        pin_token(&mut r, "0000", v, permission::GA, "a"),
+        Err(CtapError::PinBlocked.code())
+    );
+    assert_eq!(retries(&mut r), (0, false));
+    r.auth.power_cycle();
+    assert_eq!(
+        pin_token(&mut r, PIN, v, permission::GA, "a"),
+        Err(CtapError::PinBlocked.code()),
+        "for good"
+    );
+    assert_eq!(
+        r.auth
+            .handle(&Mc::new("example.com", b"u", true).encode(), &NoInteraction),
+        [CtapError::UvBlocked.code()],
+        "built-in verification shares the counter"
+    );
+}
+
+#[test]
+fn change_pin_keeps_credentials_and_voids_tokens() {
+    for v in [ProtocolVersion::One, ProtocolVersion::Two] {
+        let mut r = rig();
+        let made = make(&mut r, &Mc::new("example.com", b"u", true));
+        let token = pin_token(&mut r, PIN, v, permission::GA, "example.com").unwrap();
+        assert_eq!(
+            change_pin(&mut r, "9999", "5678", v),
+            Err(CtapError::PinInvalid.code())
+        );
+        assert_eq!(
+            change_pin(&mut r, PIN, "567", v),
+            Err(CtapError::PinPolicyViolation.code())
+        );
+        change_pin(&mut r, PIN, "5678", v).unwrap();
+        let req = with_token(&ga("example.com", &[], None), &token, v, 6);
+        assert_eq!(
+            r.auth.handle(&req, &NoInteraction),
+            [CtapError::PinAuthInvalid.code()],
+            "old token void"
+        );
+        assert_eq!(
+            pin_token(&mut r, PIN, v, permission::GA, "example.com"),
+            Err(CtapError::PinInvalid.code())
+        );
+        let token = pin_token(&mut r, "5678", v, permission::GA, "example.com").unwrap();
+        let m = parse(&r.auth.handle(
+            &with_token(&ga("example.com", &[], None), &token, v, 6),
+            &NoInteraction,
+        ))
+        .unwrap();
+        verify(&made.key, &bytes_of(get(&m, 2)), &bytes_of(get(&m, 3)));
+    }
+}
+
+#[test]
+fn tokens_are_bound_to_permission_and_rp_and_expire() {
+    let mut r = rig();
+    let v = ProtocolVersion::Two;
+    let made = make(&mut r, &Mc::new("example.com", b"u", false));
+    let req = ga("example.com", std::slice::from_ref(&made.id), None);
+
+    let mc_only = pin_token(&mut r, PIN, v, permission::MC, "example.com").unwrap();
+    assert_eq!(
+        r.auth.handle(&with_token(&req, &mc_only, v, 6), &NoInteraction),
+        [CtapError::PinAuthInvalid.code()]
+    );
+    let other_rp = pin_token(&mut r, PIN, v, permission::GA, "other.example").unwrap();
+    assert_eq!(
+        r.auth.handle(&with_token(&req, &other_rp, v, 6), &NoInteraction),
+        [CtapError::PinAuthInvalid.code()]
+    );
+    let good = pin_token(&mut r, PIN, v, permission::GA, "example.com").unwrap();
+    r.clock.advance(crate::pin::TOKEN_IDLE_MS);
+    assert_eq!(
+        r.auth.handle(&with_token(&req, &good, v, 6), &NoInteraction),
+        [CtapError::PinAuthInvalid.code()],
+        "unused for 30 s"
+    );
+    // A token from protocol One works when the request says protocol One.
+    let one = pin_token(&mut r, PIN, ProtocolVersion::One, permission::GA, "example.com").unwrap();
+    assert!(parse(
+        &r.auth
+            .handle(&with_token(&req, &one, ProtocolVersion::One, 6), &NoInteraction)
+    )
+    .is_ok());
+}
+
+#[test]
+fn a_pin_token_gives_uv_and_presence_is_still_asked() {
+    let mut r = rig();
+    let v = ProtocolVersion::One;
+    let token = pin_token(&mut r, PIN, v, permission::MC, "example.com").unwrap();
+    let asked = r.person.seen().len();
+    let req = with_token(&Mc::new("example.com", b"u", true).encode(), &token, v, 8);
+    let m = parse(&r.auth.handle(&req, &NoInteraction)).unwrap();
+    assert_eq!(bytes_of(get(&m, 2))[32], flags::UP | flags::UV | flags::AT);
+    assert_eq!(
+        r.person.seen().len(),
+        asked + 1,
+        "one presence prompt, no PIN prompt"
+    );
+    assert_eq!(r.person.seen().last().unwrap().action, Action::Register);
+    assert_eq!(
+        r.auth.handle(&req, &NoInteraction),
+        [CtapError::PinAuthInvalid.code()],
+        "mc permission spent"
+    );
+}
+
+#[test]
+fn built_in_uv_token_carries_presence() {
+    let mut r = rig();
+    let v = ProtocolVersion::Two;
+    let (shared, platform) = agree(&mut r, v);
+    let resp = client_pin(
+        &mut r,
+        v,
+        6,
+        vec![
+            (3, platform),
+            (9, Value::Integer(permission::MC.into())),
+            (10, text("example.com")),
+        ],
+    )
+    .unwrap();
+    let token: [u8; 32] = shared
+        .decrypt(&bytes_of(get(&resp, 2)))
+        .unwrap()
+        .try_into()
+        .unwrap();
+    assert_eq!(r.person.seen().last().unwrap().action, Action::Unlock);
+    let asked = r.person.seen().len();
+    let req = with_token(&Mc::new("example.com", b"u", true).encode(), &token, v, 8);
+    let m = parse(&r.auth.handle(&req, &NoInteraction)).unwrap();
+    assert_eq!(bytes_of(get(&m, 2))[32], flags::UP | flags::UV | flags::AT);
+    assert_eq!(
+        r.person.seen().len(),
+        asked,
+        "the PIN typed into our prompt was the presence"
+    );
+
+    // A wrong PIN typed into our prompt is UV_INVALID and costs a retry.
+    r.person.push(Step::Pin("0000".into()));
+    assert_eq!(
+        r.auth
+            .handle(&Mc::new("example.com", b"v", true).encode(), &NoInteraction),
+        [CtapError::UvInvalid.code()]
+    );
+    let m = client_pin(&mut r, v, 7, vec![]).unwrap();
+    assert_eq!(get(&m, 5), Some(&Value::Integer(7.into())));
+}
+
+#[test]
+fn without_a_pin_prompt_the_platform_must_bring_a_token() {
+    let clock = ManualClock::new();
+    let mut auth = Authenticator::new(
+        Box::new(InsecureSoftwareCustody::new()),
+        Box::new(MemoryStore::new()),
+        Box::new(AlwaysApprove),
+        Arc::new(clock),
+        Config::default(),
+    );
+    let m = parse(&auth.handle(&[command::GET_INFO], &NoInteraction)).unwrap();
+    let opts = cbor::text_keyed(get(&m, 4).unwrap().clone()).unwrap();
+    assert!(!opts.contains_key("uv"), "no built-in verification to advertise");
+    let mut r = Rig {
+        auth,
+        person: Person(Arc::new(Mutex::new(Scripted::new([], Step::Approve)))),
+        clock: ManualClock::new(),
+    };
+    set_pin(&mut r, PIN, ProtocolVersion::Two).unwrap();
+    assert_eq!(
+        r.auth
+            .handle(&Mc::new("example.com", b"u", true).encode(), &NoInteraction),
+        [CtapError::PuatRequired.code()]
+    );
+    let token = pin_token(&mut r, PIN, ProtocolVersion::Two, permission::MC, "example.com").unwrap();
+    let req = with_token(
+        &Mc::new("example.com", b"u", true).encode(),
+        &token,
+        ProtocolVersion::Two,
+        8,
+    );
+    assert!(parse(&r.auth.handle(&req, &NoInteraction)).is_ok());
+}
+
+#[test]
+fn the_vault_is_locked_when_nothing_verified_is_running() {
+    let mut r = rig();
+    make(&mut r, &Mc::new("example.com", b"a", true));
+    assert!(
+        !r.auth.custody.is_unlocked(),
+        "built-in UV without a token: locked right after"
+    );
+    let _token = pin_token(&mut r, PIN, ProtocolVersion::Two, permission::GA, "example.com").unwrap();
+    assert!(r.auth.custody.is_unlocked());
+    assert!(r.auth.next_deadline().is_some());
+    r.clock.advance(crate::pin::TOKEN_IDLE_MS);
+    r.auth.tick();
+    assert!(!r.auth.custody.is_unlocked(), "token expired: locked");
+    assert_eq!(r.auth.next_deadline(), None, "and nothing left to wake up for");
 }

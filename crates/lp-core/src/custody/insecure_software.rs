@@ -1,25 +1,62 @@
 //! INSECURE software key custody, for unit tests and the UDP simulation only.
 //!
 //! The "blob" this custody hands out *is the private scalar*, so whoever reads
-//! the credential store can copy every key. That is exactly what LocalPasskey
-//! exists to prevent, which is why this custody is named the way it is, why
-//! the daemon prints a warning when it uses it, and why it is refused with the
-//! real HID transport unless forced.
+//! the credential store can copy every key; and its "vault" is a verifier
+//! anyone can brute-force offline. That is exactly what LocalPasskey exists to
+//! prevent, which is why this custody is named the way it is, why the daemon
+//! prints a warning when it uses it, and why it is refused with a real HID
+//! transport unless forced. It keeps the same rules as the TPM custody (no
+//! key creation or signature while the vault is locked) so that the
+//! authenticator is tested against the same contract.
 
 use super::{CustodyError, KeyCustody, NewKey, PublicKey};
 use p256::ecdsa::signature::hazmat::PrehashSigner;
 use p256::ecdsa::{Signature, SigningKey};
-use rand_core::OsRng;
+use rand_core::{OsRng, RngCore};
+use sha2::{Digest, Sha256};
 
 /// A version tag so a blob from this custody is never mistaken for a TPM blob.
 const BLOB_TAG: &[u8; 8] = b"INSECURE";
+const VAULT_TAG: &[u8; 8] = b"INSVAULT";
 
 #[derive(Debug, Default)]
-pub struct InsecureSoftwareCustody;
+pub struct InsecureSoftwareCustody {
+    unlocked: bool,
+}
 
 impl InsecureSoftwareCustody {
     pub fn new() -> Self {
-        Self
+        Self::default()
+    }
+
+    /// `tag || salt || SHA-256(salt || auth)`: a verifier, nothing more.
+    fn vault_for(auth: &[u8; 32], salt: &[u8]) -> Vec<u8> {
+        let mut out = VAULT_TAG.to_vec();
+        out.extend_from_slice(salt);
+        out.extend_from_slice(&Sha256::new().chain_update(salt).chain_update(auth).finalize());
+        out
+    }
+
+    fn check(vault: &[u8], auth: &[u8; 32]) -> Result<(), CustodyError> {
+        let body = vault
+            .strip_prefix(VAULT_TAG.as_slice())
+            .ok_or(CustodyError::InvalidBlob)?;
+        if body.len() != 64 {
+            return Err(CustodyError::InvalidBlob);
+        }
+        if Self::vault_for(auth, &body[..32]) == vault {
+            Ok(())
+        } else {
+            Err(CustodyError::AuthFailed)
+        }
+    }
+
+    fn require_unlocked(&self) -> Result<(), CustodyError> {
+        if self.unlocked {
+            Ok(())
+        } else {
+            Err(CustodyError::Locked)
+        }
     }
 }
 
@@ -33,6 +70,7 @@ impl KeyCustody for InsecureSoftwareCustody {
     }
 
     fn create_key(&mut self) -> Result<NewKey, CustodyError> {
+        self.require_unlocked()?;
         let key = SigningKey::random(&mut OsRng);
         let point = key.verifying_key().to_encoded_point(false);
         let (Some(x), Some(y)) = (point.x(), point.y()) else {
@@ -50,6 +88,7 @@ impl KeyCustody for InsecureSoftwareCustody {
     }
 
     fn sign_digest(&mut self, blob: &[u8], digest: &[u8; 32]) -> Result<Vec<u8>, CustodyError> {
+        self.require_unlocked()?;
         let scalar = blob
             .strip_prefix(BLOB_TAG.as_slice())
             .ok_or(CustodyError::InvalidBlob)?;
@@ -61,7 +100,36 @@ impl KeyCustody for InsecureSoftwareCustody {
     }
 
     fn reset(&mut self) -> Result<(), CustodyError> {
+        self.unlocked = false;
         Ok(())
+    }
+
+    fn create_vault(&mut self, auth: &[u8; 32]) -> Result<Vec<u8>, CustodyError> {
+        let mut salt = [0u8; 32];
+        OsRng.fill_bytes(&mut salt);
+        self.unlocked = true;
+        Ok(Self::vault_for(auth, &salt))
+    }
+
+    fn unlock(&mut self, vault: &[u8], auth: &[u8; 32]) -> Result<(), CustodyError> {
+        self.unlocked = false;
+        Self::check(vault, auth)?;
+        self.unlocked = true;
+        Ok(())
+    }
+
+    fn change_auth(&mut self, vault: &[u8], old: &[u8; 32], new: &[u8; 32]) -> Result<Vec<u8>, CustodyError> {
+        Self::check(vault, old)?;
+        let salt = &vault[VAULT_TAG.len()..VAULT_TAG.len() + 32];
+        Ok(Self::vault_for(new, salt))
+    }
+
+    fn lock(&mut self) {
+        self.unlocked = false;
+    }
+
+    fn is_unlocked(&self) -> bool {
+        self.unlocked
     }
 }
 
@@ -73,26 +141,63 @@ mod tests {
     use p256::EncodedPoint;
 
     #[test]
-    fn signs_with_the_key_it_made() {
+    fn signs_with_the_key_it_made_only_while_unlocked() {
         let mut c = InsecureSoftwareCustody::new();
+        assert!(matches!(c.create_key(), Err(CustodyError::Locked)));
+        let vault = c.create_vault(&[1; 32]).unwrap();
         let k = c.create_key().unwrap();
         let digest = [7u8; 32];
         let der = c.sign_digest(&k.blob, &digest).unwrap();
         let point = EncodedPoint::from_affine_coordinates(&k.public.x.into(), &k.public.y.into(), false);
         let vk = VerifyingKey::from_encoded_point(&point).unwrap();
-        let sig = Signature::from_der(&der).unwrap();
-        vk.verify_prehash(&digest, &sig).unwrap();
+        vk.verify_prehash(&digest, &Signature::from_der(&der).unwrap())
+            .unwrap();
+        c.lock();
+        assert!(matches!(
+            c.sign_digest(&k.blob, &digest),
+            Err(CustodyError::Locked)
+        ));
+        assert!(matches!(
+            c.unlock(&vault, &[2; 32]),
+            Err(CustodyError::AuthFailed)
+        ));
+        c.unlock(&vault, &[1; 32]).unwrap();
+        assert!(c.sign_digest(&k.blob, &digest).is_ok());
+    }
+
+    #[test]
+    fn change_auth_keeps_keys() {
+        let mut c = InsecureSoftwareCustody::new();
+        let vault = c.create_vault(&[1; 32]).unwrap();
+        let k = c.create_key().unwrap();
+        let vault2 = c.change_auth(&vault, &[1; 32], &[3; 32]).unwrap();
+        assert!(matches!(
+            c.change_auth(&vault, &[9; 32], &[3; 32]),
+            Err(CustodyError::AuthFailed)
+        ));
+        c.lock();
+        assert!(matches!(
+            c.unlock(&vault2, &[1; 32]),
+            Err(CustodyError::AuthFailed)
+        ));
+        c.unlock(&vault2, &[3; 32]).unwrap();
+        assert!(c.sign_digest(&k.blob, &[0; 32]).is_ok());
     }
 
     #[test]
     fn rejects_foreign_blobs() {
         let mut c = InsecureSoftwareCustody::new();
+        c.create_vault(&[0; 32]).unwrap();
         assert!(matches!(
             c.sign_digest(b"garbage", &[0; 32]),
             Err(CustodyError::InvalidBlob)
         ));
         assert!(matches!(
             c.sign_digest(b"INSECURE\x00", &[0; 32]),
+            Err(CustodyError::InvalidBlob)
+        ));
+        assert!(matches!(
+            c.unlock(b"INSVAULTshort", &[0; 32]),
             Err(CustodyError::InvalidBlob)
         ));
     }

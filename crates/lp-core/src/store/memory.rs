@@ -81,4 +81,9 @@ impl CredentialStore for MemoryStore {
         self.meta.insert(key.to_owned(), value.to_vec());
         Ok(())
     }
+
+    fn delete_meta(&mut self, key: &str) -> Result<(), StoreError> {
+        self.meta.remove(key);
+        Ok(())
+    }
 }

@@ -1,0 +1,251 @@
+//! authenticatorClientPIN (0x06), CTAP 2.1 §6.5.5: the platform side of the
+//! PIN, protocols One and Two.
+//!
+//! Every PIN that arrives is checked by `verify_pin_hash`, i.e. by the
+//! custody's vault (the TPM), never against anything stored on disk.
+
+use super::{Authenticator, CtapResult};
+use crate::cbor::{self, int_map, RequestMap};
+use crate::pin::{self, permission};
+use crate::pin_protocol::{ProtocolVersion, SharedSecret};
+use crate::status::CtapError;
+use crate::user::{Action, Interaction};
+use ciborium::value::Value;
+use rand_core::{OsRng, RngCore};
+use zeroize::Zeroizing;
+
+mod sub {
+    pub const GET_PIN_RETRIES: u64 = 0x01;
+    pub const GET_KEY_AGREEMENT: u64 = 0x02;
+    pub const SET_PIN: u64 = 0x03;
+    pub const CHANGE_PIN: u64 = 0x04;
+    pub const GET_PIN_TOKEN: u64 = 0x05;
+    pub const GET_TOKEN_USING_UV: u64 = 0x06;
+    pub const GET_UV_RETRIES: u64 = 0x07;
+    pub const GET_TOKEN_USING_PIN: u64 = 0x09;
+}
+
+/// The decoded parameters (§6.5.5.1); each subcommand checks what it needs.
+struct Params {
+    protocol: Option<u64>,
+    subcommand: u64,
+    key_agreement: Option<Value>,
+    pin_uv_auth_param: Option<Vec<u8>>,
+    new_pin_enc: Option<Vec<u8>>,
+    pin_hash_enc: Option<Vec<u8>>,
+    permissions: Option<u64>,
+    rp_id: Option<String>,
+}
+
+impl Params {
+    fn decode(bytes: &[u8]) -> Result<Self, CtapError> {
+        let mut m = RequestMap::parse(bytes)?;
+        let protocol = m.take(0x01).map(cbor::unsigned).transpose()?;
+        let subcommand = cbor::unsigned(m.required(0x02)?)?;
+        Ok(Self {
+            protocol,
+            subcommand,
+            key_agreement: m.take(0x03),
+            pin_uv_auth_param: m.take(0x04).map(cbor::bytes).transpose()?,
+            new_pin_enc: m.take(0x05).map(cbor::bytes).transpose()?,
+            pin_hash_enc: m.take(0x06).map(cbor::bytes).transpose()?,
+            permissions: m.take(0x09).map(cbor::unsigned).transpose()?,
+            rp_id: m.take(0x0A).map(cbor::text).transpose()?,
+        })
+    }
+
+    fn version(&self) -> Result<ProtocolVersion, CtapError> {
+        ProtocolVersion::from_u64(self.protocol.ok_or(CtapError::MissingParameter)?)
+    }
+}
+
+/// The permissions this authenticator can grant today. Others (credential
+/// management, large blobs, config, bio enrolment) are refused with
+/// CTAP2_ERR_UNAUTHORIZED_PERMISSION until the features exist.
+const SUPPORTED_PERMISSIONS: u8 = permission::MC | permission::GA;
+
+impl Authenticator {
+    pub(super) fn client_pin(&mut self, params: &[u8], io: &dyn Interaction) -> CtapResult {
+        let p = Params::decode(params)?;
+        match p.subcommand {
+            sub::GET_PIN_RETRIES => {
+                let retries = self.retries()?;
+                let blocked = self.boot_failures()? >= pin::MAX_FAILURES_PER_BOOT;
+                Ok(Some(int_map([
+                    (0x03, Value::Integer(retries.into())),
+                    (0x04, Value::Bool(blocked)),
+                ])))
+            }
+            sub::GET_UV_RETRIES => {
+                // Built-in verification *is* the PIN typed into our prompt, so
+                // it shares the PIN's counter.
+                Ok(Some(int_map([(0x05, Value::Integer(self.retries()?.into()))])))
+            }
+            sub::GET_KEY_AGREEMENT => {
+                p.version()?;
+                Ok(Some(int_map([(0x01, self.key_agreement.public_cose())])))
+            }
+            sub::SET_PIN => self.set_pin(p),
+            sub::CHANGE_PIN => self.change_pin(p),
+            sub::GET_PIN_TOKEN => {
+                if p.permissions.is_some() || p.rp_id.is_some() {
+                    return Err(CtapError::InvalidParameter);
+                }
+                // The legacy command grants what a CTAP 2.0 token could do.
+                self.token_using_pin(p, permission::MC | permission::GA, None)
+            }
+            sub::GET_TOKEN_USING_PIN => {
+                let (perms, rp_id) = Self::requested_permissions(&p)?;
+                self.token_using_pin(p, perms, rp_id)
+            }
+            sub::GET_TOKEN_USING_UV => self.token_using_uv(p, io),
+            _ => Err(CtapError::InvalidSubcommand),
+        }
+    }
+
+    fn shared_secret(&self, p: &mut Params) -> Result<SharedSecret, CtapError> {
+        let version = p.version()?;
+        let platform_key = p.key_agreement.take().ok_or(CtapError::MissingParameter)?;
+        self.key_agreement.shared_secret(version, platform_key)
+    }
+
+    /// §6.5.5.7: permissions must be present and non-zero; mc and ga need an RP ID.
+    fn requested_permissions(p: &Params) -> Result<(u8, Option<String>), CtapError> {
+        let perms = p.permissions.ok_or(CtapError::MissingParameter)?;
+        if perms == 0 {
+            return Err(CtapError::InvalidParameter);
+        }
+        let perms = u8::try_from(perms).map_err(|_| CtapError::UnauthorizedPermission)?;
+        if perms & !SUPPORTED_PERMISSIONS != 0 {
+            return Err(CtapError::UnauthorizedPermission);
+        }
+        if perms & (permission::MC | permission::GA) != 0 && p.rp_id.is_none() {
+            return Err(CtapError::MissingParameter);
+        }
+        Ok((perms, p.rp_id.clone()))
+    }
+
+    fn set_pin(&mut self, mut p: Params) -> CtapResult {
+        let (Some(new_pin_enc), Some(param)) = (p.new_pin_enc.take(), p.pin_uv_auth_param.take()) else {
+            p.version()?;
+            return Err(CtapError::MissingParameter);
+        };
+        let shared = self.shared_secret(&mut p)?;
+        if self.pin_is_set()? {
+            return Err(CtapError::NotAllowed);
+        }
+        shared.verify(&new_pin_enc, &param)?;
+        let padded = Zeroizing::new(shared.decrypt(&new_pin_enc)?);
+        let new_pin = pin::parse_new_pin(&padded, pin::MIN_PIN_CODE_POINTS)?;
+        let code_points = std::str::from_utf8(&new_pin)
+            .map(|s| s.chars().count())
+            .unwrap_or(0);
+
+        let mut salt = [0u8; 32];
+        OsRng.fill_bytes(&mut salt);
+        let auth = pin::vault_auth(&pin::pin_hash(&new_pin), &salt);
+        let vault = self.custody.create_vault(&auth)?;
+        // The vault blob goes last: its presence is what "a PIN is set" means,
+        // so a crash part-way leaves no half-set PIN behind.
+        self.store.set_meta(pin::meta::SALT, &salt)?;
+        self.store.set_meta(pin::meta::RETRIES, &[pin::MAX_RETRIES])?;
+        self.store.set_meta(pin::meta::BOOT_FAILURES, &[0])?;
+        self.store
+            .set_meta(pin::meta::CODE_POINTS, &[code_points as u8])?;
+        self.store.set_meta(pin::meta::FORCE_CHANGE, &[0])?;
+        self.store.set_meta(pin::meta::VAULT, &vault)?;
+        // Creating the vault unlocked it; no token is live, so lock it again.
+        self.custody.lock();
+        tracing::info!("PIN set");
+        Ok(None)
+    }
+
+    fn change_pin(&mut self, mut p: Params) -> CtapResult {
+        let (Some(new_pin_enc), Some(pin_hash_enc), Some(param)) = (
+            p.new_pin_enc.take(),
+            p.pin_hash_enc.take(),
+            p.pin_uv_auth_param.take(),
+        ) else {
+            p.version()?;
+            return Err(CtapError::MissingParameter);
+        };
+        let shared = self.shared_secret(&mut p)?;
+        if !self.pin_is_set()? {
+            return Err(CtapError::PinNotSet);
+        }
+        if self.retries()? == 0 {
+            return Err(CtapError::PinBlocked);
+        }
+        let mut message = new_pin_enc.clone();
+        message.extend_from_slice(&pin_hash_enc);
+        shared.verify(&message, &param)?;
+        let old_hash = Self::decrypt_pin_hash(&shared, &pin_hash_enc)?;
+        self.verify_pin_hash(&old_hash)?;
+
+        let padded = Zeroizing::new(shared.decrypt(&new_pin_enc)?);
+        let new_pin = pin::parse_new_pin(&padded, pin::MIN_PIN_CODE_POINTS)?;
+        let code_points = std::str::from_utf8(&new_pin)
+            .map(|s| s.chars().count())
+            .unwrap_or(0);
+        let vault = self
+            .store
+            .get_meta(pin::meta::VAULT)?
+            .ok_or(CtapError::PinNotSet)?;
+        let salt = self.store.get_meta(pin::meta::SALT)?.ok_or(CtapError::Other)?;
+        let old_auth = pin::vault_auth(&old_hash, &salt);
+        let new_auth = pin::vault_auth(&pin::pin_hash(&new_pin), &salt);
+        let new_vault = self.custody.change_auth(&vault, &old_auth, &new_auth)?;
+        self.store.set_meta(pin::meta::VAULT, &new_vault)?;
+        self.store
+            .set_meta(pin::meta::CODE_POINTS, &[code_points as u8])?;
+        self.store.set_meta(pin::meta::FORCE_CHANGE, &[0])?;
+        // Every token made with the old PIN is void.
+        self.token.revoke();
+        self.custody.lock();
+        tracing::info!("PIN changed");
+        Ok(None)
+    }
+
+    fn decrypt_pin_hash(shared: &SharedSecret, pin_hash_enc: &[u8]) -> Result<[u8; 16], CtapError> {
+        let plain = Zeroizing::new(shared.decrypt(pin_hash_enc)?);
+        <[u8; 16]>::try_from(plain.as_slice()).map_err(|_| CtapError::PinAuthInvalid)
+    }
+
+    fn token_using_pin(&mut self, mut p: Params, perms: u8, rp_id: Option<String>) -> CtapResult {
+        let pin_hash_enc = p.pin_hash_enc.take();
+        let shared = self.shared_secret(&mut p)?;
+        let pin_hash_enc = pin_hash_enc.ok_or(CtapError::MissingParameter)?;
+        if !self.pin_is_set()? {
+            return Err(CtapError::PinNotSet);
+        }
+        if self.retries()? == 0 {
+            return Err(CtapError::PinBlocked);
+        }
+        let hash = Self::decrypt_pin_hash(&shared, &pin_hash_enc)?;
+        self.verify_pin_hash(&hash)?;
+        if self.meta_u8(pin::meta::FORCE_CHANGE)?.unwrap_or(0) != 0 {
+            return Err(CtapError::PinPolicyViolation);
+        }
+        let now = self.clock.now();
+        let token = *self.token.issue(perms, rp_id, false, now);
+        let encrypted = shared.encrypt(&token)?;
+        Ok(Some(int_map([(0x02, Value::Bytes(encrypted))])))
+    }
+
+    fn token_using_uv(&mut self, mut p: Params, io: &dyn Interaction) -> CtapResult {
+        let shared = self.shared_secret(&mut p)?;
+        let (perms, rp_id) = Self::requested_permissions(&p)?;
+        if !self.user.can_verify() || !self.pin_is_set()? {
+            return Err(CtapError::NotAllowed);
+        }
+        if self.retries()? == 0 {
+            return Err(CtapError::UvBlocked);
+        }
+        self.built_in_uv(Action::Unlock, rp_id.as_deref().unwrap_or(""), None, io)?;
+        let now = self.clock.now();
+        // The person typed their PIN into our prompt: they were present.
+        let token = *self.token.issue(perms, rp_id, true, now);
+        let encrypted = shared.encrypt(&token)?;
+        Ok(Some(int_map([(0x02, Value::Bytes(encrypted))])))
+    }
+}
