@@ -264,10 +264,10 @@ fn without_the_pin_nothing_signs_and_wrong_pins_are_counted() {
     let key = custody.create_key().unwrap();
     custody.lock();
     assert!(!custody.is_unlocked());
-    assert!(matches!(custody.create_key(), Err(CustodyError::AuthFailed)));
+    assert!(matches!(custody.create_key(), Err(CustodyError::Locked)));
     assert!(matches!(
         custody.sign_digest(&key.blob, &digest(0)),
-        Err(CustodyError::AuthFailed)
+        Err(CustodyError::Locked)
     ));
 
     let before = custody.da_status().unwrap();
@@ -279,7 +279,7 @@ fn without_the_pin_nothing_signs_and_wrong_pins_are_counted() {
     assert!(!custody.is_unlocked());
     assert!(matches!(
         custody.sign_digest(&key.blob, &digest(0)),
-        Err(CustodyError::AuthFailed)
+        Err(CustodyError::Locked)
     ));
     let after = custody.da_status().unwrap();
     assert_eq!(after.counter, before.counter + 1, "the TPM counted the wrong PIN");
@@ -427,7 +427,7 @@ fn reset_locks_and_describe_reports_the_tpm() {
     assert!(!custody.is_unlocked());
     assert!(matches!(
         custody.sign_digest(&key.blob, &digest(0)),
-        Err(CustodyError::AuthFailed)
+        Err(CustodyError::Locked)
     ));
 
     // Storage format round trip, and garbage refused.
