@@ -295,6 +295,8 @@ pub struct TpmCustody {
     session: AuthSession,
     /// The loaded vault, with its authValue set in libtss2: "unlocked".
     vault: Option<KeyHandle>,
+    /// SHA-256 of the loaded vault's blob, to recognise it on the next unlock.
+    vault_id: Option<[u8; 32]>,
     /// Loaded credential keys, least recently used first, keyed by SHA-256 of the blob.
     cache: Vec<([u8; 32], KeyHandle)>,
     cache_size: usize,
@@ -359,6 +361,7 @@ impl TpmCustody {
             primary,
             session,
             vault: None,
+            vault_id: None,
             cache: Vec::new(),
             cache_size,
         })
@@ -383,10 +386,28 @@ impl TpmCustody {
     /// Load the vault and have the TPM check `auth` now, so a wrong PIN
     /// is reported (and counted) here, not at the next signature.
     pub fn unlock(&mut self, vault: &VaultBlob, auth: &[u8; 32]) -> Result<(), TpmError> {
-        self.lock();
-        let (public, private) = vault.parse()?;
+        let id: [u8; 32] = Sha256::digest(vault.to_bytes()).into();
         let auth = Auth::try_from(&auth[..])?;
-        let handle = self.load_vault(public, private, auth.clone())?;
+        let handle = match self.vault {
+            // Already loaded (the platform asks for a new token while the
+            // last one is live): check this auth on the loaded vault and keep
+            // the cached credential keys, so the next assertion is one
+            // TPM2_Sign. Any failure below flushes everything.
+            Some(handle) if self.vault_id == Some(id) => {
+                if let Err(e) = self.ctx.tr_set_auth(handle.into(), auth.clone()) {
+                    self.lock();
+                    return Err(e.into());
+                }
+                handle
+            }
+            _ => {
+                self.lock();
+                let (public, private) = vault.parse()?;
+                let handle = self.load_vault(public, private, auth.clone())?;
+                self.vault_id = Some(id);
+                handle
+            }
+        };
         // THE PIN CHECK: TPM2_ObjectChangeAuth on the vault, to the same value,
         // result discarded. It is one command, needs the vault's authValue
         // (adminWithPolicy is clear), counts a failure against DA like any
@@ -410,6 +431,7 @@ impl TpmCustody {
         for (_, key) in std::mem::take(&mut self.cache) {
             self.flush(key.into());
         }
+        self.vault_id = None;
         if let Some(vault) = self.vault.take() {
             // Overwrite libtss2's copy of the authValue before freeing it.
             if self.ctx.tr_set_auth(vault.into(), Auth::default()).is_err() {

@@ -394,6 +394,34 @@ fn key_cache_fits_swtpm_three_slots() {
 }
 
 #[test]
+fn unlocking_again_rechecks_the_pin_in_the_tpm() {
+    let tpm = Swtpm::start();
+    tpm.set_da(10);
+    let mut custody = tpm.open();
+    let vault = custody.create_vault(&PIN).unwrap();
+    let key = custody.create_key().unwrap();
+    custody.sign_digest(&key.blob, &digest(0)).unwrap();
+    // A second unlock of the loaded vault is still a TPM check: the right
+    // PIN passes (and keeps the cached key), a wrong one is counted and
+    // locks everything.
+    TpmCustody::unlock(&mut custody, &vault, &PIN).unwrap();
+    assert!(custody.is_unlocked());
+    let before = custody.da_status().unwrap().counter;
+    assert!(matches!(
+        TpmCustody::unlock(&mut custody, &vault, &WRONG),
+        Err(TpmError::AuthFailed)
+    ));
+    assert_eq!(custody.da_status().unwrap().counter, before + 1);
+    assert!(!custody.is_unlocked());
+    assert!(matches!(
+        custody.sign_digest(&key.blob, &digest(1)),
+        Err(CustodyError::Locked)
+    ));
+    TpmCustody::unlock(&mut custody, &vault, &PIN).unwrap();
+    verify(&key.public, &digest(2), &custody.sign_digest(&key.blob, &digest(2)).unwrap());
+}
+
+#[test]
 fn reopen_recreates_the_primary_and_unlocks_the_stored_vault() {
     let tpm = Swtpm::start();
     let mut first = tpm.open();
