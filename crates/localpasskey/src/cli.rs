@@ -68,6 +68,16 @@ enum Command {
         #[arg(long, env = "LOCALPASSKEY_TPM", default_value = lp_tpm::DEFAULT_TCTI)]
         tpm: String,
     },
+    /// Time a running daemon end to end (prints figures; see scripts/bench.sh).
+    #[command(hide = true)]
+    Bench {
+        #[arg(long, default_value_t = SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)))]
+        to: SocketAddr,
+        #[arg(long, default_value = "246810")]
+        pin: String,
+        #[arg(long, default_value_t = 200)]
+        rounds: usize,
+    },
     /// Simulate unplugging and replugging a running simulation daemon.
     PowerCycle {
         #[arg(long, default_value_t = SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)))]
@@ -172,6 +182,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             pin_stdin,
         } => pin(action, to, pin_stdin),
         Command::Doctor { tpm } => doctor::run(&dir, &tpm),
+        Command::Bench { to, pin, rounds } => crate::bench::run(to, &pin, rounds),
         Command::PowerCycle { to } => {
             let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
             socket.send_to(&daemon::POWER_CYCLE_REPORT, to)?;

@@ -1,5 +1,6 @@
 //! `localpasskey`: the daemon and the command line to manage its passkeys.
 
+mod bench;
 mod cli;
 mod client;
 mod daemon;
