@@ -150,7 +150,7 @@ pub fn main() -> ExitCode {
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LOCALPASSKEY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tss_esapi=warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -192,7 +192,25 @@ fn dispatch(cli: Cli) -> Result<()> {
     }
 }
 
+/// The PIN-derived vault authorisation lives in this process (and in
+/// libtss2's memory) while a token is live: no core dumps, and no ptrace or
+/// /proc/PID/mem reads by other processes of the same user.
+fn harden_process() {
+    // SAFETY: PR_SET_DUMPABLE takes integer arguments only; no memory is shared.
+    let dumpable = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    let none = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: setrlimit only reads `none`, which outlives the call.
+    let core = unsafe { libc::setrlimit(libc::RLIMIT_CORE, &none) };
+    if dumpable != 0 || core != 0 {
+        tracing::warn!("could not disable core dumps: {}", std::io::Error::last_os_error());
+    }
+}
+
 fn run(args: RunArgs, dir: PathBuf) -> Result<()> {
+    harden_process();
     let store = SqliteStore::open(&dir)?;
     let simulation = args.transport == TransportKind::Udp;
     let custody: Box<dyn KeyCustody> = match args.custody {
