@@ -25,7 +25,7 @@ pub const DB_FILE_NAME: &str = "credentials.sqlite3";
 
 /// The schema this code writes. A database with a higher `user_version` was
 /// written by a newer LocalPasskey; we refuse it rather than guess.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// How long a writer waits for another process (the CLI while the daemon
 /// runs, or the other way round) before giving up. Every transaction here is
@@ -34,7 +34,17 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Columns in the order [`read_row`] expects them.
 const COLUMNS: &str = "id, rp_id, rp_name, user_id, user_name, user_display_name, discoverable, \
-     key_blob, public_key_cose, sign_count, created, last_used, cred_protect";
+     key_blob, public_key_cose, sign_count, created, last_used, cred_protect, hmac_key, cred_blob, \
+     large_blob_key";
+
+/// Schema version 2: the CTAP 2.1 extensions' per-credential data. The HMAC
+/// key is custody-wrapped like the signing key; credBlob and largeBlobKey are
+/// what the RP and the platform asked us to keep.
+const SCHEMA_V2: &str = "
+ALTER TABLE credentials ADD COLUMN hmac_key BLOB;
+ALTER TABLE credentials ADD COLUMN cred_blob BLOB;
+ALTER TABLE credentials ADD COLUMN large_blob_key BLOB;
+";
 
 /// Schema version 1.
 ///
@@ -222,7 +232,9 @@ impl SqliteStore {
         if version < 1 {
             tx.execute_batch(SCHEMA_V1)?;
         }
-        // Future versions: `if version < 2 { ... }` here.
+        if version < 2 {
+            tx.execute_batch(SCHEMA_V2)?;
+        }
         if version != SCHEMA_VERSION {
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         }
@@ -283,8 +295,9 @@ impl CredentialStore for SqliteStore {
             }
             tx.prepare_cached(
                 "INSERT INTO credentials (id, rp_id, rp_name, user_id, user_name, user_display_name, \
-                 discoverable, key_blob, public_key_cose, sign_count, created, last_used, cred_protect) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                 discoverable, key_blob, public_key_cose, sign_count, created, last_used, cred_protect, \
+                 hmac_key, cred_blob, large_blob_key) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             )
             .and_then(|mut stmt| {
                 stmt.execute(params![
@@ -301,6 +314,9 @@ impl CredentialStore for SqliteStore {
                     created,
                     last_used,
                     cred.cred_protect,
+                    cred.hmac_key,
+                    cred.cred_blob,
+                    cred.large_blob_key,
                 ])
             })
             .map_err(backend("insert credential"))?;
@@ -370,6 +386,47 @@ impl CredentialStore for SqliteStore {
         )
     }
 
+    fn update_user(
+        &mut self,
+        id: &[u8],
+        name: Option<&str>,
+        display_name: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        self.write("update user", |tx| {
+            let n = tx
+                .execute(
+                    "UPDATE credentials SET user_name = ?1, user_display_name = ?2 WHERE id = ?3",
+                    params![name, display_name, id],
+                )
+                .map_err(backend("update user"))?;
+            Ok(n > 0)
+        })
+    }
+
+    fn discoverable_rps(&self) -> Result<Vec<(String, Option<String>)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT rp_id, max(rp_name) FROM credentials WHERE discoverable = 1 \
+                 GROUP BY rp_id ORDER BY rp_id",
+            )
+            .map_err(backend("list RPs"))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)))
+            .map_err(backend("list RPs"))?;
+        rows.collect::<Result<_, _>>().map_err(backend("list RPs"))
+    }
+
+    fn count_discoverable(&self) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM credentials WHERE discoverable = 1", [], |r| {
+                r.get(0)
+            })
+            .map_err(backend("count"))?;
+        to_u64(n, "count")
+    }
+
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.conn
             .prepare_cached("SELECT value FROM meta WHERE key = ?1")
@@ -415,6 +472,9 @@ struct RawCredential {
     created: i64,
     last_used: Option<i64>,
     cred_protect: i64,
+    hmac_key: Option<Vec<u8>>,
+    cred_blob: Option<Vec<u8>>,
+    large_blob_key: Option<Vec<u8>>,
 }
 
 fn read_row(row: &Row<'_>) -> rusqlite::Result<RawCredential> {
@@ -432,6 +492,9 @@ fn read_row(row: &Row<'_>) -> rusqlite::Result<RawCredential> {
         created: row.get(10)?,
         last_used: row.get(11)?,
         cred_protect: row.get(12)?,
+        hmac_key: row.get(13)?,
+        cred_blob: row.get(14)?,
+        large_blob_key: row.get(15)?,
     })
 }
 
@@ -456,6 +519,9 @@ impl RawCredential {
             created: to_u64(self.created, "created")?,
             last_used: self.last_used.map(|t| to_u64(t, "last_used")).transpose()?,
             cred_protect: u8::try_from(self.cred_protect).map_err(|_| corrupt("cred_protect"))?,
+            hmac_key: self.hmac_key,
+            cred_blob: self.cred_blob,
+            large_blob_key: self.large_blob_key,
         })
     }
 }
@@ -605,6 +671,9 @@ mod tests {
             created: 1_700_000_000_000,
             last_used: None,
             cred_protect: 1,
+            hmac_key: None,
+            cred_blob: None,
+            large_blob_key: None,
         }
     }
 

@@ -10,6 +10,7 @@ use crate::authdata::{self, flags};
 use crate::cbor::{self, int_map, text_map};
 use crate::clock::{Clock, Millis};
 use crate::custody::{CustodyError, KeyCustody, PublicKey};
+use crate::extensions;
 use crate::pin::{self, permission, Token};
 use crate::pin_protocol::{KeyAgreement, ProtocolVersion};
 use crate::status::{CtapError, CTAP2_OK};
@@ -55,6 +56,7 @@ struct PendingAssertions {
     rp_id: String,
     client_data_hash: Vec<u8>,
     flags: u8,
+    ext: extensions::GaInputs,
     remaining: VecDeque<Credential>,
     expires: Millis,
 }
@@ -70,6 +72,10 @@ pub struct Authenticator {
     /// clientPIN key agreement, new at every power cycle and after a wrong PIN.
     key_agreement: KeyAgreement,
     token: Token,
+    /// A credential-management listing in progress.
+    listing: Option<cred_mgmt::Listing>,
+    /// A large-blob write in progress.
+    blob_write: Option<large_blobs::PendingWrite>,
 }
 
 impl From<StoreError> for CtapError {
@@ -112,6 +118,8 @@ impl Authenticator {
             pending: None,
             key_agreement: KeyAgreement::new(),
             token: Token::new(),
+            listing: None,
+            blob_write: None,
         }
     }
 
@@ -124,6 +132,8 @@ impl Authenticator {
     /// the reset window opens again.
     pub fn power_cycle(&mut self) {
         self.pending = None;
+        self.listing = None;
+        self.blob_write = None;
         self.powered_up_at = self.clock.now();
         self.key_agreement.regenerate();
         self.token.revoke();
@@ -183,9 +193,13 @@ impl Authenticator {
         let Some((&cmd, params)) = request.split_first() else {
             return Err(CtapError::InvalidLength);
         };
-        // Any command but GetNextAssertion ends an assertion sequence.
+        // Any command but GetNextAssertion ends an assertion sequence, and
+        // any command but credential management ends a listing.
         if cmd != command::GET_NEXT_ASSERTION {
             self.pending = None;
+        }
+        if cmd != command::CREDENTIAL_MANAGEMENT && cmd != command::CREDENTIAL_MANAGEMENT_PRE {
+            self.listing = None;
         }
         match cmd {
             command::MAKE_CREDENTIAL => self.make_credential(params, io),
@@ -195,6 +209,11 @@ impl Authenticator {
             command::GET_NEXT_ASSERTION => self.get_next_assertion(),
             command::RESET => self.reset(io),
             command::SELECTION => self.ask(Action::Select, "", None, io).map(|()| None),
+            command::CREDENTIAL_MANAGEMENT | command::CREDENTIAL_MANAGEMENT_PRE => {
+                self.credential_management(params)
+            }
+            command::LARGE_BLOBS => self.large_blobs(params),
+            command::CONFIG => self.config(params),
             _ => Err(CtapError::InvalidCommand),
         }
     }
@@ -214,6 +233,11 @@ impl Authenticator {
             // Every signature needs verification; it cannot be turned off.
             ("alwaysUv", Value::Bool(true)),
             ("makeCredUvNotRqd", Value::Bool(false)),
+            ("credMgmt", Value::Bool(true)),
+            ("credentialMgmtPreview", Value::Bool(true)),
+            ("largeBlobs", Value::Bool(true)),
+            ("authnrCfg", Value::Bool(true)),
+            ("setMinPINLength", Value::Bool(true)),
         ];
         if self.user.can_verify() {
             // Built-in verification is our own prompt asking for the PIN, so
@@ -221,10 +245,26 @@ impl Authenticator {
             options.push(("uv", Value::Bool(pin_set)));
         }
         let force_change = self.meta_u8(pin::meta::FORCE_CHANGE)?.unwrap_or(0) != 0;
+        let remaining = cred_mgmt::MAX_DISCOVERABLE.saturating_sub(self.store.count_discoverable()?);
         Ok(int_map([
-            // Only FIDO_2_0 until credential management lands: claiming
-            // FIDO_2_1 promises it.
-            (0x01, Value::Array(vec![Value::Text("FIDO_2_0".into())])),
+            (
+                0x01,
+                Value::Array(
+                    ["FIDO_2_0", "FIDO_2_1_PRE", "FIDO_2_1"]
+                        .into_iter()
+                        .map(|v| Value::Text(v.into()))
+                        .collect(),
+                ),
+            ),
+            (
+                0x02,
+                Value::Array(
+                    extensions::SUPPORTED
+                        .into_iter()
+                        .map(|e| Value::Text(e.into()))
+                        .collect(),
+                ),
+            ),
             (0x03, Value::Bytes(crate::AAGUID.to_vec())),
             (0x04, text_map(options)),
             (0x05, Value::Integer((crate::MAX_MSG_SIZE as u64).into())),
@@ -235,9 +275,16 @@ impl Authenticator {
             (0x08, Value::Integer((CREDENTIAL_ID_LEN as u64).into())),
             (0x09, Value::Array(vec![Value::Text("usb".into())])),
             (0x0A, algorithms),
+            (
+                0x0B,
+                Value::Integer((large_blobs::MAX_SERIALIZED_LARGE_BLOB_ARRAY as u64).into()),
+            ),
             (0x0C, Value::Bool(force_change)),
-            (0x0D, Value::Integer((pin::MIN_PIN_CODE_POINTS as u64).into())),
+            (0x0D, Value::Integer(self.min_pin_length()?.into())),
             (0x0E, Value::Integer(crate::FIRMWARE_VERSION.into())),
+            (0x0F, Value::Integer((extensions::MAX_CRED_BLOB_LEN as u64).into())),
+            (0x10, Value::Integer((config::MAX_MIN_PIN_LENGTH_RPS as u64).into())),
+            (0x14, Value::Integer(remaining.into())),
         ]))
     }
 
@@ -452,6 +499,14 @@ impl Authenticator {
             return Err(CtapError::InvalidParameter);
         }
         let discoverable = req.options.rk.unwrap_or(false);
+        let ext = extensions::McInputs::parse(req.extensions.clone())?;
+        if discoverable && self.store.count_discoverable()? >= cred_mgmt::MAX_DISCOVERABLE {
+            return Err(CtapError::KeyStoreFull);
+        }
+        // §12.3: a largeBlobKey belongs to a discoverable credential.
+        if ext.large_blob_key && !discoverable {
+            return Err(CtapError::InvalidOption);
+        }
         let with_token = req.pin_uv_auth_param.is_some();
         let mut present = self.verify_user(
             version,
@@ -469,7 +524,8 @@ impl Authenticator {
         // user presence, so a page cannot probe silently.
         for d in req.exclude_list.iter().filter(|d| d.is_public_key()) {
             if let Some(c) = self.store.get(&d.id)? {
-                if c.rp_id == req.rp.id {
+                // verify_user succeeded: the user is verified, so every credProtect level is visible.
+                if c.rp_id == req.rp.id && extensions::visible(c.cred_protect, true, true) {
                     if !present {
                         self.ask(
                             Action::AlreadyRegistered,
@@ -495,6 +551,40 @@ impl Authenticator {
         let cose_key = cose_public_key(&key.public)?;
         let mut id = vec![0u8; CREDENTIAL_ID_LEN];
         OsRng.fill_bytes(&mut id);
+
+        // Extensions (§12). Each one that was asked for says how it went.
+        let mut outputs: Vec<(&str, Value)> = Vec::new();
+        let cred_protect = ext.cred_protect.unwrap_or(extensions::protect::UV_OPTIONAL);
+        if let Some(level) = ext.cred_protect {
+            outputs.push((extensions::CRED_PROTECT, Value::Integer(level.into())));
+        }
+        let hmac_key = if ext.hmac_secret {
+            outputs.push((extensions::HMAC_SECRET, Value::Bool(true)));
+            Some(self.custody.create_hmac_key()?)
+        } else {
+            None
+        };
+        let cred_blob = match ext.cred_blob {
+            Some(blob) => {
+                let fits = blob.len() <= extensions::MAX_CRED_BLOB_LEN;
+                outputs.push((extensions::CRED_BLOB, Value::Bool(fits)));
+                fits.then_some(blob)
+            }
+            None => None,
+        };
+        let large_blob_key = ext.large_blob_key.then(|| {
+            let mut k = vec![0u8; 32];
+            OsRng.fill_bytes(&mut k);
+            k
+        });
+        if ext.min_pin_length {
+            let min = self.min_pin_length()?;
+            if self.min_pin_length_rps()?.iter().any(|rp| *rp == req.rp.id) {
+                outputs.push((extensions::MIN_PIN_LENGTH, Value::Integer(min.into())));
+            }
+        }
+        let ext_bytes = extensions::encode_outputs(outputs);
+
         let cred = Credential {
             id,
             rp_id: req.rp.id.clone(),
@@ -508,14 +598,17 @@ impl Authenticator {
             sign_count: 0,
             created: self.clock.unix_millis(),
             last_used: None,
-            cred_protect: 1,
+            cred_protect,
+            hmac_key,
+            cred_blob,
+            large_blob_key,
         };
         let auth_data = authdata::build(
             &cred.rp_id,
             flags::UP | flags::UV,
             cred.sign_count,
             Some((&cred.id, &cred.public_key_cose)),
-            None,
+            ext_bytes.as_deref(),
         );
         let wants_none = req
             .attestation_formats_preference
@@ -536,11 +629,15 @@ impl Authenticator {
         // Stored (durably) before the answer leaves: an acknowledged credential is never lost.
         let replaced = self.store.insert(&cred)?;
         tracing::info!(rp = %cred.rp_id, discoverable, replaced = replaced.len(), "credential created");
-        Ok(Some(int_map([
+        let mut response = vec![
             (0x01, Value::Text(fmt.into())),
             (0x02, Value::Bytes(auth_data)),
             (0x03, att_stmt),
-        ])))
+        ];
+        if let Some(k) = &cred.large_blob_key {
+            response.push((0x05, Value::Bytes(k.clone())));
+        }
+        Ok(Some(int_map(response)))
     }
 
     fn sign(&mut self, blob: &[u8], auth_data: &[u8], client_data_hash: &[u8]) -> Result<Vec<u8>, CtapError> {
@@ -567,6 +664,7 @@ impl Authenticator {
         }
         let up = req.options.up.unwrap_or(true);
         let with_token = req.pin_uv_auth_param.is_some();
+        let ext = extensions::GaInputs::parse(req.extensions.clone())?;
 
         let from_allow_list = req.allow_list.as_ref().is_some_and(|l| !l.is_empty());
         let mut creds: VecDeque<Credential> = if from_allow_list {
@@ -592,6 +690,9 @@ impl Authenticator {
             !up,
             io,
         )?;
+        // verify_user succeeded, so the user is verified: credProtect hides
+        // nothing here, but the rule is applied all the same (§12.1).
+        creds.retain(|c| extensions::visible(c.cred_protect, true, from_allow_list));
         if creds.is_empty() {
             return Err(CtapError::NoCredentials);
         }
@@ -620,6 +721,7 @@ impl Authenticator {
             &first,
             &req.client_data_hash,
             flag_bits,
+            &ext,
             (total > 1).then_some(total),
         )?;
         if !creds.is_empty() {
@@ -627,6 +729,7 @@ impl Authenticator {
                 rp_id: req.rp_id,
                 client_data_hash: req.client_data_hash,
                 flags: flag_bits,
+                ext,
                 remaining: creds,
                 expires: self.clock.now() + NEXT_ASSERTION_WINDOW_MS,
             });
@@ -661,7 +764,7 @@ impl Authenticator {
         let Some(cred) = pending.remaining.pop_front() else {
             return Err(CtapError::NotAllowed);
         };
-        let response = self.assertion(&cred, &pending.client_data_hash, pending.flags, None)?;
+        let response = self.assertion(&cred, &pending.client_data_hash, pending.flags, &pending.ext, None)?;
         tracing::debug!(rp = %pending.rp_id, left = pending.remaining.len(), "next assertion");
         if !pending.remaining.is_empty() {
             pending.expires = now + NEXT_ASSERTION_WINDOW_MS;
@@ -677,10 +780,23 @@ impl Authenticator {
         cred: &Credential,
         client_data_hash: &[u8],
         flag_bits: u8,
+        ext: &extensions::GaInputs,
         count: Option<usize>,
     ) -> Result<Value, CtapError> {
+        let uv = flag_bits & flags::UV != 0;
+        let mut outputs: Vec<(&str, Value)> = Vec::new();
+        if let (Some(input), Some(key)) = (&ext.hmac_secret, &cred.hmac_key) {
+            outputs.push((extensions::HMAC_SECRET, Value::Bytes(self.hmac_secret(input, key, uv)?)));
+        }
+        if ext.cred_blob {
+            outputs.push((
+                extensions::CRED_BLOB,
+                Value::Bytes(cred.cred_blob.clone().unwrap_or_default()),
+            ));
+        }
+        let ext_bytes = extensions::encode_outputs(outputs);
         let counter = self.store.increment_counter(&cred.id, self.clock.unix_millis())?;
-        let auth_data = authdata::build(&cred.rp_id, flag_bits, counter, None, None);
+        let auth_data = authdata::build(&cred.rp_id, flag_bits, counter, None, ext_bytes.as_deref());
         let sig = self.sign(&cred.key_blob, &auth_data, client_data_hash)?;
         let descriptor = CredentialDescriptor {
             kind: "public-key".into(),
@@ -691,14 +807,58 @@ impl Authenticator {
             (0x02, Value::Bytes(auth_data)),
             (0x03, Value::Bytes(sig)),
         ];
-        // §6.2.2: without user verification only the user id may be returned.
         if cred.discoverable {
-            entries.push((0x04, text_map([("id", Value::Bytes(cred.user_id.clone()))])));
+            // §6.2.2: name and displayName only after user verification
+            // (which alwaysUv makes the rule); they let the platform offer
+            // the account choice when several passkeys match.
+            let mut user = vec![("id", Value::Bytes(cred.user_id.clone()))];
+            if uv {
+                if let Some(n) = &cred.user_name {
+                    user.push(("name", Value::Text(n.clone())));
+                }
+                if let Some(d) = &cred.user_display_name {
+                    user.push(("displayName", Value::Text(d.clone())));
+                }
+            }
+            entries.push((0x04, text_map(user)));
         }
         if let Some(n) = count {
             entries.push((0x05, Value::Integer((n as u64).into())));
         }
+        if ext.large_blob_key {
+            if let Some(k) = &cred.large_blob_key {
+                entries.push((0x07, Value::Bytes(k.clone())));
+            }
+        }
         Ok(int_map(entries))
+    }
+
+    /// hmac-secret (§12.5): HMAC-SHA-256 of each salt with the credential's
+    /// secret, which the custody holds (for the TPM: a keyed-hash object
+    /// under the vault). Verified and unverified uses get different secrets,
+    /// as the spec requires (CredRandomWithUV / WithoutUV): the custody's key
+    /// is used with a one-byte domain prefix.
+    fn hmac_secret(
+        &mut self,
+        input: &extensions::HmacSecretInput,
+        key: &[u8],
+        uv: bool,
+    ) -> Result<Vec<u8>, CtapError> {
+        let version = ProtocolVersion::from_u64(input.protocol)?;
+        let shared = self.key_agreement.shared_secret(version, input.key_agreement.clone())?;
+        shared.verify(&input.salt_enc, &input.salt_auth)?;
+        let salts = zeroize::Zeroizing::new(shared.decrypt(&input.salt_enc)?);
+        if salts.len() != 32 && salts.len() != 64 {
+            return Err(CtapError::InvalidLength);
+        }
+        let mut out = zeroize::Zeroizing::new(Vec::with_capacity(64));
+        for salt in salts.chunks(32) {
+            let mut msg = Vec::with_capacity(33);
+            msg.push(u8::from(uv));
+            msg.extend_from_slice(salt);
+            out.extend_from_slice(&self.custody.hmac(key, &msg)?);
+        }
+        shared.encrypt(&out)
     }
 
     fn reset(&mut self, io: &dyn Interaction) -> CtapResult {
@@ -710,9 +870,11 @@ impl Authenticator {
         for key in pin::meta::ALL {
             self.store.delete_meta(key)?;
         }
+        self.forget_large_blobs()?;
         self.custody.reset()?;
         self.token.revoke();
         self.key_agreement.regenerate();
+        self.listing = None;
         tracing::warn!("authenticator reset: every credential erased");
         Ok(None)
     }
@@ -729,5 +891,8 @@ fn cose_public_key(public: &PublicKey) -> Result<Vec<u8>, CtapError> {
 }
 
 mod client_pin;
+mod config;
+mod cred_mgmt;
+mod large_blobs;
 #[cfg(test)]
 mod tests;

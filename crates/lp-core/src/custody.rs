@@ -62,6 +62,13 @@ pub trait KeyCustody: Send {
     /// ECDSA signature (the form WebAuthn uses for ES256).
     fn sign_digest(&mut self, blob: &[u8], digest: &[u8; 32]) -> Result<Vec<u8>, CustodyError>;
 
+    /// Create a per-credential HMAC-SHA-256 key (for hmac-secret), under the
+    /// vault like the signing keys; returns its wrapped blob.
+    fn create_hmac_key(&mut self) -> Result<Vec<u8>, CustodyError>;
+
+    /// HMAC-SHA-256 of `message` with the key in `blob`, computed by the custody.
+    fn hmac(&mut self, blob: &[u8], message: &[u8]) -> Result<[u8; 32], CustodyError>;
+
     /// Forget everything (authenticatorReset). Blobs made before are useless afterwards.
     fn reset(&mut self) -> Result<(), CustodyError>;
 

@@ -12,6 +12,7 @@ pub mod authenticator;
 pub mod cbor;
 pub mod clock;
 pub mod ctaphid;
+pub mod extensions;
 pub mod custody;
 pub mod pin;
 pub mod pin_protocol;

@@ -56,7 +56,19 @@ pub mod meta {
     pub const BOOT_FAILURES: &str = "pin.boot_failures";
     pub const CODE_POINTS: &str = "pin.code_points";
     pub const FORCE_CHANGE: &str = "pin.force_change";
-    pub const ALL: [&str; 6] = [VAULT, SALT, RETRIES, BOOT_FAILURES, CODE_POINTS, FORCE_CHANGE];
+    /// authenticatorConfig's minimum PIN length, and the RPs that may read it.
+    pub const MIN_LENGTH: &str = "pin.min_length";
+    pub const MIN_LENGTH_RPS: &str = "pin.min_length_rps";
+    pub const ALL: [&str; 8] = [
+        VAULT,
+        SALT,
+        RETRIES,
+        BOOT_FAILURES,
+        CODE_POINTS,
+        FORCE_CHANGE,
+        MIN_LENGTH,
+        MIN_LENGTH_RPS,
+    ];
 }
 
 /// LEFT(SHA-256(pin), 16): what the platform sends for an existing PIN.

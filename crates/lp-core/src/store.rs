@@ -29,9 +29,16 @@ pub struct Credential {
     pub created: u64,
     /// Unix milliseconds of the last assertion, if any.
     pub last_used: Option<u64>,
-    /// credProtect level (1 = userVerificationOptional), kept now so the
-    /// schema does not change when the extension lands.
+    /// credProtect level: 1 userVerificationOptional, 2 …WithCredentialIDList,
+    /// 3 userVerificationRequired.
     pub cred_protect: u8,
+    /// hmac-secret: the custody-wrapped HMAC key (never the key itself).
+    pub hmac_key: Option<Vec<u8>>,
+    /// credBlob: up to 32 bytes the RP asked us to keep with the credential.
+    pub cred_blob: Option<Vec<u8>>,
+    /// largeBlobKey: the 32-byte key the platform uses to encrypt this
+    /// credential's entry in the large-blob array.
+    pub large_blob_key: Option<Vec<u8>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +71,22 @@ pub trait CredentialStore: Send {
     /// Every credential, most recently created first (for `localpasskey list`).
     fn all(&self) -> Result<Vec<Credential>, StoreError>;
 
-    /// Small persistent settings and state (later: PIN state, retries).
+    /// Replace a credential's user name and display name (credential
+    /// management's updateUserInformation). Returns false if there is no such credential.
+    fn update_user(
+        &mut self,
+        id: &[u8],
+        name: Option<&str>,
+        display_name: Option<&str>,
+    ) -> Result<bool, StoreError>;
+
+    /// The RP IDs (and names) that have discoverable credentials, sorted by RP ID.
+    fn discoverable_rps(&self) -> Result<Vec<(String, Option<String>)>, StoreError>;
+
+    /// How many discoverable credentials are stored.
+    fn count_discoverable(&self) -> Result<u64, StoreError>;
+
+    /// Small persistent settings and state (PIN state, retries, large blobs).
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     fn set_meta(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError>;
     fn delete_meta(&mut self, key: &str) -> Result<(), StoreError>;

@@ -16,7 +16,12 @@ pub mod command {
     pub const CLIENT_PIN: u8 = 0x06;
     pub const RESET: u8 = 0x07;
     pub const GET_NEXT_ASSERTION: u8 = 0x08;
+    pub const CREDENTIAL_MANAGEMENT: u8 = 0x0A;
     pub const SELECTION: u8 = 0x0B;
+    pub const LARGE_BLOBS: u8 = 0x0C;
+    pub const CONFIG: u8 = 0x0D;
+    /// The CTAP 2.1 pre-release number of credential management.
+    pub const CREDENTIAL_MANAGEMENT_PRE: u8 = 0x41;
 }
 
 /// COSE algorithm identifier for ECDSA with P-256 and SHA-256.

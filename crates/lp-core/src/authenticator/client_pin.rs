@@ -59,10 +59,10 @@ impl Params {
     }
 }
 
-/// The permissions this authenticator can grant today. Others (credential
-/// management, large blobs, config, bio enrolment) are refused with
-/// CTAP2_ERR_UNAUTHORIZED_PERMISSION until the features exist.
-const SUPPORTED_PERMISSIONS: u8 = permission::MC | permission::GA;
+/// The permissions this authenticator can grant. Bio enrolment (be) is
+/// refused with CTAP2_ERR_UNAUTHORIZED_PERMISSION: there are no biometrics.
+const SUPPORTED_PERMISSIONS: u8 =
+    permission::MC | permission::GA | permission::CM | permission::LBW | permission::ACFG;
 
 impl Authenticator {
     pub(super) fn client_pin(&mut self, params: &[u8], io: &dyn Interaction) -> CtapResult {
@@ -136,7 +136,7 @@ impl Authenticator {
         }
         shared.verify(&new_pin_enc, &param)?;
         let padded = Zeroizing::new(shared.decrypt(&new_pin_enc)?);
-        let new_pin = pin::parse_new_pin(&padded, pin::MIN_PIN_CODE_POINTS)?;
+        let new_pin = pin::parse_new_pin(&padded, self.min_pin_length()? as usize)?;
         let code_points = std::str::from_utf8(&new_pin)
             .map(|s| s.chars().count())
             .unwrap_or(0);
@@ -183,7 +183,7 @@ impl Authenticator {
         self.verify_pin_hash(&old_hash)?;
 
         let padded = Zeroizing::new(shared.decrypt(&new_pin_enc)?);
-        let new_pin = pin::parse_new_pin(&padded, pin::MIN_PIN_CODE_POINTS)?;
+        let new_pin = pin::parse_new_pin(&padded, self.min_pin_length()? as usize)?;
         let code_points = std::str::from_utf8(&new_pin)
             .map(|s| s.chars().count())
             .unwrap_or(0);

@@ -595,7 +595,10 @@ fn discovery_returns_most_recent_first_then_next_assertions() {
         user.get("id").and_then(Value::as_bytes).map(Vec::as_slice),
         Some(&b"carol"[..])
     );
-    assert_eq!(user.len(), 1, "no name or displayName without user verification");
+    // The user was verified (alwaysUv), so the name comes too: the platform
+    // needs it to let the person choose between accounts.
+    assert_eq!(user.get("name"), Some(&text("alice@example.com")));
+    assert!(!user.contains_key("displayName"), "none was registered");
     verify(&c.key, &bytes_of(get(&m, 2)), &bytes_of(get(&m, 3)));
     assert_eq!(
         r.person.seen().len(),

@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 /// A version tag so a blob from this custody is never mistaken for a TPM blob.
 const BLOB_TAG: &[u8; 8] = b"INSECURE";
 const VAULT_TAG: &[u8; 8] = b"INSVAULT";
+const HMAC_TAG: &[u8; 8] = b"INSHMAC1";
 
 #[derive(Debug, Default)]
 pub struct InsecureSoftwareCustody {
@@ -97,6 +98,27 @@ impl KeyCustody for InsecureSoftwareCustody {
             .sign_prehash(digest)
             .map_err(|_| CustodyError::Backend("sign".into()))?;
         Ok(sig.to_der().as_bytes().to_vec())
+    }
+
+    fn create_hmac_key(&mut self) -> Result<Vec<u8>, CustodyError> {
+        self.require_unlocked()?;
+        let mut blob = HMAC_TAG.to_vec();
+        let mut key = [0u8; 32];
+        OsRng.fill_bytes(&mut key);
+        blob.extend_from_slice(&key);
+        Ok(blob)
+    }
+
+    fn hmac(&mut self, blob: &[u8], message: &[u8]) -> Result<[u8; 32], CustodyError> {
+        use hmac::Mac;
+        self.require_unlocked()?;
+        let key = blob.strip_prefix(HMAC_TAG.as_slice()).ok_or(CustodyError::InvalidBlob)?;
+        if key.len() != 32 {
+            return Err(CustodyError::InvalidBlob);
+        }
+        let mut mac = hmac::Hmac::<Sha256>::new_from_slice(key).map_err(|_| CustodyError::InvalidBlob)?;
+        mac.update(message);
+        Ok(mac.finalize().into_bytes().into())
     }
 
     fn reset(&mut self) -> Result<(), CustodyError> {

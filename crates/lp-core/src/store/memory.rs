@@ -73,6 +73,34 @@ impl CredentialStore for MemoryStore {
         Ok(self.creds.iter().rev().cloned().collect())
     }
 
+    fn update_user(
+        &mut self,
+        id: &[u8],
+        name: Option<&str>,
+        display_name: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        Ok(match self.creds.iter_mut().find(|c| c.id == id) {
+            Some(c) => {
+                c.user_name = name.map(str::to_owned);
+                c.user_display_name = display_name.map(str::to_owned);
+                true
+            }
+            None => false,
+        })
+    }
+
+    fn discoverable_rps(&self) -> Result<Vec<(String, Option<String>)>, StoreError> {
+        let mut rps: std::collections::BTreeMap<String, Option<String>> = Default::default();
+        for c in self.creds.iter().filter(|c| c.discoverable) {
+            rps.entry(c.rp_id.clone()).or_insert_with(|| c.rp_name.clone());
+        }
+        Ok(rps.into_iter().collect())
+    }
+
+    fn count_discoverable(&self) -> Result<u64, StoreError> {
+        Ok(self.creds.iter().filter(|c| c.discoverable).count() as u64)
+    }
+
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.meta.get(key).cloned())
     }
