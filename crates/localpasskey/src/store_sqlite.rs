@@ -412,7 +412,9 @@ impl CredentialStore for SqliteStore {
             )
             .map_err(backend("list RPs"))?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)))
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+            })
             .map_err(backend("list RPs"))?;
         rows.collect::<Result<_, _>>().map_err(backend("list RPs"))
     }
@@ -420,9 +422,11 @@ impl CredentialStore for SqliteStore {
     fn count_discoverable(&self) -> Result<u64, StoreError> {
         let n: i64 = self
             .conn
-            .query_row("SELECT count(*) FROM credentials WHERE discoverable = 1", [], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT count(*) FROM credentials WHERE discoverable = 1",
+                [],
+                |r| r.get(0),
+            )
             .map_err(backend("count"))?;
         to_u64(n, "count")
     }

@@ -282,8 +282,14 @@ impl Authenticator {
             (0x0C, Value::Bool(force_change)),
             (0x0D, Value::Integer(self.min_pin_length()?.into())),
             (0x0E, Value::Integer(crate::FIRMWARE_VERSION.into())),
-            (0x0F, Value::Integer((extensions::MAX_CRED_BLOB_LEN as u64).into())),
-            (0x10, Value::Integer((config::MAX_MIN_PIN_LENGTH_RPS as u64).into())),
+            (
+                0x0F,
+                Value::Integer((extensions::MAX_CRED_BLOB_LEN as u64).into()),
+            ),
+            (
+                0x10,
+                Value::Integer((config::MAX_MIN_PIN_LENGTH_RPS as u64).into()),
+            ),
             (0x14, Value::Integer(remaining.into())),
         ]))
     }
@@ -764,7 +770,13 @@ impl Authenticator {
         let Some(cred) = pending.remaining.pop_front() else {
             return Err(CtapError::NotAllowed);
         };
-        let response = self.assertion(&cred, &pending.client_data_hash, pending.flags, &pending.ext, None)?;
+        let response = self.assertion(
+            &cred,
+            &pending.client_data_hash,
+            pending.flags,
+            &pending.ext,
+            None,
+        )?;
         tracing::debug!(rp = %pending.rp_id, left = pending.remaining.len(), "next assertion");
         if !pending.remaining.is_empty() {
             pending.expires = now + NEXT_ASSERTION_WINDOW_MS;
@@ -786,7 +798,10 @@ impl Authenticator {
         let uv = flag_bits & flags::UV != 0;
         let mut outputs: Vec<(&str, Value)> = Vec::new();
         if let (Some(input), Some(key)) = (&ext.hmac_secret, &cred.hmac_key) {
-            outputs.push((extensions::HMAC_SECRET, Value::Bytes(self.hmac_secret(input, key, uv)?)));
+            outputs.push((
+                extensions::HMAC_SECRET,
+                Value::Bytes(self.hmac_secret(input, key, uv)?),
+            ));
         }
         if ext.cred_blob {
             outputs.push((
@@ -845,7 +860,9 @@ impl Authenticator {
         uv: bool,
     ) -> Result<Vec<u8>, CtapError> {
         let version = ProtocolVersion::from_u64(input.protocol)?;
-        let shared = self.key_agreement.shared_secret(version, input.key_agreement.clone())?;
+        let shared = self
+            .key_agreement
+            .shared_secret(version, input.key_agreement.clone())?;
         shared.verify(&input.salt_enc, &input.salt_auth)?;
         let salts = zeroize::Zeroizing::new(shared.decrypt(&input.salt_enc)?);
         if salts.len() != 32 && salts.len() != 64 {

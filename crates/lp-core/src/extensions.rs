@@ -14,7 +14,13 @@ pub const LARGE_BLOB_KEY: &str = "largeBlobKey";
 pub const MIN_PIN_LENGTH: &str = "minPinLength";
 
 /// Every extension we implement, as GetInfo lists them.
-pub const SUPPORTED: [&str; 5] = [CRED_PROTECT, HMAC_SECRET, CRED_BLOB, LARGE_BLOB_KEY, MIN_PIN_LENGTH];
+pub const SUPPORTED: [&str; 5] = [
+    CRED_PROTECT,
+    HMAC_SECRET,
+    CRED_BLOB,
+    LARGE_BLOB_KEY,
+    MIN_PIN_LENGTH,
+];
 
 /// The most credBlob bytes we keep (GetInfo's maxCredBlobLength; the spec's minimum).
 pub const MAX_CRED_BLOB_LEN: usize = 32;
@@ -63,10 +69,18 @@ impl McInputs {
         }
         Ok(Self {
             cred_protect,
-            hmac_secret: map.remove(HMAC_SECRET).map(cbor::boolean).transpose()?.unwrap_or(false),
+            hmac_secret: map
+                .remove(HMAC_SECRET)
+                .map(cbor::boolean)
+                .transpose()?
+                .unwrap_or(false),
             cred_blob: map.remove(CRED_BLOB).map(cbor::bytes).transpose()?,
             large_blob_key: large_blob_key.unwrap_or(false),
-            min_pin_length: map.remove(MIN_PIN_LENGTH).map(cbor::boolean).transpose()?.unwrap_or(false),
+            min_pin_length: map
+                .remove(MIN_PIN_LENGTH)
+                .map(cbor::boolean)
+                .transpose()?
+                .unwrap_or(false),
         })
     }
 }
@@ -117,7 +131,11 @@ impl GaInputs {
         }
         Ok(Self {
             hmac_secret,
-            cred_blob: map.remove(CRED_BLOB).map(cbor::boolean).transpose()?.unwrap_or(false),
+            cred_blob: map
+                .remove(CRED_BLOB)
+                .map(cbor::boolean)
+                .transpose()?
+                .unwrap_or(false),
             large_blob_key: large_blob_key.unwrap_or(false),
         })
     }
@@ -153,7 +171,12 @@ mod tests {
         assert_eq!(m.cred_protect, Some(2));
         assert!(m.hmac_secret);
         assert_eq!(m.cred_blob, Some(vec![1, 2]));
-        assert_eq!(McInputs::parse(map(vec![(CRED_PROTECT, Value::Integer(9.into()))])).unwrap().cred_protect, None);
+        assert_eq!(
+            McInputs::parse(map(vec![(CRED_PROTECT, Value::Integer(9.into()))]))
+                .unwrap()
+                .cred_protect,
+            None
+        );
         assert_eq!(
             McInputs::parse(map(vec![(HMAC_SECRET, Value::Integer(1.into()))])).unwrap_err(),
             CtapError::CborUnexpectedType

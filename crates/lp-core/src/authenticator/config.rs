@@ -67,8 +67,10 @@ impl Authenticator {
                 match k.as_integer().and_then(|i| u64::try_from(i).ok()) {
                     Some(1) => new_min = Some(cbor::unsigned(v)?),
                     Some(2) => {
-                        let list: Vec<String> =
-                            cbor::array(v)?.into_iter().map(cbor::text).collect::<Result<_, _>>()?;
+                        let list: Vec<String> = cbor::array(v)?
+                            .into_iter()
+                            .map(cbor::text)
+                            .collect::<Result<_, _>>()?;
                         rps = Some(list);
                     }
                     Some(3) => force = cbor::boolean(v)?,
@@ -93,7 +95,8 @@ impl Authenticator {
         self.store.set_meta(pin::meta::MIN_LENGTH, &[new_min as u8])?;
         if let Some(list) = rps {
             let list = Value::Array(list.into_iter().map(Value::Text).collect());
-            self.store.set_meta(pin::meta::MIN_LENGTH_RPS, &cbor::encode(&list))?;
+            self.store
+                .set_meta(pin::meta::MIN_LENGTH_RPS, &cbor::encode(&list))?;
         }
         // A PIN shorter than the new minimum must be changed before use.
         if pin_set && (force || pin_len < new_min) {

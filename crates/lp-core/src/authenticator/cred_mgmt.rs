@@ -80,7 +80,10 @@ impl Authenticator {
                 let count = self.store.count_discoverable()?;
                 Ok(Some(int_map([
                     (0x01, Value::Integer(count.into())),
-                    (0x02, Value::Integer(MAX_DISCOVERABLE.saturating_sub(count).into())),
+                    (
+                        0x02,
+                        Value::Integer(MAX_DISCOVERABLE.saturating_sub(count).into()),
+                    ),
                 ])))
             }
             sub::ENUMERATE_RPS_BEGIN => {

@@ -254,19 +254,27 @@ fn change_pin(r: &mut Rig, old: &str, new: &str, v: ProtocolVersion) -> Result<(
 
 /// getPinUvAuthTokenUsingPinWithPermissions; returns the decrypted token.
 fn pin_token(r: &mut Rig, pin: &str, v: ProtocolVersion, perms: u8, rp: &str) -> Result<[u8; 32], u8> {
+    pin_token_for(r, pin, v, perms, Some(rp))
+}
+
+fn pin_token_for(
+    r: &mut Rig,
+    pin: &str,
+    v: ProtocolVersion,
+    perms: u8,
+    rp: Option<&str>,
+) -> Result<[u8; 32], u8> {
     let (shared, platform) = agree(r, v);
     let hash_enc = shared.encrypt(&crate::pin::pin_hash(pin.as_bytes())[..]).unwrap();
-    let resp = client_pin(
-        r,
-        v,
-        9,
-        vec![
-            (3, platform),
-            (6, Value::Bytes(hash_enc)),
-            (9, Value::Integer(perms.into())),
-            (10, text(rp)),
-        ],
-    )?;
+    let mut extra = vec![
+        (3, platform),
+        (6, Value::Bytes(hash_enc)),
+        (9, Value::Integer(perms.into())),
+    ];
+    if let Some(rp) = rp {
+        extra.push((10, text(rp)));
+    }
+    let resp = client_pin(r, v, 9, extra)?;
     let token = shared.decrypt(&bytes_of(get(&resp, 2))).unwrap();
     Ok(token.try_into().unwrap())
 }
@@ -1221,4 +1229,519 @@ fn the_vault_is_locked_when_nothing_verified_is_running() {
     r.auth.tick();
     assert!(!r.auth.custody.is_unlocked(), "token expired: locked");
     assert_eq!(r.auth.next_deadline(), None, "and nothing left to wake up for");
+}
+
+// ---- CTAP 2.1: credential management, extensions, large blobs, config ----
+
+/// Send a command whose pinUvAuthParam covers `message`; `entries` are the
+/// other members, and the param/protocol go at keys `param_key`/`param_key + 1`
+/// unless `swap` (credential management and config put the protocol first).
+fn authed(
+    r: &mut Rig,
+    cmd: u8,
+    mut entries: Vec<(u64, Value)>,
+    token: &[u8; 32],
+    message: &[u8],
+    protocol_key: u64,
+    param_key: u64,
+) -> Result<Vec<(i128, Value)>, u8> {
+    let v = ProtocolVersion::Two;
+    entries.push((
+        param_key,
+        Value::Bytes(crate::pin_protocol::authenticate_with_token(v, token, message)),
+    ));
+    entries.push((protocol_key, Value::Integer(2.into())));
+    let mut req = vec![cmd];
+    req.extend(cbor::encode(&int_map(entries)));
+    let resp = r.auth.handle(&req, &NoInteraction);
+    if resp == [0] {
+        return Ok(vec![]);
+    }
+    parse(&resp)
+}
+
+fn cm(r: &mut Rig, token: &[u8; 32], sub: u8, params: Option<Value>) -> Result<Vec<(i128, Value)>, u8> {
+    let mut message = vec![sub];
+    let mut entries = vec![(1, Value::Integer(sub.into()))];
+    if let Some(p) = params {
+        message.extend(cbor::encode(&p));
+        entries.push((2, p));
+    }
+    authed(r, command::CREDENTIAL_MANAGEMENT, entries, token, &message, 3, 4)
+}
+
+fn cm_next(r: &mut Rig, sub: u8) -> Result<Vec<(i128, Value)>, u8> {
+    let mut req = vec![command::CREDENTIAL_MANAGEMENT];
+    req.extend(cbor::encode(&int_map([(1, Value::Integer(sub.into()))])));
+    parse(&r.auth.handle(&req, &NoInteraction))
+}
+
+fn int(v: Option<&Value>) -> i128 {
+    v.and_then(Value::as_integer).map(i128::from).expect("integer")
+}
+
+#[test]
+fn credential_management_lists_renames_and_deletes() {
+    let mut r = rig();
+    let a = make(&mut r, &Mc::new("a.example", b"alice", true));
+    make(&mut r, &Mc::new("a.example", b"bob", true));
+    make(&mut r, &Mc::new("b.example", b"carol", true));
+    make(&mut r, &Mc::new("c.example", b"dave", false));
+    let v = ProtocolVersion::Two;
+    let t = pin_token_for(&mut r, PIN, v, permission::CM, None).unwrap();
+
+    let m = cm(&mut r, &t, 1, None).unwrap();
+    assert_eq!(int(get(&m, 1)), 3, "discoverable credentials only");
+    assert!(int(get(&m, 2)) > 0);
+
+    let first = cm(&mut r, &t, 2, None).unwrap();
+    assert_eq!(int(get(&first, 5)), 2);
+    let rp = cbor::text_keyed(get(&first, 3).unwrap().clone()).unwrap();
+    assert_eq!(rp.get("id"), Some(&text("a.example")));
+    assert_eq!(bytes_of(get(&first, 4)), Sha256::digest(b"a.example").to_vec());
+    let second = cm_next(&mut r, 3).unwrap();
+    assert_eq!(
+        cbor::text_keyed(get(&second, 3).unwrap().clone())
+            .unwrap()
+            .get("id"),
+        Some(&text("b.example"))
+    );
+    assert_eq!(
+        cm_next(&mut r, 3).unwrap_err(),
+        CtapError::NotAllowed.code(),
+        "listing over"
+    );
+
+    let hash = Value::Bytes(Sha256::digest(b"a.example").to_vec());
+    let c1 = cm(&mut r, &t, 4, Some(int_map([(1, hash.clone())]))).unwrap();
+    assert_eq!(int(get(&c1, 9)), 2);
+    assert_eq!(int(get(&c1, 0x0A)), 1, "credProtect level");
+    let c2 = cm_next(&mut r, 5).unwrap();
+    let ids: Vec<Vec<u8>> = [&c1, &c2]
+        .iter()
+        .map(|m| {
+            cbor::text_keyed(get(m, 7).unwrap().clone())
+                .unwrap()
+                .get("id")
+                .and_then(Value::as_bytes)
+                .cloned()
+                .unwrap()
+        })
+        .collect();
+    assert!(ids.contains(&a.id));
+    // The public key in the listing is the attested one.
+    assert!(a
+        .auth_data
+        .windows(cbor::encode(get(&c1, 8).unwrap()).len())
+        .any(|w| {
+            w == cbor::encode(get(&c1, 8).unwrap()).as_slice()
+                || w == cbor::encode(get(&c2, 8).unwrap()).as_slice()
+        }));
+
+    // Rename alice, then delete her.
+    let descriptor = text_map([("id", Value::Bytes(a.id.clone())), ("type", text("public-key"))]);
+    let user = text_map([
+        ("id", Value::Bytes(b"alice".to_vec())),
+        ("name", text("alice@new.example")),
+    ]);
+    cm(&mut r, &t, 7, Some(int_map([(2, descriptor.clone()), (3, user)]))).unwrap();
+    let wrong_user = text_map([("id", Value::Bytes(b"mallory".to_vec()))]);
+    assert_eq!(
+        cm(
+            &mut r,
+            &t,
+            7,
+            Some(int_map([(2, descriptor.clone()), (3, wrong_user)]))
+        )
+        .unwrap_err(),
+        CtapError::InvalidParameter.code()
+    );
+    let m = parse(&r.auth.handle(
+        &ga("a.example", std::slice::from_ref(&a.id), None),
+        &NoInteraction,
+    ))
+    .unwrap();
+    let u = cbor::text_keyed(get(&m, 4).unwrap().clone()).unwrap();
+    assert_eq!(u.get("name"), Some(&text("alice@new.example")));
+
+    cm(&mut r, &t, 6, Some(int_map([(2, descriptor.clone())]))).unwrap();
+    assert_eq!(
+        r.auth.handle(
+            &ga("a.example", std::slice::from_ref(&a.id), None),
+            &NoInteraction
+        ),
+        [CtapError::NoCredentials.code()]
+    );
+    assert_eq!(
+        cm(&mut r, &t, 6, Some(int_map([(2, descriptor)]))).unwrap_err(),
+        CtapError::NoCredentials.code()
+    );
+    let m = cm(&mut r, &t, 1, None).unwrap();
+    assert_eq!(int(get(&m, 1)), 2);
+}
+
+#[test]
+fn credential_management_token_rules() {
+    let mut r = rig();
+    make(&mut r, &Mc::new("a.example", b"alice", true));
+    let v = ProtocolVersion::Two;
+    // No token at all.
+    let mut req = vec![command::CREDENTIAL_MANAGEMENT];
+    req.extend(cbor::encode(&int_map([(1, Value::Integer(1.into()))])));
+    assert_eq!(
+        r.auth.handle(&req, &NoInteraction),
+        [CtapError::PuatRequired.code()]
+    );
+    // A token without cm.
+    let ga_only = pin_token(&mut r, PIN, v, permission::GA, "a.example").unwrap();
+    assert_eq!(
+        cm(&mut r, &ga_only, 1, None).unwrap_err(),
+        CtapError::PinAuthInvalid.code()
+    );
+    // A cm token bound to one RP sees that RP only.
+    let bound = pin_token(&mut r, PIN, v, permission::CM, "b.example").unwrap();
+    assert_eq!(
+        cm(&mut r, &bound, 1, None).unwrap_err(),
+        CtapError::PinAuthInvalid.code()
+    );
+    assert_eq!(
+        cm(&mut r, &bound, 2, None).unwrap_err(),
+        CtapError::PinAuthInvalid.code()
+    );
+    let hash = Value::Bytes(Sha256::digest(b"a.example").to_vec());
+    assert_eq!(
+        cm(&mut r, &bound, 4, Some(int_map([(1, hash.clone())]))).unwrap_err(),
+        CtapError::PinAuthInvalid.code()
+    );
+    let right = pin_token(&mut r, PIN, v, permission::CM, "a.example").unwrap();
+    assert!(cm(&mut r, &right, 4, Some(int_map([(1, hash)]))).is_ok());
+    // Next without a begin; unknown subcommand; the 0x41 prototype number.
+    assert_eq!(cm_next(&mut r, 5).unwrap_err(), CtapError::NotAllowed.code());
+    let all = pin_token_for(&mut r, PIN, v, permission::CM, None).unwrap();
+    assert_eq!(
+        cm(&mut r, &all, 0x42, None).unwrap_err(),
+        CtapError::InvalidSubcommand.code()
+    );
+    let m = authed(
+        &mut r,
+        command::CREDENTIAL_MANAGEMENT_PRE,
+        vec![(1, Value::Integer(1.into()))],
+        &all,
+        &[1],
+        3,
+        4,
+    )
+    .unwrap();
+    assert_eq!(int(get(&m, 1)), 1);
+}
+
+/// The platform's side of hmac-secret: returns the decrypted output.
+fn hmac_secret(r: &mut Rig, made: &Made, salts: &[u8], v: ProtocolVersion) -> Result<Vec<u8>, u8> {
+    let (shared, platform) = agree(r, v);
+    let salt_enc = shared.encrypt(salts).unwrap();
+    let salt_auth = shared.authenticate(&salt_enc);
+    let ext = text_map([(
+        "hmac-secret",
+        int_map([
+            (1, platform),
+            (2, Value::Bytes(salt_enc)),
+            (3, Value::Bytes(salt_auth)),
+            (4, Value::Integer(v.as_u64().into())),
+        ]),
+    )]);
+    let mut req = vec![command::GET_ASSERTION];
+    req.extend(cbor::encode(&int_map([
+        (1, text("example.com")),
+        (2, Value::Bytes(CDH.to_vec())),
+        (3, descriptors(std::slice::from_ref(&made.id))),
+        (4, ext),
+    ])));
+    let m = parse(&r.auth.handle(&req, &NoInteraction))?;
+    let auth_data = bytes_of(get(&m, 2));
+    assert_eq!(auth_data[32] & flags::ED, flags::ED);
+    verify(&made.key, &auth_data, &bytes_of(get(&m, 3)));
+    let outputs = cbor::text_keyed(cbor::decode(&auth_data[37..]).unwrap()).unwrap();
+    let enc = outputs
+        .get("hmac-secret")
+        .and_then(Value::as_bytes)
+        .unwrap()
+        .clone();
+    Ok(shared.decrypt(&enc).unwrap())
+}
+
+#[test]
+fn hmac_secret_is_stable_per_salt_and_works_with_both_protocols() {
+    let mut r = rig();
+    let mut mc = Mc::new("example.com", b"u", false);
+    mc.extra.push((6, text_map([("hmac-secret", Value::Bool(true))])));
+    let resp = parse(&r.auth.handle(&mc.encode(), &NoInteraction)).unwrap();
+    let auth_data = bytes_of(get(&resp, 2));
+    assert_eq!(auth_data[32] & flags::ED, flags::ED);
+    let made = make(&mut r, &mc);
+    let salt1 = [1u8; 32];
+    let salt2 = [2u8; 32];
+    for v in [ProtocolVersion::One, ProtocolVersion::Two] {
+        let a = hmac_secret(&mut r, &made, &salt1, v).unwrap();
+        let b = hmac_secret(&mut r, &made, &salt1, v).unwrap();
+        assert_eq!(a.len(), 32);
+        assert_eq!(a, b, "same salt, same secret");
+        let both = hmac_secret(&mut r, &made, &[salt1, salt2].concat(), v).unwrap();
+        assert_eq!(both.len(), 64);
+        assert_eq!(&both[..32], &a[..]);
+        assert_ne!(&both[32..], &a[..]);
+    }
+    assert_eq!(
+        hmac_secret(&mut r, &made, &[1u8; 16], ProtocolVersion::Two).unwrap_err(),
+        CtapError::InvalidLength.code()
+    );
+}
+
+#[test]
+fn cred_blob_large_blob_key_and_cred_protect() {
+    let mut r = rig();
+    let mut mc = Mc::new("example.com", b"u", true);
+    mc.extra.push((
+        6,
+        text_map([
+            ("credBlob", Value::Bytes(vec![7; 32])),
+            ("credProtect", Value::Integer(3.into())),
+            ("largeBlobKey", Value::Bool(true)),
+        ]),
+    ));
+    let resp = parse(&r.auth.handle(&mc.encode(), &NoInteraction)).unwrap();
+    let auth_data = bytes_of(get(&resp, 2));
+    let id_len = u16::from_be_bytes([auth_data[53], auth_data[54]]) as usize;
+    // Skip the COSE key to reach the extension outputs.
+    let mut rest = &auth_data[55 + id_len..];
+    let _: Value = ciborium::from_reader(&mut rest).unwrap();
+    let outputs = cbor::text_keyed(cbor::decode(rest).unwrap()).unwrap();
+    assert_eq!(outputs.get("credBlob"), Some(&Value::Bool(true)));
+    assert_eq!(outputs.get("credProtect"), Some(&Value::Integer(3.into())));
+    let lbk = bytes_of(get(&resp, 5));
+    assert_eq!(lbk.len(), 32);
+
+    let mut req = vec![command::GET_ASSERTION];
+    req.extend(cbor::encode(&int_map([
+        (1, text("example.com")),
+        (2, Value::Bytes(CDH.to_vec())),
+        (
+            4,
+            text_map([
+                ("credBlob", Value::Bool(true)),
+                ("largeBlobKey", Value::Bool(true)),
+            ]),
+        ),
+    ])));
+    let m = parse(&r.auth.handle(&req, &NoInteraction)).unwrap();
+    assert_eq!(bytes_of(get(&m, 7)), lbk);
+    let ad = bytes_of(get(&m, 2));
+    let outputs = cbor::text_keyed(cbor::decode(&ad[37..]).unwrap()).unwrap();
+    assert_eq!(outputs.get("credBlob"), Some(&Value::Bytes(vec![7; 32])));
+
+    // Too long a blob is refused, the credential still made; largeBlobKey needs rk.
+    let mut long = Mc::new("example.com", b"v", false);
+    long.extra
+        .push((6, text_map([("credBlob", Value::Bytes(vec![7; 33]))])));
+    assert!(parse(&r.auth.handle(&long.encode(), &NoInteraction)).is_ok());
+    let mut nork = Mc::new("example.com", b"w", false);
+    nork.extra
+        .push((6, text_map([("largeBlobKey", Value::Bool(true))])));
+    assert_eq!(
+        r.auth.handle(&nork.encode(), &NoInteraction),
+        [CtapError::InvalidOption.code()]
+    );
+}
+
+fn blob_get(r: &mut Rig, offset: u64, n: u64) -> Result<Vec<u8>, u8> {
+    let mut req = vec![command::LARGE_BLOBS];
+    req.extend(cbor::encode(&int_map([
+        (1, Value::Integer(n.into())),
+        (3, Value::Integer(offset.into())),
+    ])));
+    parse(&r.auth.handle(&req, &NoInteraction)).map(|m| bytes_of(get(&m, 1)))
+}
+
+fn blob_set(r: &mut Rig, token: &[u8; 32], data: &[u8], offset: u32, length: Option<u64>) -> Result<(), u8> {
+    let mut message = vec![0xff; 32];
+    message.extend_from_slice(&[0x0c, 0x00]);
+    message.extend_from_slice(&offset.to_le_bytes());
+    message.extend_from_slice(&Sha256::digest(data));
+    let mut entries = vec![
+        (2, Value::Bytes(data.to_vec())),
+        (3, Value::Integer(offset.into())),
+    ];
+    if let Some(l) = length {
+        entries.push((4, Value::Integer(l.into())));
+    }
+    authed(r, command::LARGE_BLOBS, entries, token, &message, 6, 5).map(|_| ())
+}
+
+#[test]
+fn large_blobs_are_written_in_fragments_and_checked() {
+    let mut r = rig();
+    let initial = blob_get(&mut r, 0, 100).unwrap();
+    assert_eq!(initial[0], 0x80);
+    assert_eq!(initial.len(), 17);
+    assert_eq!(&initial[1..], &Sha256::digest([0x80])[..16]);
+
+    let v = ProtocolVersion::Two;
+    let t = pin_token_for(&mut r, PIN, v, permission::LBW, None).unwrap();
+    let body = cbor::encode(&Value::Array(vec![Value::Bytes(vec![9; 100])]));
+    let mut array = body.clone();
+    array.extend_from_slice(&Sha256::digest(&body)[..16]);
+    let (a, b) = array.split_at(50);
+    blob_set(&mut r, &t, a, 0, Some(array.len() as u64)).unwrap();
+    assert_eq!(
+        blob_set(&mut r, &t, b, 49, None).unwrap_err(),
+        CtapError::InvalidSeq.code()
+    );
+    blob_set(&mut r, &t, b, 50, None).unwrap();
+    assert_eq!(blob_get(&mut r, 0, 1000).unwrap(), array);
+    assert_eq!(blob_get(&mut r, 50, 10).unwrap(), &array[50..60]);
+
+    // A corrupt array is refused whole.
+    let mut bad = array.clone();
+    bad[0] ^= 1;
+    assert_eq!(
+        blob_set(&mut r, &t, &bad, 0, Some(bad.len() as u64)).unwrap_err(),
+        CtapError::IntegrityFailure.code()
+    );
+    assert_eq!(blob_get(&mut r, 0, 1000).unwrap(), array, "the old array stays");
+    // Without lbw, or without a token.
+    let mc = pin_token(&mut r, PIN, v, permission::MC, "example.com").unwrap();
+    assert_eq!(
+        blob_set(&mut r, &mc, &array, 0, Some(array.len() as u64)).unwrap_err(),
+        CtapError::PinAuthInvalid.code()
+    );
+    let mut req = vec![command::LARGE_BLOBS];
+    req.extend(cbor::encode(&int_map([
+        (2, Value::Bytes(array.clone())),
+        (3, Value::Integer(0.into())),
+        (4, Value::Integer((array.len() as u64).into())),
+    ])));
+    assert_eq!(
+        r.auth.handle(&req, &NoInteraction),
+        [CtapError::PuatRequired.code()]
+    );
+    assert_eq!(
+        blob_set(&mut r, &t, &array, 0, Some(5000)).unwrap_err(),
+        CtapError::LargeBlobStorageFull.code()
+    );
+}
+
+fn config(r: &mut Rig, token: &[u8; 32], sub: u8, params: Option<Value>) -> Result<(), u8> {
+    let mut message = vec![0xff; 32];
+    message.extend_from_slice(&[0x0d, sub]);
+    let mut entries = vec![(1, Value::Integer(sub.into()))];
+    if let Some(p) = params {
+        message.extend(cbor::encode(&p));
+        entries.push((2, p));
+    }
+    authed(r, command::CONFIG, entries, token, &message, 3, 4).map(|_| ())
+}
+
+#[test]
+fn config_min_pin_length_forces_a_change_and_refuses_the_rest() {
+    let mut r = rig();
+    let v = ProtocolVersion::Two;
+    let t = pin_token_for(&mut r, PIN, v, permission::ACFG, None).unwrap();
+    assert_eq!(
+        config(&mut r, &t, 2, None).unwrap_err(),
+        CtapError::OperationDenied.code()
+    );
+    assert_eq!(
+        config(&mut r, &t, 1, None).unwrap_err(),
+        CtapError::InvalidSubcommand.code()
+    );
+    config(
+        &mut r,
+        &t,
+        3,
+        Some(int_map([
+            (1, Value::Integer(6.into())),
+            (2, Value::Array(vec![text("example.com")])),
+        ])),
+    )
+    .unwrap();
+    assert_eq!(
+        config(&mut r, &t, 3, Some(int_map([(1, Value::Integer(5.into()))]))).unwrap_err(),
+        CtapError::PinPolicyViolation.code(),
+        "the minimum never goes down"
+    );
+    let m = parse(&r.auth.handle(&[command::GET_INFO], &NoInteraction)).unwrap();
+    assert_eq!(int(get(&m, 0x0D)), 6);
+    assert_eq!(
+        get(&m, 0x0C),
+        Some(&Value::Bool(true)),
+        "the 4-digit PIN must change"
+    );
+    assert_eq!(
+        pin_token(&mut r, PIN, v, permission::GA, "example.com").unwrap_err(),
+        CtapError::PinPolicyViolation.code()
+    );
+    assert_eq!(
+        change_pin(&mut r, PIN, "12345", v),
+        Err(CtapError::PinPolicyViolation.code())
+    );
+    change_pin(&mut r, PIN, "123456", v).unwrap();
+    let m = parse(&r.auth.handle(&[command::GET_INFO], &NoInteraction)).unwrap();
+    assert_eq!(get(&m, 0x0C), Some(&Value::Bool(false)));
+
+    // The listed RP may read the minimum through the minPinLength extension.
+    r.person.push(Step::Pin("123456".into()));
+    let mut mc = Mc::new("example.com", b"u", false);
+    mc.extra
+        .push((6, text_map([("minPinLength", Value::Bool(true))])));
+    let resp = parse(&r.auth.handle(&mc.encode(), &NoInteraction)).unwrap();
+    let auth_data = bytes_of(get(&resp, 2));
+    let id_len = u16::from_be_bytes([auth_data[53], auth_data[54]]) as usize;
+    let mut rest = &auth_data[55 + id_len..];
+    let _: Value = ciborium::from_reader(&mut rest).unwrap();
+    let outputs = cbor::text_keyed(cbor::decode(rest).unwrap()).unwrap();
+    assert_eq!(outputs.get("minPinLength"), Some(&Value::Integer(6.into())));
+}
+
+#[test]
+fn get_info_lists_exactly_what_is_implemented() {
+    let mut r = rig();
+    let m = parse(&r.auth.handle(&[command::GET_INFO], &NoInteraction)).unwrap();
+    let versions: Vec<_> = get(&m, 1)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_text().unwrap().to_owned())
+        .collect();
+    assert_eq!(versions, ["FIDO_2_0", "FIDO_2_1_PRE", "FIDO_2_1"]);
+    let exts: Vec<_> = get(&m, 2)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_text().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        exts,
+        [
+            "credProtect",
+            "hmac-secret",
+            "credBlob",
+            "largeBlobKey",
+            "minPinLength"
+        ]
+    );
+    let opts = cbor::text_keyed(get(&m, 4).unwrap().clone()).unwrap();
+    for o in [
+        "credMgmt",
+        "credentialMgmtPreview",
+        "largeBlobs",
+        "authnrCfg",
+        "setMinPINLength",
+    ] {
+        assert_eq!(opts.get(o), Some(&Value::Bool(true)), "{o}");
+    }
+    assert!(!opts.contains_key("ep"), "no enterprise attestation");
+    assert!(!opts.contains_key("bioEnroll"));
+    assert_eq!(int(get(&m, 0x0B)), 4096);
+    assert_eq!(int(get(&m, 0x0F)), 32);
 }

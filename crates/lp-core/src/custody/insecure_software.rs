@@ -112,7 +112,9 @@ impl KeyCustody for InsecureSoftwareCustody {
     fn hmac(&mut self, blob: &[u8], message: &[u8]) -> Result<[u8; 32], CustodyError> {
         use hmac::Mac;
         self.require_unlocked()?;
-        let key = blob.strip_prefix(HMAC_TAG.as_slice()).ok_or(CustodyError::InvalidBlob)?;
+        let key = blob
+            .strip_prefix(HMAC_TAG.as_slice())
+            .ok_or(CustodyError::InvalidBlob)?;
         if key.len() != 32 {
             return Err(CustodyError::InvalidBlob);
         }
