@@ -678,6 +678,17 @@ impl Authenticator {
         } else {
             self.store.discoverable_for_rp(&req.rp_id)?.into()
         };
+        // A silent pre-flight without a token (platforms probe allowLists and
+        // excludeLists this way) learns only what credProtect lets anyone
+        // learn: "none here" is answered as such; for anything else we would
+        // need a signature, which needs verification (PUAT_REQUIRED below).
+        if !up && !with_token
+            && !creds
+                .iter()
+                .any(|c| extensions::visible(c.cred_protect, false, from_allow_list))
+        {
+            return Err(CtapError::NoCredentials);
+        }
         // Verification before the answer (§6.2.2 step 6); the search above
         // reveals nothing by itself.
         let single_name = if creds.len() == 1 {

@@ -81,6 +81,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "sign, key not cached (Flush + Load + Sign)",
         time(n, |i| custody.sign_digest(&keys[i % 2].blob, &digest).unwrap()),
     );
+    let hmac_key = custody.create_hmac_key()?;
+    custody.hmac(&hmac_key, &digest)?;
+    report(
+        "hmac, key cached (one TPM2_HMAC, salted)",
+        time(n, |_| custody.hmac(&hmac_key, &digest).unwrap()),
+    );
     drop(custody);
 
     pin_check_alternatives(tcti, n)?;

@@ -14,11 +14,16 @@
 //!         │     32 bytes the authenticator derives from the PIN. NOT noDA:
 //!         │     every wrong value counts toward the TPM's dictionary-attack
 //!         │     lockout. Stored by the caller as a TPM-wrapped blob.
-//!         └── credential keys  ECC P-256 ECDSA, one per passkey, made with
-//!                   TPM2_Create under the vault: generated in the TPM
-//!                   (sensitiveDataOrigin), never exportable (fixedTPM |
-//!                   fixedParent: TPM2_Duplicate is refused). Stored by the
-//!                   caller as TPM-wrapped blobs.
+//!         ├── credential keys  ECC P-256 ECDSA, one per passkey, made with
+//!         │         TPM2_Create under the vault: generated in the TPM
+//!         │         (sensitiveDataOrigin), never exportable (fixedTPM |
+//!         │         fixedParent: TPM2_Duplicate is refused). Stored by the
+//!         │         caller as TPM-wrapped blobs.
+//!         └── HMAC keys  KeyedHash HMAC-SHA-256, one per passkey that uses
+//!                   hmac-secret (PRF), same attributes and same rules as the
+//!                   credential keys: the secret behind every hmac-secret
+//!                   output is made by the TPM, is used by TPM2_HMAC, and
+//!                   never exists outside it.
 //! ```
 //!
 //! Why the PIN sits on the vault: an authValue on a *primary* protects
@@ -27,11 +32,11 @@
 //! private blob, encrypted by the TPM; only the TPM can test a guess, and it
 //! counts the failures. Loading (or creating) a credential key needs the
 //! vault's authValue, so without the PIN no credential key can be loaded, and
-//! an unloaded key cannot sign. The credential keys themselves have an empty
-//! authValue: the vault is the single gate.
+//! an unloaded key cannot sign (or HMAC). The credential and HMAC keys
+//! themselves have an empty authValue: the vault is the single gate.
 //!
 //! Limits, honestly:
-//! * While unlocked, loaded credential keys can sign for whoever holds this
+//! * While unlocked, loaded credential and HMAC keys can be used by whoever holds this
 //!   TPM connection. With `/dev/tpmrm0` the kernel resource manager isolates
 //!   handles per open file, so that is this process only. `lock()` and drop
 //!   flush everything.
@@ -51,7 +56,7 @@ mod support;
 use lp_core::custody::{CustodyError, KeyCustody, NewKey, PublicKey};
 use sha2::{Digest as _, Sha256};
 use std::str::FromStr;
-use support::{classify, decode, encode, tpm2b_private, tpm2b_public, KEY_TAG, VAULT_TAG};
+use support::{classify, decode, encode, tpm2b_private, tpm2b_public, HMAC_TAG, KEY_TAG, VAULT_TAG};
 use tss_esapi::{
     attributes::{ObjectAttributes, ObjectAttributesBuilder, SessionAttributesBuilder},
     constants::{tss::TPM2_RH_NULL, tss::TPM2_ST_HASHCHECK, PropertyTag, SessionType},
@@ -63,9 +68,9 @@ use tss_esapi::{
         session_handles::AuthSession,
     },
     structures::{
-        Auth, Digest, EccPoint, EccScheme, HashScheme, HashcheckTicket, Private, Public, PublicBuilder,
-        PublicEccParameters, PublicEccParametersBuilder, PublicParameters, Signature, SignatureScheme,
-        SymmetricDefinition, SymmetricDefinitionObject,
+        Auth, Digest, EccPoint, EccScheme, HashScheme, HashcheckTicket, KeyedHashScheme, MaxBuffer, Private,
+        Public, PublicBuilder, PublicEccParameters, PublicEccParametersBuilder, PublicKeyedHashParameters,
+        PublicParameters, Signature, SignatureScheme, SymmetricDefinition, SymmetricDefinitionObject,
     },
     tcti_ldr::TctiNameConf,
     tss2_esys::TPMT_TK_HASHCHECK,
@@ -74,6 +79,11 @@ use tss_esapi::{
 
 /// The kernel's resource-managed TPM device.
 pub const DEFAULT_TCTI: &str = "device:/dev/tpmrm0";
+
+/// The longest message [`TpmCustody::hmac`] takes: one TPM2_HMAC, whose
+/// buffer is a TPM2B_MAX_BUFFER (1024 bytes on every TPM we know). The
+/// hmac-secret inputs are 32-byte salts, so one command is always enough.
+pub const MAX_HMAC_MESSAGE: usize = 1024;
 
 // ===========================================================================
 // The templates: every attribute bit we ask the TPM for, set or clear.
@@ -130,6 +140,30 @@ fn credential_attributes() -> Result<ObjectAttributes, TpmError> {
         .build()?)
 }
 
+/// HMAC key (hmac-secret / PRF): exactly the credential key's bits, for
+/// the same reasons. fixedTPM | fixedParent: the hmac-secret seed can never
+/// be duplicated out, so a disk unlocked with it (systemd-cryptenroll) needs
+/// this TPM. sensitiveDataOrigin: the TPM drew the HMAC key itself (we pass
+/// no sensitive data, so nobody ever saw it). userWithAuth with an empty
+/// authValue: the vault (PIN) is the gate, checked when the key is loaded.
+/// sign set, decrypt and restricted clear: an unrestricted signing KeyedHash
+/// is what TPM2_HMAC accepts; with decrypt it could also be a derivation
+/// parent, and without sign it would be a sealed data object that
+/// TPM2_Unseal hands out in the clear.
+fn hmac_attributes() -> Result<ObjectAttributes, TpmError> {
+    Ok(ObjectAttributesBuilder::new()
+        .with_fixed_tpm(true)
+        .with_fixed_parent(true)
+        .with_sensitive_data_origin(true)
+        .with_user_with_auth(true)
+        .with_admin_with_policy(false)
+        .with_no_da(false)
+        .with_restricted(false)
+        .with_decrypt(false)
+        .with_sign_encrypt(true)
+        .build()?)
+}
+
 /// ECC P-256, AES-128-CFB for wrapping children (the most widely supported).
 fn storage_parameters() -> Result<PublicEccParameters, TpmError> {
     Ok(PublicEccParametersBuilder::new_restricted_decryption_key(
@@ -157,7 +191,7 @@ fn template(attrs: ObjectAttributes, params: PublicEccParameters) -> Result<Publ
         .build()?)
 }
 
-/// The three templates, public so tools and the benchmark can print or reuse them.
+/// The templates, public so tools and the benchmark can print or reuse them.
 pub fn primary_template() -> Result<Public, TpmError> {
     template(primary_attributes()?, storage_parameters()?)
 }
@@ -167,14 +201,27 @@ pub fn vault_template() -> Result<Public, TpmError> {
 pub fn credential_template() -> Result<Public, TpmError> {
     template(credential_attributes()?, credential_parameters()?)
 }
+/// KeyedHash with the HMAC scheme fixed to SHA-256 (TPM2_HMAC refuses any
+/// other hash with it), SHA-256 name, no policy, empty `unique`.
+pub fn hmac_template() -> Result<Public, TpmError> {
+    Ok(PublicBuilder::new()
+        .with_public_algorithm(PublicAlgorithm::KeyedHash)
+        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
+        .with_object_attributes(hmac_attributes()?)
+        .with_keyed_hash_parameters(PublicKeyedHashParameters::new(KeyedHashScheme::HMAC_SHA_256))
+        .with_keyed_hash_unique_identifier(Digest::default())
+        .build()?)
+}
 
 /// True if a stored public area was made from `template` (everything but
 /// the key itself). We refuse to load anything else, so a planted blob with
 /// other attributes (say, a noDA vault) is never used. The TPM binds the
 /// public area to the private part, so the attributes we check are real.
 fn matches_template(public: &Public, mut template: Public) -> bool {
-    if let (Public::Ecc { unique, .. }, Public::Ecc { unique: u, .. }) = (public, &mut template) {
-        *u = unique.clone();
+    match (public, &mut template) {
+        (Public::Ecc { unique, .. }, Public::Ecc { unique: u, .. }) => *u = unique.clone(),
+        (Public::KeyedHash { unique, .. }, Public::KeyedHash { unique: u, .. }) => *u = unique.clone(),
+        _ => {}
     }
     *public == template
 }
@@ -250,6 +297,8 @@ pub struct KeyAttributes {
     pub sign: bool,
     /// The public area is an ECC key on NIST P-256.
     pub ecc_p256: bool,
+    /// The public area is a KeyedHash key with the HMAC-SHA-256 scheme.
+    pub hmac_sha256: bool,
 }
 
 /// The TPM's dictionary-attack state, read live.
@@ -297,7 +346,7 @@ pub struct TpmCustody {
     vault: Option<KeyHandle>,
     /// SHA-256 of the loaded vault's blob, to recognise it on the next unlock.
     vault_id: Option<[u8; 32]>,
-    /// Loaded credential keys, least recently used first, keyed by SHA-256 of the blob.
+    /// Loaded credential and HMAC keys, least recently used first, keyed by SHA-256 of the blob.
     cache: Vec<([u8; 32], KeyHandle)>,
     cache_size: usize,
 }
@@ -502,7 +551,7 @@ impl TpmCustody {
 
     /// ECDSA-sign a SHA-256 digest with a credential key; ASN.1 DER.
     pub fn sign(&mut self, blob: &[u8], digest: &[u8; 32]) -> Result<Vec<u8>, TpmError> {
-        let key = self.loaded_key(blob)?;
+        let key = self.loaded_key(KEY_TAG, credential_template, blob)?;
         let digest = Digest::try_from(&digest[..])?;
         let scheme = SignatureScheme::EcDsa {
             hash_scheme: HashScheme::new(HashingAlgorithm::Sha256),
@@ -530,15 +579,62 @@ impl TpmCustody {
         Ok(sig.to_der().as_bytes().to_vec())
     }
 
-    /// The attributes of a credential blob's or vault blob's public area.
+    /// Make a per-credential HMAC-SHA-256 key (hmac-secret) under the
+    /// unlocked vault. Returns `"LPH\x01" || TPM2B_PUBLIC || TPM2B_PRIVATE`.
+    pub fn create_hmac_key(&mut self) -> Result<Vec<u8>, TpmError> {
+        let vault = self.vault.ok_or(TpmError::Locked)?;
+        let (session, template) = (self.session, hmac_template()?);
+        // No sensitive data: with sensitiveDataOrigin the TPM draws the key.
+        let made = self.with_free_slot(|ctx| {
+            ctx.execute_with_session(Some(session), |ctx| {
+                ctx.create(vault, template.clone(), None, None, None, None)
+            })
+        })?;
+        Ok(encode(
+            HMAC_TAG,
+            &tpm2b_public(&made.out_public)?,
+            &tpm2b_private(&made.out_private),
+        ))
+    }
+
+    /// HMAC-SHA-256 of `message` (at most [`MAX_HMAC_MESSAGE`] bytes) with
+    /// an HMAC key, computed by TPM2_HMAC.
+    pub fn hmac(&mut self, blob: &[u8], message: &[u8]) -> Result<[u8; 32], TpmError> {
+        if message.len() > MAX_HMAC_MESSAGE {
+            return Err(TpmError::Tss(format!(
+                "HMAC message of {} bytes (TPM2_HMAC takes at most {MAX_HMAC_MESSAGE})",
+                message.len()
+            )));
+        }
+        let key = self.loaded_key(HMAC_TAG, hmac_template, blob)?;
+        let buffer = MaxBuffer::try_from(message)?;
+        // WHY THE SALTED SESSION, not a password session as for TPM2_Sign:
+        // a signature is public, but this output *is* the secret (the
+        // hmac-secret output unlocks disks and password databases). The key's
+        // authValue is empty, so the salted HMAC session authorises it just
+        // as well, and its encrypt attribute makes the TPM send outHMAC
+        // encrypted under the session key: a bus sniffer never sees it.
+        // (decrypt hides the message too, which costs nothing.)
+        let session = self.session;
+        let out = self.ctx.execute_with_session(Some(session), |ctx| {
+            ctx.hmac(key.into(), buffer, HashingAlgorithm::Sha256)
+        })?;
+        <[u8; 32]>::try_from(out.value())
+            .map_err(|_| TpmError::Tss(format!("TPM2_HMAC returned {} bytes", out.len())))
+    }
+
+    /// The attributes of a credential, HMAC or vault blob's public area.
     pub fn public_attributes(blob: &[u8]) -> Result<KeyAttributes, TpmError> {
-        let public = match decode(KEY_TAG, blob) {
-            Ok((public, _)) => public,
-            Err(_) => decode(VAULT_TAG, blob)?.0,
-        };
+        let public = [KEY_TAG, HMAC_TAG, VAULT_TAG]
+            .into_iter()
+            .find_map(|tag| decode(tag, blob).ok())
+            .ok_or(TpmError::InvalidBlob)?
+            .0;
         let a = public.object_attributes();
         let ecc_p256 = matches!(&public, Public::Ecc { parameters, .. }
             if parameters.ecc_curve() == EccCurve::NistP256);
+        let hmac_sha256 = matches!(&public, Public::KeyedHash { parameters, .. }
+            if *parameters == PublicKeyedHashParameters::new(KeyedHashScheme::HMAC_SHA_256));
         Ok(KeyAttributes {
             raw: a.0,
             fixed_tpm: a.fixed_tpm(),
@@ -552,6 +648,7 @@ impl TpmCustody {
             decrypt: a.decrypt(),
             sign: a.sign_encrypt(),
             ecc_p256,
+            hmac_sha256,
         })
     }
 
@@ -618,18 +715,30 @@ impl TpmCustody {
         Ok(vault)
     }
 
-    /// The loaded handle of a credential key: from the cache, or TPM2_Load
-    /// under the vault (this is where the vault's authValue is required).
-    fn loaded_key(&mut self, blob: &[u8]) -> Result<KeyHandle, TpmError> {
+    /// The loaded handle of a credential or HMAC key (`tag` and `template`
+    /// say which): from the cache, or TPM2_Load under the vault (this is
+    /// where the vault's authValue is required). Signing and HMAC keys share
+    /// the cache; the tag is checked before the cache is, and the cache is
+    /// keyed by the whole blob (tag included), so a key loaded as one kind
+    /// is never handed out as the other.
+    fn loaded_key(
+        &mut self,
+        tag: [u8; 4],
+        template: fn() -> Result<Public, TpmError>,
+        blob: &[u8],
+    ) -> Result<KeyHandle, TpmError> {
         let vault = self.vault.ok_or(TpmError::Locked)?;
+        if !blob.starts_with(&tag) {
+            return Err(TpmError::InvalidBlob);
+        }
         let id: [u8; 32] = Sha256::digest(blob).into();
         if let Some(i) = self.cache.iter().position(|(k, _)| *k == id) {
             let hit = self.cache.remove(i);
             self.cache.push(hit);
             return Ok(hit.1);
         }
-        let (public, private) = decode(KEY_TAG, blob)?;
-        if !matches_template(&public, credential_template()?) {
+        let (public, private) = decode(tag, blob)?;
+        if !matches_template(&public, template()?) {
             return Err(TpmError::InvalidBlob);
         }
         let session = self.session;
@@ -709,6 +818,14 @@ impl KeyCustody for TpmCustody {
 
     fn sign_digest(&mut self, blob: &[u8], digest: &[u8; 32]) -> Result<Vec<u8>, CustodyError> {
         Ok(self.sign(blob, digest)?)
+    }
+
+    fn create_hmac_key(&mut self) -> Result<Vec<u8>, CustodyError> {
+        Ok(TpmCustody::create_hmac_key(self)?)
+    }
+
+    fn hmac(&mut self, blob: &[u8], message: &[u8]) -> Result<[u8; 32], CustodyError> {
+        Ok(TpmCustody::hmac(self, blob, message)?)
     }
 
     /// authenticatorReset: lock. The vault blob lives with the caller, who

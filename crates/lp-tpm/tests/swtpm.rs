@@ -1,7 +1,7 @@
 //! The promises, proved against a real swtpm (one per test; never a mock).
 
 use lp_core::custody::{CustodyError, KeyCustody, PublicKey};
-use lp_tpm::{TpmCustody, TpmError, VaultBlob};
+use lp_tpm::{TpmCustody, TpmError, VaultBlob, MAX_HMAC_MESSAGE};
 use p256::ecdsa::{signature::hazmat::PrehashVerifier, Signature, VerifyingKey};
 use std::hash::{BuildHasher, Hasher};
 use std::io::{Read, Write};
@@ -94,16 +94,20 @@ impl Drop for Swtpm {
     }
 }
 
+type Log = Arc<Mutex<Vec<Vec<u8>>>>;
+
 /// A relay between libtss2 and a swtpm that records every command sent to
-/// the TPM, as a bus sniffer would (one TCP connection per command).
+/// the TPM and every response, as a bus sniffer would (one TCP connection
+/// per command).
 struct Sniffer {
     port: u16,
-    commands: Arc<Mutex<Vec<Vec<u8>>>>,
+    commands: Log,
+    responses: Log,
 }
 
 impl Sniffer {
     fn start(tpm: &Swtpm) -> Sniffer {
-        let commands = Arc::new(Mutex::new(Vec::new()));
+        let (commands, responses): (Log, Log) = Default::default();
         for _ in 0..50 {
             let random = std::collections::hash_map::RandomState::new()
                 .build_hasher()
@@ -115,14 +119,18 @@ impl Sniffer {
             ) else {
                 continue;
             };
-            Self::relay(data, tpm.port, Some(commands.clone()));
+            Self::relay(data, tpm.port, Some((commands.clone(), responses.clone())));
             Self::relay(ctrl, tpm.port + 1, None);
-            return Sniffer { port, commands };
+            return Sniffer {
+                port,
+                commands,
+                responses,
+            };
         }
         panic!("no free port pair for the sniffer");
     }
 
-    fn relay(listener: TcpListener, upstream: u16, log: Option<Arc<Mutex<Vec<Vec<u8>>>>>) {
+    fn relay(listener: TcpListener, upstream: u16, log: Option<(Log, Log)>) {
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 let log = log.clone();
@@ -133,8 +141,16 @@ impl Sniffer {
                     let (mut c_in, mut s_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                     let back = std::thread::spawn(move || {
                         let (mut s_in, mut c_out) = (server, client);
-                        let _ = std::io::copy(&mut s_in, &mut c_out);
+                        let mut seen = Vec::new();
+                        let mut buf = [0u8; 4096];
+                        while let Ok(n @ 1..) = s_in.read(&mut buf) {
+                            seen.extend_from_slice(&buf[..n]);
+                            if c_out.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
                         let _ = c_out.shutdown(std::net::Shutdown::Both);
+                        seen
                     });
                     let mut seen = Vec::new();
                     let mut buf = [0u8; 4096];
@@ -145,9 +161,10 @@ impl Sniffer {
                         }
                     }
                     let _ = s_out.shutdown(std::net::Shutdown::Write);
-                    let _ = back.join();
-                    if let Some(log) = log {
-                        log.lock().unwrap().push(seen);
+                    let answer = back.join().unwrap_or_default();
+                    if let Some((commands, responses)) = log {
+                        commands.lock().unwrap().push(seen);
+                        responses.lock().unwrap().push(answer);
                     }
                 });
             }
@@ -158,11 +175,14 @@ impl Sniffer {
         format!("swtpm:host=127.0.0.1,port={}", self.port)
     }
 
+    /// `needle` appeared on the bus, in a command or in a response.
     fn saw(&self, needle: &[u8]) -> bool {
-        let commands = self.commands.lock().unwrap();
-        commands
-            .iter()
-            .any(|c| c.windows(needle.len()).any(|w| w == needle))
+        [&self.commands, &self.responses].iter().any(|log| {
+            log.lock()
+                .unwrap()
+                .iter()
+                .any(|c| c.windows(needle.len()).any(|w| w == needle))
+        })
     }
 }
 
@@ -210,10 +230,21 @@ fn credential_and_vault_attributes_are_the_promised_ones() {
     // Exactly these bits: fixedTPM|fixedParent|sensitiveDataOrigin|userWithAuth|sign.
     assert_eq!(a.raw, (1 << 1) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 18));
 
+    assert!(!a.hmac_sha256);
+
+    // The HMAC key (hmac-secret): the same bits, on a KeyedHash HMAC-SHA-256.
+    let hmac = custody.create_hmac_key().unwrap();
+    assert_eq!(&hmac[..4], b"LPH\x01");
+    let h = TpmCustody::public_attributes(&hmac).unwrap();
+    assert!(h.fixed_tpm && h.fixed_parent && h.sensitive_data_origin && h.user_with_auth && h.sign);
+    assert!(!h.decrypt && !h.restricted && !h.admin_with_policy && !h.no_da);
+    assert!(!h.encrypted_duplication && h.hmac_sha256 && !h.ecc_p256);
+    assert_eq!(h.raw, (1 << 1) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 18));
+
     let v = TpmCustody::public_attributes(&vault.to_bytes()).unwrap();
     assert!(!v.no_da, "the vault must be DA-protected");
     assert!(v.fixed_tpm && v.fixed_parent && v.sensitive_data_origin && v.user_with_auth);
-    assert!(v.restricted && v.decrypt && !v.sign && v.ecc_p256);
+    assert!(v.restricted && v.decrypt && !v.sign && v.ecc_p256 && !v.hmac_sha256);
 }
 
 #[test]
@@ -418,7 +449,11 @@ fn unlocking_again_rechecks_the_pin_in_the_tpm() {
         Err(CustodyError::Locked)
     ));
     TpmCustody::unlock(&mut custody, &vault, &PIN).unwrap();
-    verify(&key.public, &digest(2), &custody.sign_digest(&key.blob, &digest(2)).unwrap());
+    verify(
+        &key.public,
+        &digest(2),
+        &custody.sign_digest(&key.blob, &digest(2)).unwrap(),
+    );
 }
 
 #[test]
@@ -520,4 +555,273 @@ fn the_pin_never_crosses_the_bus_in_clear_and_the_session_is_salted() {
         let salt = u16::from_be_bytes([c[20 + nonce], c[21 + nonce]]);
         assert!(salt > 0, "unsalted session");
     }
+}
+
+/// HMAC-SHA-256 in software (RFC 2104), for the sanity checks below.
+fn software_hmac(key: &[u8], message: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut block = [0u8; 64];
+    if key.len() > 64 {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let pad = |b: u8| block.iter().map(|k| k ^ b).collect::<Vec<u8>>();
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(message)
+        .finalize();
+    Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .into()
+}
+
+#[test]
+fn software_hmac_matches_rfc_4231() {
+    // Test case 2 of RFC 4231, so the sanity checks below compare with a real HMAC.
+    let out = software_hmac(b"Jefe", b"what do ya want for nothing?");
+    assert_eq!(
+        out[..8],
+        [0x5b, 0xdc, 0xc1, 0x46, 0xbf, 0x60, 0x75, 0x4e],
+        "software HMAC-SHA-256 is wrong"
+    );
+}
+
+#[test]
+fn hmac_is_deterministic_per_key_and_message_and_survives_a_reopen() {
+    let tpm = Swtpm::start();
+    let mut custody = tpm.open();
+    let vault = custody.create_vault(&PIN).unwrap().to_bytes();
+    let (k1, k2) = (
+        custody.create_hmac_key().unwrap(),
+        custody.create_hmac_key().unwrap(),
+    );
+    assert_ne!(k1, k2);
+    assert!(k1.len() < 300, "HMAC blob is {} bytes", k1.len());
+    // hmac-secret sends one or two 32-byte salts.
+    let (m1, m2) = (digest(1), digest(2));
+
+    let h11 = custody.hmac(&k1, &m1).unwrap();
+    assert_eq!(custody.hmac(&k1, &m1).unwrap(), h11, "same key, same message");
+    let h12 = custody.hmac(&k1, &m2).unwrap();
+    let h21 = custody.hmac(&k2, &m1).unwrap();
+    let h22 = custody.hmac(&k2, &m2).unwrap();
+    let all = [h11, h12, h21, h22];
+    for (i, a) in all.iter().enumerate() {
+        for b in &all[i + 1..] {
+            assert_ne!(a, b, "different key or message, same output");
+        }
+        // Nothing computable without the TPM's key.
+        for m in [&m1, &m2] {
+            assert_ne!(*a, software_hmac(&[0; 32], m));
+            assert_ne!(*a, software_hmac(b"", m));
+            use sha2::Digest;
+            assert_ne!(a[..], sha2::Sha256::digest(m)[..]);
+        }
+    }
+    // Edge sizes: empty and the largest message work, a larger one is refused.
+    let empty = custody.hmac(&k1, b"").unwrap();
+    assert_ne!(empty, h11);
+    assert_ne!(empty, software_hmac(&[0; 32], b""));
+    let big = custody.hmac(&k1, &[0xab; MAX_HMAC_MESSAGE]).unwrap();
+    assert_eq!(custody.hmac(&k1, &[0xab; MAX_HMAC_MESSAGE]).unwrap(), big);
+    assert!(matches!(
+        custody.hmac(&k1, &[0xab; MAX_HMAC_MESSAGE + 1]),
+        Err(TpmError::Tss(_))
+    ));
+    // Through the trait (what the authenticator calls) it is a Backend error.
+    assert!(matches!(
+        KeyCustody::hmac(&mut custody, &k1, &[0xab; MAX_HMAC_MESSAGE + 1]),
+        Err(CustodyError::Backend(_))
+    ));
+    drop(custody);
+
+    // A new process (new primary, new session) with the stored vault and blobs.
+    for _ in 0..2 {
+        let mut again = tpm.open();
+        assert!(matches!(again.hmac(&k1, &m1), Err(TpmError::Locked)));
+        KeyCustody::unlock(&mut again, &vault, &PIN).unwrap();
+        assert_eq!(again.hmac(&k2, &m2).unwrap(), h22);
+        assert_eq!(again.hmac(&k1, &m1).unwrap(), h11);
+        assert_eq!(again.hmac(&k2, &m1).unwrap(), h21);
+        assert_eq!(again.hmac(&k1, &m2).unwrap(), h12);
+    }
+}
+
+#[test]
+fn hmac_needs_the_pin_like_a_signature() {
+    let tpm = Swtpm::start();
+    tpm.set_da(10);
+    let mut custody = tpm.open();
+    let vault = custody.create_vault(&PIN).unwrap();
+    let key = custody.create_hmac_key().unwrap();
+    let expected = custody.hmac(&key, &digest(0)).unwrap();
+    custody.lock();
+    assert!(matches!(custody.create_hmac_key(), Err(TpmError::Locked)));
+    assert!(matches!(custody.hmac(&key, &digest(0)), Err(TpmError::Locked)));
+
+    let before = custody.da_status().unwrap().counter;
+    assert!(matches!(
+        custody.unlock(&vault, &WRONG),
+        Err(TpmError::AuthFailed)
+    ));
+    assert_eq!(custody.da_status().unwrap().counter, before + 1);
+    assert!(matches!(custody.hmac(&key, &digest(0)), Err(TpmError::Locked)));
+    assert!(matches!(custody.create_hmac_key(), Err(TpmError::Locked)));
+
+    custody.unlock(&vault, &PIN).unwrap();
+    assert_eq!(custody.hmac(&key, &digest(0)).unwrap(), expected);
+    // After a PIN change the same key gives the same output.
+    let vault = custody.change_auth(&vault, &PIN, &NEW_PIN).unwrap();
+    assert_eq!(custody.hmac(&key, &digest(0)).unwrap(), expected);
+    custody.lock();
+    custody.unlock(&vault, &NEW_PIN).unwrap();
+    assert_eq!(custody.hmac(&key, &digest(0)).unwrap(), expected);
+}
+
+#[test]
+fn hmac_blobs_work_only_in_their_tpm_and_only_as_hmac_keys() {
+    let (tpm_a, tpm_b) = (Swtpm::start(), Swtpm::start());
+    let mut a = tpm_a.open();
+    let vault = a.create_vault(&PIN).unwrap();
+    let hmac = a.create_hmac_key().unwrap();
+    let key = a.create_key().unwrap();
+
+    // A credential key is not an HMAC key and vice versa: by tag, even when
+    // the other kind is already loaded in the cache ...
+    a.sign_digest(&key.blob, &digest(0)).unwrap();
+    assert!(matches!(
+        a.hmac(&key.blob, &digest(0)),
+        Err(TpmError::InvalidBlob)
+    ));
+    a.hmac(&hmac, &digest(0)).unwrap();
+    assert!(matches!(
+        a.sign_digest(&hmac, &digest(0)),
+        Err(CustodyError::InvalidBlob)
+    ));
+    // ... and by template, if someone relabels one as the other.
+    let key_as_hmac = [b"LPH\x01", &key.blob[4..]].concat();
+    let hmac_as_key = [b"LPK\x01", &hmac[4..]].concat();
+    assert!(matches!(
+        a.hmac(&key_as_hmac, &digest(0)),
+        Err(TpmError::InvalidBlob)
+    ));
+    assert!(matches!(
+        a.sign_digest(&hmac_as_key, &digest(0)),
+        Err(CustodyError::InvalidBlob)
+    ));
+    let hmac_as_vault = VaultBlob::from_bytes(&[b"LPV\x01", &hmac[4..]].concat()).unwrap();
+    assert!(matches!(
+        a.unlock(&hmac_as_vault, &PIN),
+        Err(TpmError::InvalidBlob)
+    ));
+    a.unlock(&vault, &PIN).unwrap();
+    let out = a.hmac(&hmac, &digest(0)).unwrap();
+    drop(a);
+
+    let mut b = tpm_b.open();
+    assert!(matches!(b.hmac(&hmac, &digest(0)), Err(TpmError::Locked)));
+    assert!(matches!(b.unlock(&vault, &PIN), Err(TpmError::InvalidBlob)));
+    // Even under an unlocked vault of its own with the same PIN, B refuses A's key.
+    b.create_vault(&PIN).unwrap();
+    assert!(matches!(b.hmac(&hmac, &digest(0)), Err(TpmError::InvalidBlob)));
+    // B's own HMAC keys work, and are other keys.
+    let own = b.create_hmac_key().unwrap();
+    assert_ne!(b.hmac(&own, &digest(0)).unwrap(), out);
+
+    let mut tampered = hmac.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    let mut long = hmac.clone();
+    long.push(0);
+    for bad in [
+        &tampered[..],
+        &hmac[..10],
+        &long[..],
+        b"",
+        b"LPH\x01\x00\x00\x00\x00",
+    ] {
+        assert!(matches!(b.hmac(bad, &digest(0)), Err(TpmError::InvalidBlob)));
+    }
+    assert!(b.is_unlocked());
+}
+
+#[test]
+fn signatures_and_hmacs_interleave_within_swtpm_three_slots() {
+    let tpm = Swtpm::start();
+    let mut custody = tpm.open();
+    assert_eq!(custody.describe().unwrap().key_cache_size, 1);
+    custody.create_vault(&PIN).unwrap();
+    let keys: Vec<_> = (0..3).map(|_| custody.create_key().unwrap()).collect();
+    let hmacs: Vec<_> = (0..3).map(|_| custody.create_hmac_key().unwrap()).collect();
+    let expected: Vec<_> = hmacs
+        .iter()
+        .map(|h| custody.hmac(h, &digest(42)).unwrap())
+        .collect();
+    for n in 0..30u32 {
+        let i = n as usize % 3;
+        let sig = custody.sign_digest(&keys[i].blob, &digest(n)).expect("no 0x902");
+        verify(&keys[i].public, &digest(n), &sig);
+        let j = (n as usize / 3) % 3;
+        assert_eq!(
+            custody.hmac(&hmacs[j], &digest(42)).expect("no 0x902"),
+            expected[j]
+        );
+    }
+    // Creating either kind with a full cache, interleaved with use.
+    for n in 0..4u32 {
+        let h = custody
+            .create_hmac_key()
+            .expect("create HMAC key with a full cache");
+        custody.hmac(&h, &digest(n)).unwrap();
+        let key = custody.create_key().expect("create key with a full cache");
+        verify(
+            &key.public,
+            &digest(n),
+            &custody.sign_digest(&key.blob, &digest(n)).unwrap(),
+        );
+        let i = n as usize % 3;
+        assert_eq!(custody.hmac(&hmacs[i], &digest(42)).unwrap(), expected[i]);
+    }
+    // The same HMAC key over and over does not leak slots.
+    for _ in 0..10 {
+        assert_eq!(custody.hmac(&hmacs[0], &digest(42)).unwrap(), expected[0]);
+    }
+    custody.lock();
+}
+
+#[test]
+fn hmac_outputs_never_cross_the_bus_in_clear() {
+    let tpm = Swtpm::start();
+    let sniffer = Sniffer::start(&tpm);
+    let mut custody = TpmCustody::open(&sniffer.tcti()).unwrap();
+    custody.create_vault(&digest(1111)).unwrap();
+    let key = custody.create_key().unwrap();
+    let hmac = custody.create_hmac_key().unwrap();
+    let (salt, signed) = (digest(4444), digest(5555));
+    let outputs: Vec<_> = (0..3).map(|_| custody.hmac(&hmac, &salt).unwrap()).collect();
+    custody.sign_digest(&key.blob, &signed).unwrap();
+    drop(custody);
+
+    assert!(
+        sniffer.saw(&signed),
+        "sniffer sees nothing: the test would prove nothing"
+    );
+    // Responses are recorded too: the public key comes back from TPM2_Create in clear.
+    assert!(
+        sniffer.saw(&key.public.x),
+        "sniffer sees no responses: the test would prove nothing"
+    );
+    // TPM2_HMAC goes through the salted session with parameter encryption:
+    // neither the output (the hmac-secret) nor the salt travels in clear.
+    assert!(
+        !sniffer.saw(&outputs[0][..16]),
+        "an HMAC output crossed the bus in clear"
+    );
+    assert!(
+        !sniffer.saw(&salt[..16]),
+        "the HMAC message crossed the bus in clear"
+    );
 }

@@ -1745,3 +1745,16 @@ fn get_info_lists_exactly_what_is_implemented() {
     assert_eq!(int(get(&m, 0x0B)), 4096);
     assert_eq!(int(get(&m, 0x0F)), 32);
 }
+
+#[test]
+fn a_silent_probe_without_a_token_hears_none_here_only() {
+    let mut r = rig();
+    let asked = r.person.seen().len();
+    let probe = ga(
+        "example.com",
+        &[vec![3; 32]],
+        Some(text_map([("up", Value::Bool(false))])),
+    );
+    assert_eq!(r.auth.handle(&probe, &NoInteraction), [CtapError::NoCredentials.code()]);
+    assert_eq!(r.person.seen().len(), asked, "no prompt for a probe");
+}
