@@ -585,7 +585,7 @@ impl Authenticator {
         });
         if ext.min_pin_length {
             let min = self.min_pin_length()?;
-            if self.min_pin_length_rps()?.iter().any(|rp| *rp == req.rp.id) {
+            if self.min_pin_length_rps()?.contains(&req.rp.id) {
                 outputs.push((extensions::MIN_PIN_LENGTH, Value::Integer(min.into())));
             }
         }
@@ -682,7 +682,8 @@ impl Authenticator {
         // excludeLists this way) learns only what credProtect lets anyone
         // learn: "none here" is answered as such; for anything else we would
         // need a signature, which needs verification (PUAT_REQUIRED below).
-        if !up && !with_token
+        if !up
+            && !with_token
             && !creds
                 .iter()
                 .any(|c| extensions::visible(c.cred_protect, false, from_allow_list))

@@ -1755,6 +1755,9 @@ fn a_silent_probe_without_a_token_hears_none_here_only() {
         &[vec![3; 32]],
         Some(text_map([("up", Value::Bool(false))])),
     );
-    assert_eq!(r.auth.handle(&probe, &NoInteraction), [CtapError::NoCredentials.code()]);
+    assert_eq!(
+        r.auth.handle(&probe, &NoInteraction),
+        [CtapError::NoCredentials.code()]
+    );
     assert_eq!(r.person.seen().len(), asked, "no prompt for a probe");
 }
