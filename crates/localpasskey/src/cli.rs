@@ -304,6 +304,9 @@ fn credential_json(c: &Credential) -> serde_json::Value {
         "created": fmt_time(c.created),
         "last_used": c.last_used.map(fmt_time),
         "cred_protect": c.cred_protect,
+        "hmac_secret": c.hmac_key.is_some(),
+        "cred_blob": c.cred_blob.is_some(),
+        "large_blob_key": c.large_blob_key.is_some(),
     })
 }
 
