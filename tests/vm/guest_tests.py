@@ -584,8 +584,8 @@ def main() -> int:
     with open(ARGS.out / "summary.txt", "w") as f:
         for s, n, d in RESULTS:
             f.write(f"{s}\t{n}\t{d}\n")
-    say(f"guest: checks took {time.monotonic() - t0:.1f}s; {xfail} expected to fail until credential "
-        f"management exists, {xpass} unexpectedly passed")
+    say(f"guest: checks took {time.monotonic() - t0:.1f}s; {xfail} expected to fail (credential "
+        f"management / credProtect not built yet), {xpass} unexpectedly passed")
     say(f"vm: {passed} passed, {failed} failed")
     return 1 if failed else 0
 
