@@ -3,6 +3,7 @@
 use crate::client::{self, UdpClient};
 use crate::daemon;
 use crate::doctor;
+use crate::pinentry::Pinentry;
 use crate::presence::FileScript;
 use crate::store_sqlite::SqliteStore;
 use crate::transport::udp::{Udp, DEFAULT_PORT};
@@ -130,11 +131,13 @@ struct RunArgs {
     /// meets an `approve` line (tests only).
     #[arg(long)]
     script_pin: Option<String>,
-    /// How presence is confirmed: `approve` (simulation only; no built-in
-    /// verification, so the platform asks for the PIN) or `script:FILE`
-    /// (tests: one of approve/deny/wait/delay <ms>/pin <PIN> per line).
-    #[arg(long, default_value = "approve")]
-    presence: String,
+    /// How presence is confirmed: `pinentry` (a pinentry dialog, honouring
+    /// PINENTRY_PROGRAM; the default with uhid), `approve` (the default with
+    /// the UDP simulation; no built-in verification, so the platform asks for
+    /// the PIN) or `script:FILE` (tests: one of approve/deny/wait/delay
+    /// <ms>/pin <PIN> per line).
+    #[arg(long)]
+    presence: Option<String>,
     /// How long to wait for the person before CTAP2_ERR_USER_ACTION_TIMEOUT.
     #[arg(long, default_value_t = 30_000)]
     presence_timeout_ms: u64,
@@ -275,10 +278,23 @@ fn run(args: RunArgs, dir: PathBuf) -> Result<()> {
             Box::new(InsecureSoftwareCustody::new())
         }
     };
-    if args.script_pin.is_some() && !args.presence.starts_with("script:") {
+    let presence_mode = args
+        .presence
+        .clone()
+        .unwrap_or_else(|| if simulation { "approve" } else { "pinentry" }.to_string());
+    if args.script_pin.is_some() && !presence_mode.starts_with("script:") {
         bail!("--script-pin goes with --presence script:FILE");
     }
-    let presence: Box<dyn UserPresence> = match args.presence.as_str() {
+    let presence: Box<dyn UserPresence> = match presence_mode.as_str() {
+        "pinentry" => {
+            let p = Pinentry::from_env();
+            tracing::info!(
+                "prompts go through the pinentry program {:?} (PINENTRY_PROGRAM); \
+                 the desktop dialog is not built yet",
+                p.program()
+            );
+            Box::new(p)
+        }
         "approve" if test_only_ok => Box::new(AlwaysApprove),
         "approve" => bail!(
             "--presence approve is only accepted with --transport udp \
@@ -292,7 +308,7 @@ fn run(args: RunArgs, dir: PathBuf) -> Result<()> {
                 "--presence script: is only accepted with --transport udp \
                  (or for tests, with --force-insecure-for-tests)"
             ),
-            None => bail!("unknown --presence {p:?} (approve, script:FILE)"),
+            None => bail!("unknown --presence {p:?} (pinentry, approve, script:FILE)"),
         },
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
@@ -319,7 +335,7 @@ fn run(args: RunArgs, dir: PathBuf) -> Result<()> {
         tracing::info!(
             transport = %transport(),
             custody = custody.name(),
-            presence = %args.presence,
+            presence = %presence_mode,
             data_dir = %dir.display(),
             credentials,
             "LocalPasskey {} ready",
