@@ -18,10 +18,13 @@ log() { printf '==> %s\n' "$*"; }
 # build-essential/pkg-config: Rust crates that build C (rusqlite's bundled SQLite).
 # python3-venv/python3-pip: the end-to-end test client.
 # swtpm, swtpm-tools, tpm2-tools, libtss2-dev: TPM custody (next milestone).
-# fido2-tools: libfido2's command-line clients (next milestones).
+# fido2-tools, openssh-client: the real clients of the VM tests (tests/vm).
+# qemu-system-x86, busybox-static, kmod, cpio: the throw-away VM with a kernel
+# that has uhid (tests/vm/build-image.sh downloads Debian's kernel package).
 APT_PACKAGES=(
     build-essential pkg-config python3-venv python3-pip
-    swtpm swtpm-tools tpm2-tools libtss2-dev fido2-tools
+    swtpm swtpm-tools tpm2-tools libtss2-dev fido2-tools openssh-client
+    qemu-system-x86 busybox-static kmod cpio
 )
 
 SUDO=()

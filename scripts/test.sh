@@ -7,6 +7,8 @@
 # 2. cargo fmt --check, cargo clippy -D warnings, cargo test
 # 3. cargo build, then the end-to-end suite (tests/e2e, python-fido2 against the
 #    real daemon over the UDP simulation transport)
+# 4. the VM suite (tests/vm): the daemon as a real USB HID device through uhid
+#    in a throw-away qemu VM, driven by libfido2, OpenSSH and python-fido2
 #
 # Every step runs even when an earlier one failed (the end-to-end suite needs
 # the build), a summary is printed at the end, and the exit status is non-zero
@@ -98,8 +100,12 @@ if run_step "cargo build" cargo build --workspace --bins; then
     run_step "end-to-end (pytest tests/e2e)" \
         env LOCALPASSKEY_BIN="$BIN" "$ROOT/.venv/bin/python" -m pytest "$ROOT/tests/e2e" \
         -v -p no:cacheprovider --junitxml="$JUNIT" "$@" || true
+    # A real kernel HID device: qemu (TCG) with Debian's kernel, the daemon on
+    # uhid + swtpm, and libfido2, OpenSSH and python-fido2 against /dev/hidrawN.
+    run_step "VM: uhid + real clients (tests/vm)" "$ROOT/tests/vm/run.sh" "$BIN" || true
 else
     skip_step "end-to-end (pytest tests/e2e)" "no binary"
+    skip_step "VM: uhid + real clients (tests/vm)" "no binary"
 fi
 
 summary

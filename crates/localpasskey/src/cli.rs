@@ -3,10 +3,12 @@
 use crate::client::{self, UdpClient};
 use crate::daemon;
 use crate::doctor;
+use crate::pinentry::Pinentry;
 use crate::presence::FileScript;
 use crate::store_sqlite::SqliteStore;
 use crate::transport::udp::{Udp, DEFAULT_PORT};
-use crate::transport::Transport;
+use crate::transport::uhid::{DeviceIdentity, Uhid};
+use crate::transport::{Shutdown, Transport};
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use lp_core::authenticator::{Authenticator, Config};
@@ -99,6 +101,9 @@ enum PinAction {
 enum TransportKind {
     /// CTAPHID reports over UDP on loopback, for test tools (no kernel device).
     Udp,
+    /// A USB HID security key through /dev/uhid: what browsers, libfido2 and
+    /// OpenSSH see.
+    Uhid,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -126,14 +131,21 @@ struct RunArgs {
     /// meets an `approve` line (tests only).
     #[arg(long)]
     script_pin: Option<String>,
-    /// How presence is confirmed: `approve` (simulation only; no built-in
-    /// verification, so the platform asks for the PIN) or `script:FILE`
-    /// (tests: one of approve/deny/wait/delay <ms>/pin <PIN> per line).
-    #[arg(long, default_value = "approve")]
-    presence: String,
+    /// How presence is confirmed: `pinentry` (a pinentry dialog, honouring
+    /// PINENTRY_PROGRAM; the default with uhid), `approve` (the default with
+    /// the UDP simulation; no built-in verification, so the platform asks for
+    /// the PIN) or `script:FILE` (tests: one of approve/deny/wait/delay
+    /// <ms>/pin <PIN> per line).
+    #[arg(long)]
+    presence: Option<String>,
     /// How long to wait for the person before CTAP2_ERR_USER_ACTION_TIMEOUT.
     #[arg(long, default_value_t = 30_000)]
     presence_timeout_ms: u64,
+    /// TESTS ONLY: accept the insecure software custody and the automatic or
+    /// scripted presence with the real USB device (--transport uhid). Any
+    /// program on this machine could then use the passkeys without a person.
+    #[arg(long)]
+    force_insecure_for_tests: bool,
 }
 
 pub fn main() -> ExitCode {
@@ -212,10 +224,38 @@ fn harden_process() {
     }
 }
 
+/// The store key of the per-installation serial number the USB device shows.
+const DEVICE_SERIAL_META: &str = "device_serial";
+
+/// A random serial made once per installation (so udev rules and people can
+/// tell two installations apart), ASCII hex as HID_UNIQ needs.
+fn device_serial(store: &mut SqliteStore) -> Result<String> {
+    if let Some(s) = store.get_meta(DEVICE_SERIAL_META)? {
+        if let Ok(s) = String::from_utf8(s) {
+            return Ok(s);
+        }
+    }
+    let mut bytes = [0u8; 8];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
+    let serial = hex::encode_upper(bytes);
+    store.set_meta(DEVICE_SERIAL_META, serial.as_bytes())?;
+    Ok(serial)
+}
+
 fn run(args: RunArgs, dir: PathBuf) -> Result<()> {
     harden_process();
-    let store = SqliteStore::open(&dir)?;
+    let mut store = SqliteStore::open(&dir)?;
     let simulation = args.transport == TransportKind::Udp;
+    // With the real device anything on this machine that can open a hidraw
+    // node talks to us, so the test-only parts need a flag that says so.
+    let test_only_ok = simulation || args.force_insecure_for_tests;
+    if args.force_insecure_for_tests && !simulation {
+        tracing::warn!(
+            "!!! --force-insecure-for-tests: the USB security key accepts TEST-ONLY settings \
+             (insecure software custody or automatic/scripted presence). Any program on this \
+             machine can use these passkeys without a person. NEVER USE THIS FOR REAL ACCOUNTS !!!"
+        );
+    }
     let custody: Box<dyn KeyCustody> = match args.custody {
         CustodyKind::Tpm => {
             let tcti = normalise_tcti(&args.tpm);
@@ -229,34 +269,51 @@ fn run(args: RunArgs, dir: PathBuf) -> Result<()> {
             })?)
         }
         CustodyKind::InsecureSoftware => {
-            if !simulation {
-                bail!("the insecure software custody is only for the simulation transport");
+            if !test_only_ok {
+                bail!(
+                    "the insecure software custody is only for the simulation transport \
+                     (or for tests, with --force-insecure-for-tests)"
+                );
             }
             Box::new(InsecureSoftwareCustody::new())
         }
     };
-    if args.script_pin.is_some() && !args.presence.starts_with("script:") {
+    let presence_mode = args
+        .presence
+        .clone()
+        .unwrap_or_else(|| if simulation { "approve" } else { "pinentry" }.to_string());
+    if args.script_pin.is_some() && !presence_mode.starts_with("script:") {
         bail!("--script-pin goes with --presence script:FILE");
     }
-    let presence: Box<dyn UserPresence> = match args.presence.as_str() {
-        "approve" if simulation => Box::new(AlwaysApprove),
-        "approve" => bail!("--presence approve is only accepted with --transport udp"),
+    let presence: Box<dyn UserPresence> = match presence_mode.as_str() {
+        "pinentry" => {
+            let p = Pinentry::from_env();
+            tracing::info!(
+                "prompts go through the pinentry program {:?} (PINENTRY_PROGRAM); \
+                 the desktop dialog is not built yet",
+                p.program()
+            );
+            Box::new(p)
+        }
+        "approve" if test_only_ok => Box::new(AlwaysApprove),
+        "approve" => bail!(
+            "--presence approve is only accepted with --transport udp \
+             (or for tests, with --force-insecure-for-tests)"
+        ),
         p => match p.strip_prefix("script:") {
-            Some(path) if simulation => {
+            Some(path) if test_only_ok => {
                 Box::new(FileScript::new(PathBuf::from(path), args.script_pin.clone()))
             }
-            Some(_) => bail!("--presence script: is only accepted with --transport udp"),
-            None => bail!("unknown --presence {p:?} (approve, script:FILE)"),
+            Some(_) => bail!(
+                "--presence script: is only accepted with --transport udp \
+                 (or for tests, with --force-insecure-for-tests)"
+            ),
+            None => bail!("unknown --presence {p:?} (pinentry, approve, script:FILE)"),
         },
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
     let config = Config {
         presence_timeout: Duration::from_millis(args.presence_timeout_ms),
-    };
-    let transport = match args.transport {
-        TransportKind::Udp => {
-            Udp::bind(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?
-        }
     };
     if custody.is_hardware() {
         tracing::info!(
@@ -272,17 +329,38 @@ fn run(args: RunArgs, dir: PathBuf) -> Result<()> {
             dir.display()
         );
     }
-    tracing::info!(
-        transport = %transport.describe(),
-        custody = custody.name(),
-        presence = %args.presence,
-        data_dir = %dir.display(),
-        credentials = store.count().unwrap_or(0),
-        "LocalPasskey {} ready",
-        env!("CARGO_PKG_VERSION")
-    );
-    let auth = Authenticator::new(custody, Box::new(store), presence, Arc::clone(&clock), config);
-    let err = daemon::run(transport, auth, clock);
+    let credentials = store.count().unwrap_or(0);
+    let serial = device_serial(&mut store)?;
+    let ready = |transport: &dyn Fn() -> String| {
+        tracing::info!(
+            transport = %transport(),
+            custody = custody.name(),
+            presence = %presence_mode,
+            data_dir = %dir.display(),
+            credentials,
+            "LocalPasskey {} ready",
+            env!("CARGO_PKG_VERSION")
+        );
+    };
+    let err = match args.transport {
+        TransportKind::Udp => {
+            let transport =
+                Udp::bind(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
+            ready(&|| transport.describe());
+            let auth = Authenticator::new(custody, Box::new(store), presence, Arc::clone(&clock), config);
+            daemon::run(transport, auth, clock)
+        }
+        TransportKind::Uhid => {
+            let transport = Uhid::create(DeviceIdentity::new(&serial))?;
+            ready(&|| transport.describe());
+            let auth = Authenticator::new(custody, Box::new(store), presence, Arc::clone(&clock), config);
+            daemon::run(transport, auth, clock)
+        }
+    };
+    if Shutdown::is(&err) {
+        tracing::info!("{err}; stopped cleanly");
+        return Ok(());
+    }
     Err(err).context("transport failed")
 }
 
@@ -395,8 +473,8 @@ fn info(store: &SqliteStore, json: bool) -> Result<()> {
                 "database": path,
                 "credentials": count,
                 "database_integrity": integrity,
-                "custody_available": ["insecure-software"],
-                "transports_available": ["udp"],
+                "custody_available": ["tpm", "insecure-software"],
+                "transports_available": ["uhid", "udp"],
             }))?
         );
         return Ok(());
@@ -406,8 +484,8 @@ fn info(store: &SqliteStore, json: bool) -> Result<()> {
     println!("Database:     {}", path.unwrap_or_default());
     println!("Passkeys:     {count}");
     println!("Integrity:    {integrity}");
-    println!("Key custody:  insecure-software only (TPM custody is not built yet: keys are software keys)");
-    println!("Transports:   udp simulation (uhid is not built yet)");
+    println!("Key custody:  tpm (insecure-software for tests and simulation only)");
+    println!("Transports:   uhid (USB security key), udp simulation");
     Ok(())
 }
 

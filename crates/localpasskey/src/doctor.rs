@@ -32,8 +32,8 @@ pub fn run(dir: &Path, tpm: &str) -> Result<()> {
     check_tpm(&mut r, &normalise_tcti(tpm));
     println!("Data directory ({})", dir.display());
     check_data_dir(&mut r, dir);
-    println!("USB HID device (uhid)");
-    r.info("the uhid transport is not built yet: only the UDP simulation transport exists");
+    println!("USB HID device (uhid) and setup");
+    check_setup(&mut r);
     if r.problems == 0 {
         println!("\nNo problems found.");
         Ok(())
@@ -192,5 +192,196 @@ fn check_data_dir(r: &mut Report, dir: &Path) {
             }
         }
         Err(e) => r.bad(&format!("cannot open the database: {e:#}"), "see the error above"),
+    }
+}
+
+/// What scripts/install.sh installs, and where.
+pub const UDEV_RULE: &str = "/etc/udev/rules.d/70-localpasskey.rules";
+pub const MODULES_LOAD: &str = "/etc/modules-load.d/localpasskey.conf";
+const INSTALL: &str = "run scripts/install.sh from the LocalPasskey checkout";
+
+fn user_unit_dir() -> Option<std::path::PathBuf> {
+    let config = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|x| !x.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".config")))?;
+    Some(config.join("systemd/user"))
+}
+
+/// Which of the rule lines we need a udev rule file has (comments ignored).
+fn udev_rule_lines(text: &str) -> (bool, bool) {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .collect();
+    let uhid = lines
+        .iter()
+        .any(|l| l.contains("KERNEL==\"uhid\"") && l.contains("uaccess"));
+    let ids = format!(
+        "0003:{:04X}:{:04X}",
+        crate::transport::uhid::VENDOR_ID,
+        crate::transport::uhid::PRODUCT_ID
+    );
+    let hidraw = lines
+        .iter()
+        .any(|l| l.contains("hidraw") && l.contains(&ids) && l.contains("uaccess"));
+    (uhid, hidraw)
+}
+
+fn check_setup(r: &mut Report) {
+    let uhid = Path::new(crate::transport::uhid::UHID_PATH);
+    if uhid.exists() {
+        match std::fs::OpenOptions::new().read(true).write(true).open(uhid) {
+            Ok(_) => r.ok(&format!("{} exists and you may open it", uhid.display())),
+            Err(e) => r.bad(
+                &format!("{} cannot be opened: {e}", uhid.display()),
+                &format!(
+                    "the udev rule {UDEV_RULE} gives the logged-in user access ({INSTALL}); \
+                     then: sudo udevadm trigger --action=change --sysname-match=uhid"
+                ),
+            ),
+        }
+    } else if Path::new("/sys/module/uhid").exists() {
+        r.bad(
+            &format!("the uhid module is loaded but {} is missing", uhid.display()),
+            "is /dev a devtmpfs? sudo udevadm trigger --sysname-match=uhid",
+        );
+    } else {
+        r.bad(
+            &format!("{} does not exist: the uhid module is not loaded", uhid.display()),
+            &format!("sudo modprobe uhid, and {MODULES_LOAD} loads it at boot ({INSTALL}); if modprobe fails, this kernel lacks CONFIG_UHID"),
+        );
+    }
+    match std::fs::read_to_string(MODULES_LOAD) {
+        Ok(t) if t.lines().any(|l| l.trim() == "uhid") => r.ok(&format!("{MODULES_LOAD} loads uhid at boot")),
+        Ok(_) => r.bad(
+            &format!("{MODULES_LOAD} does not name uhid"),
+            &format!("echo uhid | sudo tee {MODULES_LOAD}"),
+        ),
+        Err(_) => r.bad(
+            &format!("{MODULES_LOAD} is missing: uhid is not loaded at boot"),
+            &format!("echo uhid | sudo tee {MODULES_LOAD} (scripts/install.sh does it)"),
+        ),
+    }
+    match std::fs::read_to_string(UDEV_RULE) {
+        Ok(t) => {
+            let (uhid_ok, hidraw_ok) = udev_rule_lines(&t);
+            if uhid_ok && hidraw_ok {
+                r.ok(&format!(
+                    "{UDEV_RULE} gives the logged-in user /dev/uhid and our hidraw node"
+                ));
+            } else {
+                r.bad(
+                    &format!(
+                        "{UDEV_RULE} lacks the {} line",
+                        if uhid_ok {
+                            "hidraw (0003:1209:0001) uaccess"
+                        } else {
+                            "uhid uaccess"
+                        }
+                    ),
+                    &format!("{INSTALL} again (it rewrites the file)"),
+                );
+            }
+        }
+        Err(_) => r.bad(
+            &format!(
+                "{UDEV_RULE} is missing: only root may create the security key, and browsers may not open it"
+            ),
+            INSTALL,
+        ),
+    }
+    // The security key itself, if a daemon is running.
+    let mut found = false;
+    if let Ok(entries) = std::fs::read_dir("/sys/class/hidraw") {
+        for e in entries.flatten() {
+            let uevent = std::fs::read_to_string(e.path().join("device/uevent")).unwrap_or_default();
+            if !uevent.lines().any(|l| l == "HID_NAME=LocalPasskey") {
+                continue;
+            }
+            found = true;
+            let node = Path::new("/dev").join(e.file_name());
+            match std::fs::OpenOptions::new().read(true).write(true).open(&node) {
+                Ok(_) => r.ok(&format!(
+                    "the security key is up as {} and you may open it",
+                    node.display()
+                )),
+                Err(err) => r.bad(
+                    &format!(
+                        "the security key is up as {} but you may not open it: {err}",
+                        node.display()
+                    ),
+                    &format!(
+                        "browsers need the hidraw uaccess line of {UDEV_RULE} ({INSTALL}), then log in again"
+                    ),
+                ),
+            }
+        }
+    }
+    if !found {
+        r.info("no LocalPasskey security key is up right now (the service creates it)");
+    }
+    let Some(dir) = user_unit_dir() else {
+        r.info("HOME is not set: cannot look for the systemd user service");
+        return;
+    };
+    let unit = dir.join("localpasskey.service");
+    if unit.exists() {
+        r.ok(&format!("systemd user service installed ({})", unit.display()));
+        if dir.join("default.target.wants/localpasskey.service").exists() {
+            r.ok("the service starts at login (enabled)");
+        } else {
+            r.bad(
+                "the service is not enabled: it does not start at login",
+                "systemctl --user enable --now localpasskey.service",
+            );
+        }
+        if let Ok(out) = std::process::Command::new("systemctl")
+            .args(["--user", "is-active", "localpasskey.service"])
+            .output()
+        {
+            let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if state == "active" {
+                r.ok("the service is running");
+            } else if !state.is_empty() {
+                r.info(&format!(
+                    "the service is {state}: journalctl --user -u localpasskey.service says why"
+                ));
+            }
+        }
+    } else {
+        r.bad(
+            &format!("no systemd user service ({} is missing)", unit.display()),
+            INSTALL,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::udev_rule_lines;
+
+    #[test]
+    fn udev_rule_needs_both_lines() {
+        let good = "# c\nKERNEL==\"uhid\", SUBSYSTEM==\"misc\", TAG+=\"uaccess\"\n\
+                    SUBSYSTEM==\"hidraw\", KERNEL==\"hidraw*\", KERNELS==\"0003:1209:0001.*\", TAG+=\"uaccess\"\n";
+        assert_eq!(udev_rule_lines(good), (true, true));
+        assert_eq!(udev_rule_lines("# KERNEL==\"uhid\" uaccess\n"), (false, false));
+        assert_eq!(
+            udev_rule_lines(
+                "KERNEL==\"uhid\", TAG+=\"uaccess\"\nKERNELS==\"0003:1209:9999.*\" hidraw uaccess"
+            ),
+            (true, false)
+        );
+    }
+
+    /// The rule scripts/install.sh writes passes the check.
+    #[test]
+    fn install_script_rule_passes() {
+        let script = include_str!("../../../scripts/install.sh");
+        let start = script.find("<<'RULES'\n").unwrap() + "<<'RULES'\n".len();
+        let end = script[start..].find("\nRULES\n").unwrap() + start;
+        assert_eq!(udev_rule_lines(&script[start..end]), (true, true));
     }
 }

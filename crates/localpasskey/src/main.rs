@@ -5,6 +5,7 @@ mod cli;
 mod client;
 mod daemon;
 mod doctor;
+mod pinentry;
 mod presence;
 mod store_sqlite;
 mod transport;

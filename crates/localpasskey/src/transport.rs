@@ -4,11 +4,13 @@
 //! receives a report with an address to answer and sends reports back.
 
 pub mod udp;
+pub mod uhid;
 
 use std::io;
 use std::time::Duration;
 
 /// A report from the host and who sent it.
+#[derive(Debug)]
 pub struct Incoming<P> {
     pub data: Vec<u8>,
     pub peer: P,
@@ -25,4 +27,28 @@ pub trait Transport: Send + Sync + 'static {
 
     /// A human-readable description for the start-up log.
     fn describe(&self) -> String;
+}
+
+/// A transport's way to say "a signal asked us to stop, and the device is
+/// already cleaned up": `recv` returns it inside an `io::Error`.
+#[derive(Debug)]
+pub struct Shutdown(pub i32);
+
+impl std::fmt::Display for Shutdown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "stopped by signal {}", self.0)
+    }
+}
+
+impl std::error::Error for Shutdown {}
+
+impl Shutdown {
+    pub fn error(signal: i32) -> io::Error {
+        io::Error::other(Shutdown(signal))
+    }
+
+    /// True if `e` is a clean stop rather than a failure.
+    pub fn is(e: &io::Error) -> bool {
+        e.get_ref().is_some_and(|inner| inner.is::<Shutdown>())
+    }
 }
