@@ -17,7 +17,10 @@ log() { printf '==> %s\n' "$*"; }
 # ---------------------------------------------------------------- apt packages
 # build-essential/pkg-config: Rust crates that build C (rusqlite's bundled SQLite).
 # python3-venv/python3-pip: the end-to-end test client.
-# swtpm, swtpm-tools, tpm2-tools, libtss2-dev: TPM custody (next milestone).
+# libtss2-dev: the TPM custody (tss-esapi) links against it.
+# swtpm, swtpm-tools: the software TPM every end-to-end test starts its own of.
+# tpm2-tools: tpm2_dictionarylockout, tpm2_flushcontext, tpm2_getcap and
+#   tpm2_print, used by the end-to-end suite around swtpm.
 # fido2-tools, openssh-client: the real clients of the VM tests (tests/vm).
 # qemu-system-x86, busybox-static, kmod, cpio: the throw-away VM with a kernel
 # that has uhid (tests/vm/build-image.sh downloads Debian's kernel package).
@@ -95,7 +98,7 @@ fi
 
 want=$(sha256sum "$REQ" | cut -d' ' -f1)
 have=$(cat "$STAMP" 2>/dev/null || true)
-if [ "$want" != "$have" ] || ! "$VENV/bin/python" -c 'import fido2, webauthn, cbor2, pytest' >/dev/null 2>&1; then
+if [ "$want" != "$have" ] || ! "$VENV/bin/python" -c 'import fido2, webauthn, cbor2, cryptography, pytest, xdist' >/dev/null 2>&1; then
     log "installing Python test requirements into .venv"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$REQ"
     echo "$want" >"$STAMP"
@@ -105,5 +108,11 @@ fi
 "$VENV/bin/python" - <<'EOF'
 import importlib.metadata as m
 print("==> python test deps: " + ", ".join(
-    f"{p} {m.version(p)}" for p in ("fido2", "webauthn", "cbor2", "pytest")))
+    f"{p} {m.version(p)}" for p in ("fido2", "webauthn", "cbor2", "cryptography", "pytest", "pytest-xdist")))
 EOF
+
+# ------------------------------------------------------------- TPM tools check
+for t in swtpm tpm2_dictionarylockout tpm2_flushcontext tpm2_getcap tpm2_print; do
+    command -v "$t" >/dev/null 2>&1 || { echo "error: $t not found after installing packages" >&2; exit 1; }
+done
+log "TPM tools present: swtpm, tpm2-tools ($(dpkg-query -W -f='${Version}' tpm2-tools 2>/dev/null || echo '?'))"

@@ -6,7 +6,9 @@
 # 1. installs what is missing (scripts/install-deps.sh)
 # 2. cargo fmt --check, cargo clippy -D warnings, cargo test
 # 3. cargo build, then the end-to-end suite (tests/e2e, python-fido2 against the
-#    real daemon over the UDP simulation transport)
+#    real daemon over the UDP simulation transport; every daemon test runs once
+#    with TPM custody, each with its own swtpm, and once with the insecure
+#    software custody), on E2E_WORKERS pytest-xdist workers (default 2)
 # 4. the VM suite (tests/vm): the daemon as a real USB HID device through uhid
 #    in a throw-away qemu VM, driven by libfido2, OpenSSH and python-fido2
 #
@@ -72,6 +74,12 @@ for s in suites:
         if case.find("failure") is not None or case.find("error") is not None:
             print(f"  e2e FAILED: {case.get('name')}")
 print(f"e2e: {passed} passed, {failed} failed, {n['skipped']} skipped")
+for custody in ("tpm", "soft"):
+    cases = [c for s in suites for c in s.iter("testcase")
+             if custody in c.get("name", "").partition("[")[2].rstrip("]").split("-")]
+    bad = sum(1 for c in cases if c.find("failure") is not None or c.find("error") is not None)
+    skipped = sum(1 for c in cases if c.find("skipped") is not None)
+    print(f"  custody {custody}: {len(cases) - bad - skipped} passed, {bad} failed, {skipped} skipped")
 PY
     fi
     if [ "$FAILED" -eq 0 ]; then
@@ -98,8 +106,8 @@ if run_step "cargo build" cargo build --workspace --bins; then
     JUNIT="$ROOT/test-output/e2e-junit.xml"
     rm -f "$JUNIT"
     run_step "end-to-end (pytest tests/e2e)" \
-        env LOCALPASSKEY_BIN="$BIN" "$ROOT/.venv/bin/python" -m pytest "$ROOT/tests/e2e" \
-        -v -p no:cacheprovider --junitxml="$JUNIT" "$@" || true
+        env LOCALPASSKEY_BIN="$BIN" TSS2_LOG=all+none "$ROOT/.venv/bin/python" -m pytest "$ROOT/tests/e2e" \
+        -v -p no:cacheprovider -n "${E2E_WORKERS:-2}" --durations=10 --junitxml="$JUNIT" "$@" || true
     # A real kernel HID device: qemu (TCG) with Debian's kernel, the daemon on
     # uhid + swtpm, and libfido2, OpenSSH and python-fido2 against /dev/hidrawN.
     run_step "VM: uhid + real clients (tests/vm)" "$ROOT/tests/vm/run.sh" "$BIN" || true

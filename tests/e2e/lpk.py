@@ -1,7 +1,12 @@
 """Helpers for the LocalPasskey end-to-end suite.
 
+- `Swtpm`: one software TPM 2.0 (swtpm) on random loopback TCP ports, with
+  generous dictionary-attack parameters so that the TPM's own lockout never
+  fires before the daemon's PIN counters do.
 - `Daemon`: one `localpasskey run` process on a random loopback UDP port with
-  its own data directory and a scripted presence file.
+  its own data directory, a scripted presence file, TPM custody (its own
+  swtpm) or the insecure software custody, and a PIN set through
+  python-fido2's `ClientPin` unless a test asks for none.
 - `UdpConnection`: a python-fido2 `CtapHidConnection` over the UDP simulation
   transport (one datagram = one raw 64-byte CTAPHID report), so that fido2's
   own `CtapHidDevice`, `Ctap2` and `Fido2Client` talk to the daemon for real.
@@ -31,11 +36,12 @@ import webauthn
 from fido2.attestation import Attestation, AttestationType
 from fido2.client import DefaultClientDataCollector, Fido2Client, UserInteraction
 from fido2.ctap import STATUS, CtapError
-from fido2.ctap2 import Ctap2
+from fido2.ctap2 import ClientPin, Ctap2, PinProtocolV1, PinProtocolV2
 from fido2.hid import CtapHidDevice
 from fido2.hid.base import CtapHidConnection, HidDescriptor
 from fido2.server import Fido2Server
 from fido2.webauthn import (
+    UserVerificationRequirement,
     AttestedCredentialData,
     AuthenticatorData,
     CollectedClientData,
@@ -87,6 +93,7 @@ CAP_NMSG = 0x08
 CMD_MAKE_CREDENTIAL = 0x01
 CMD_GET_ASSERTION = 0x02
 CMD_GET_INFO = 0x04
+CMD_CLIENT_PIN = 0x06
 CMD_RESET = 0x07
 CMD_GET_NEXT_ASSERTION = 0x08
 CMD_SELECTION = 0x0B
@@ -106,6 +113,27 @@ KEEPALIVE_CANCEL = 0x2D
 NO_CREDENTIALS = 0x2E
 USER_ACTION_TIMEOUT = 0x2F
 NOT_ALLOWED = 0x30
+PIN_INVALID = 0x31
+PIN_BLOCKED = 0x32
+PIN_AUTH_INVALID = 0x33
+PIN_AUTH_BLOCKED = 0x34
+PIN_NOT_SET = 0x35
+PUAT_REQUIRED = 0x36
+PIN_POLICY_VIOLATION = 0x37
+UV_BLOCKED = 0x3C
+INVALID_SUBCOMMAND = 0x3E
+UV_INVALID = 0x3F
+UNAUTHORIZED_PERMISSION = 0x40
+OTHER = 0x7F
+
+# The PIN every daemon gets unless a test asks otherwise (set by the fixture
+# through python-fido2's ClientPin, protocol 2), and the one the scripted
+# prompt types when a verification request meets `approve` (--script-pin).
+PIN = "246810"
+MAX_PIN_RETRIES = 8
+PROTOCOLS = {1: PinProtocolV1, 2: PinProtocolV2}
+PERM_MC = ClientPin.PERMISSION.MAKE_CREDENTIAL
+PERM_GA = ClientPin.PERMISSION.GET_ASSERTION
 
 ES256 = -7
 RS256 = -257
@@ -328,6 +356,140 @@ class RawHid:
 
 
 # --------------------------------------------------------------------------
+# Software TPM
+# --------------------------------------------------------------------------
+
+
+def tss_env() -> dict:
+    """Environment for libtss2 users: its ERROR lines on every TPM error are noise."""
+    env = dict(os.environ)
+    env["TSS2_LOG"] = "all+none"
+    return env
+
+
+class SwtpmError(Exception):
+    pass
+
+
+class Swtpm:
+    """One swtpm (TPM 2.0) on 127.0.0.1:P (commands) and P+1 (control).
+
+    swtpm has no resource manager and only 3 transient object slots, so every
+    daemon gets its own (FACTS.md). A daemon restarted in a test reuses the
+    same one: key blobs only load in the TPM that made them.
+    """
+
+    def __init__(self, state_dir: Path):
+        self.state_dir = Path(state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.proc: subprocess.Popen | None = None
+        self.port: int | None = None
+        self.log = self.state_dir.parent / f"{self.state_dir.name}.swtpm.log"
+        # A daemon that used this TPM has exited (or was killed) since the last flush.
+        self.used_by_dead_process = False
+
+    @property
+    def tcti(self) -> str:
+        return f"swtpm:host=127.0.0.1,port={self.port}"
+
+    def start(self) -> "Swtpm":
+        last = ""
+        for _ in range(10):
+            port = self._free_tcp_pair()
+            with open(self.log, "ab") as log:
+                self.proc = subprocess.Popen(
+                    [
+                        "swtpm", "socket", "--tpm2",
+                        "--server", f"type=tcp,port={port},bindaddr=127.0.0.1",
+                        "--ctrl", f"type=tcp,port={port + 1},bindaddr=127.0.0.1",
+                        "--tpmstate", f"dir={self.state_dir}",
+                        "--flags", "not-need-init,startup-clear",
+                    ],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                )
+            self.port = port
+            # Readiness check and DA setup in one: the TPM's own lockout
+            # (swtpm default: 3 tries, 1000 s recovery) must never fire before
+            # the daemon's counters (3 per boot, 8 in total) do.
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    break  # most likely a port clash: try others
+                r = self.tool("tpm2_dictionarylockout", "-s", "-n", "32", "-t", "10", "-l", "10", check=False)
+                if r.returncode == 0:
+                    return self
+                last = r.stderr
+                time.sleep(0.02)
+            self.stop()
+            last = last or self.log.read_text(errors="replace")[-2000:]
+        raise SwtpmError(f"could not start swtpm: {last}")
+
+    @staticmethod
+    def _free_tcp_pair() -> int:
+        for _ in range(200):
+            p = random.randint(PORT_RANGE[0], PORT_RANGE[1] - 1)
+            socks = []
+            try:
+                for q in (p, p + 1):
+                    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                    socks.append(s)
+                    s.bind(("127.0.0.1", q))
+                return p
+            except OSError:
+                continue
+            finally:
+                for s in socks:
+                    s.close()
+        raise SwtpmError("no free TCP port pair in 20000-31998")
+
+    def tool(self, name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """Run a tpm2-tools command against this TPM."""
+        r = subprocess.run(
+            [name, *args, "-T", self.tcti], capture_output=True, text=True, timeout=30, env=tss_env()
+        )
+        if check and r.returncode != 0:
+            raise SwtpmError(f"{name} {' '.join(args)} exited {r.returncode}: {r.stderr}")
+        return r
+
+    def flush_all(self) -> None:
+        """Flush every transient object and session.
+
+        What the kernel's resource manager (/dev/tpmrm0) does when a process
+        that used the TPM exits. swtpm has none, so when the harness ends a
+        daemon it plays that part; otherwise the dead process's primary key,
+        vault and session would fill swtpm's 3 object slots.
+        """
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        for flag in ("-t", "-l", "-s"):
+            self.tool("tpm2_flushcontext", flag, check=False)
+        self.used_by_dead_process = False
+
+    def transient_handles(self) -> list[str]:
+        r = self.tool("tpm2_getcap", "handles-transient")
+        return [l.strip("- ").strip() for l in r.stdout.splitlines() if l.strip()]
+
+    def variable_property(self, name: str) -> int:
+        """A TPM2_PT_* value from `tpm2_getcap properties-variable` (e.g. TPM2_PT_LOCKOUT_COUNTER)."""
+        r = self.tool("tpm2_getcap", "properties-variable")
+        for line in r.stdout.splitlines():
+            if line.strip().startswith(name + ":"):
+                return int(line.split(":", 1)[1].strip(), 0)
+        raise SwtpmError(f"{name} not in tpm2_getcap output:\n{r.stdout}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+# --------------------------------------------------------------------------
 # The daemon
 # --------------------------------------------------------------------------
 
@@ -339,9 +501,15 @@ class DaemonStartError(Exception):
 class Daemon:
     """One `localpasskey run` on the UDP simulation transport.
 
-    Presence is always scripted (`--presence script:FILE`, empty file =
-    approve), so every test can queue `deny`, `wait`, `delay N` answers and
-    check afterwards that the daemon really asked (the line was consumed).
+    Presence is scripted (`--presence script:FILE`, empty file = approve, and
+    a verification prompt that meets `approve` types `--script-pin`) unless
+    `presence="approve"`, so every test can queue `deny`, `wait`,
+    `delay N`, `pin X` answers and check afterwards that the daemon really
+    asked (the line was consumed).
+
+    `custody` is "tpm" (keys in `tpm`, a `Swtpm`) or "soft" (the insecure
+    software custody). `pin` is set through ClientPin (protocol 2) the first
+    time the daemon starts, unless it is None or the store already has one.
     """
 
     def __init__(
@@ -351,7 +519,14 @@ class Daemon:
         presence_timeout_ms: int | None = None,
         presence: str | None = None,
         extra_args: tuple[str, ...] = (),
+        custody: str = "soft",
+        tpm: Swtpm | None = None,
+        pin: str | None = PIN,
+        script_pin: str = PIN,
     ):
+        assert custody in ("tpm", "soft"), custody
+        if custody == "tpm" and tpm is None:
+            raise ValueError("TPM custody needs a Swtpm")
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.data_dir = Path(data_dir) if data_dir else self.workdir / "data"
@@ -360,13 +535,32 @@ class Daemon:
         self.presence_mode = presence or f"script:{self.script}"
         self.presence_timeout_ms = presence_timeout_ms
         self.extra_args = extra_args
+        self.custody = custody
+        self.tpm = tpm if custody == "tpm" else None
+        self.initial_pin = pin
+        self.script_pin = script_pin
+        # The PIN the tests' clients type (None while none is set).
+        self.pin: str | None = None
+        self._pin_initialised = False
+        # Play the kernel resource manager's part for a daemon that ended (see
+        # Swtpm.flush_all): flush what it left in the TPM before the next start.
+        self.emulate_resource_manager = True
         self.proc: subprocess.Popen | None = None
         self.port: int | None = None
         self.logs: list[Path] = []
         self.started_at: float | None = None
         self._devices: list[CtapHidDevice] = []
 
+    @property
+    def scripted(self) -> bool:
+        return self.presence_mode.startswith("script:")
+
     # ---- process control
+
+    def custody_args(self) -> list[str]:
+        if self.custody == "tpm":
+            return ["--custody", "tpm", "--tpm", self.tpm.tcti]
+        return ["--custody", "insecure-software"]
 
     def command(self, port: int) -> list[str]:
         cmd = [
@@ -375,9 +569,11 @@ class Daemon:
             "--transport", "udp",
             "--listen", f"127.0.0.1:{port}",
             "--data-dir", str(self.data_dir),
-            "--custody", "insecure-software",
+            *self.custody_args(),
             "--presence", self.presence_mode,
         ]
+        if self.scripted:
+            cmd += ["--script-pin", self.script_pin]
         if self.presence_timeout_ms is not None:
             cmd += ["--presence-timeout-ms", str(self.presence_timeout_ms)]
         return cmd + list(self.extra_args)
@@ -390,10 +586,12 @@ class Daemon:
         attempts = 1 if port else 8
         last_err = ""
         for _ in range(attempts):
+            if self.tpm is not None and self.tpm.used_by_dead_process and self.emulate_resource_manager:
+                self.tpm.flush_all()
             p = port or self._free_port()
             log = self.workdir / f"daemon-{len(self.logs)}.stderr"
             self.logs.append(log)
-            env = dict(os.environ)
+            env = tss_env()
             env.setdefault("LOCALPASSKEY_LOG", "debug")
             env["NO_COLOR"] = "1"
             with open(log, "wb") as err:
@@ -409,6 +607,7 @@ class Daemon:
             try:
                 self._wait_ready(ready_timeout)
                 self.started_at = time.monotonic()
+                self._initialise_pin()
                 return self
             except DaemonStartError as e:
                 last_err = str(e)
@@ -435,8 +634,13 @@ class Daemon:
         raise DaemonStartError("no free UDP port in 20000-31998")
 
     def _wait_ready(self, timeout: float) -> None:
+        """Send CTAPHID_INIT every 20 ms until one is answered.
+
+        An answer may come after the next INIT went out: any nonce sent counts,
+        or a slow first answer would keep every later one a step behind."""
         deadline = time.monotonic() + timeout
         raw = RawHid(self.port)
+        sent: set[bytes] = set()
         try:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
@@ -445,13 +649,14 @@ class Daemon:
                         + self.stderr()
                     )
                 nonce = os.urandom(8)
+                sent.add(nonce)
                 raw.send(RawHid.init_packet(BROADCAST_CID, HID_INIT, 8, nonce))
                 try:
-                    r = raw.recv(0.1)
+                    r = raw.recv(0.02)
                 except ConnectionRefusedError:
                     r = None
-                    time.sleep(0.05)
-                if r and r[:5] == struct.pack(">IB", BROADCAST_CID, TYPE_INIT | HID_INIT) and r[7:15] == nonce:
+                    time.sleep(0.01)
+                if r and r[:5] == struct.pack(">IB", BROADCAST_CID, TYPE_INIT | HID_INIT) and r[7:15] in sent:
                     return
             raise DaemonStartError(
                 f"daemon did not answer CTAPHID_INIT on 127.0.0.1:{self.port} within {timeout} s:\n"
@@ -459,6 +664,20 @@ class Daemon:
             )
         finally:
             raw.close()
+
+    def _initialise_pin(self) -> None:
+        """First start only: set the fixture's PIN, or learn that the store has one."""
+        if self._pin_initialised:
+            return
+        self._pin_initialised = True
+        if self.initial_pin is None:
+            return
+        ctap2 = self.ctap2()
+        if ctap2.info.options.get("clientPin"):
+            self.pin = self.initial_pin  # a data dir shared with another daemon
+        else:
+            self.set_pin(self.initial_pin)
+        self.close_devices()
 
     def _terminate(self, sig=signal.SIGTERM) -> None:
         if self.proc is None:
@@ -470,6 +689,11 @@ class Daemon:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+        self._after_exit()
+
+    def _after_exit(self) -> None:
+        if self.tpm is not None:
+            self.tpm.used_by_dead_process = True
 
     def close_devices(self) -> None:
         for d in self._devices:
@@ -489,6 +713,7 @@ class Daemon:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(5)
+            self._after_exit()
         self.close_devices()
 
     def restart(self, same_port: bool = False) -> "Daemon":
@@ -522,11 +747,29 @@ class Daemon:
         return Ctap2(self.device(**kw))
 
     def client(self, origin: str = "https://example.com", interaction: UserInteraction | None = None) -> Fido2Client:
+        """A WebAuthn client whose user knows the current PIN and allows built-in UV."""
         return Fido2Client(
             self.device(),
             DefaultClientDataCollector(origin),
-            user_interaction=interaction or RecordingInteraction(),
+            user_interaction=interaction or RecordingInteraction(self.pin),
         )
+
+    # ---- PIN (authenticatorClientPIN through python-fido2)
+
+    def client_pin(self, protocol: int = 2, ctap2: Ctap2 | None = None) -> ClientPin:
+        return ClientPin(ctap2 or self.ctap2(), PROTOCOLS[protocol]())
+
+    def set_pin(self, pin: str, protocol: int = 2) -> None:
+        self.client_pin(protocol).set_pin(pin)
+        self.pin = pin
+
+    def change_pin(self, old: str, new: str, protocol: int = 2) -> None:
+        self.client_pin(protocol).change_pin(old, new)
+        self.pin = new
+
+    def pin_retries(self) -> tuple[int, bool | None]:
+        """getPINRetries: (retries, powerCycleState)."""
+        return self.client_pin().get_pin_retries()
 
     def raw(self) -> RawHid:
         return RawHid(self.port)
@@ -568,8 +811,9 @@ class Daemon:
         return json.loads(r.stdout)
 
 
-def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
+def run_cli(*args: str, timeout: float = 30, input: str | None = None) -> subprocess.CompletedProcess:
+    """`localpasskey ARGS`; `input` goes to its stdin (e.g. PINs for --pin-stdin)."""
+    env = tss_env()
     env.setdefault("LOCALPASSKEY_LOG", "warn")
     env["NO_COLOR"] = "1"
     return subprocess.run(
@@ -578,7 +822,8 @@ def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
         text=True,
         timeout=timeout,
         env=env,
-        stdin=subprocess.DEVNULL,
+        input=input,
+        stdin=None if input is not None else subprocess.DEVNULL,
     )
 
 
@@ -597,11 +842,25 @@ def assert_alive(daemon: Daemon) -> None:
 
 
 class RecordingInteraction(UserInteraction):
-    def __init__(self):
+    """The person at the platform: knows `pin`, allows built-in UV, and counts."""
+
+    def __init__(self, pin: str | None = None, allow_uv: bool = True):
+        self.pin = pin
+        self.allow_uv = allow_uv
         self.prompts = 0
+        self.pin_requests = 0
+        self.uv_requests = 0
 
     def prompt_up(self) -> None:
         self.prompts += 1
+
+    def request_pin(self, permissions, rp_id):
+        self.pin_requests += 1
+        return self.pin
+
+    def request_uv(self, permissions, rp_id):
+        self.uv_requests += 1
+        return self.allow_uv
 
 
 class KeepaliveRecorder:
@@ -630,10 +889,12 @@ def rp_id_hash(rp_id: str) -> bytes:
 
 
 def check_flags(auth_data: AuthenticatorData, up: bool, at: bool = False) -> None:
-    """Honest flags (DESIGN.md promise 3): BE=0, BS=0 always, UV=0 (no UV yet), UP as asked."""
+    """Honest flags (DESIGN.md promise 3): BE=0, BS=0 always; UV=1 on every
+    MakeCredential and GetAssertion (alwaysUv: nothing is signed without
+    verification); UP as asked."""
     f = auth_data.flags
     assert bool(f & FLAG_UP) == up, f"UP flag {bool(f & FLAG_UP)}, expected {up} (flags 0x{f:02x})"
-    assert not f & FLAG_UV, f"UV=1 without user verification (flags 0x{f:02x})"
+    assert f & FLAG_UV, f"UV=0: alwaysUv promises verification on every signature (flags 0x{f:02x})"
     assert not f & FLAG_BE, f"BE=1: backup eligible (flags 0x{f:02x})"
     assert not f & FLAG_BS, f"BS=1: backed up (flags 0x{f:02x})"
     assert bool(f & FLAG_AT) == at, f"AT flag {bool(f & FLAG_AT)}, expected {at} (flags 0x{f:02x})"
@@ -654,6 +915,27 @@ def verify_es256(cose_public_key: bytes, message: bytes, signature: bytes) -> No
     assert decoded.alg == ES256, f"credential key alg {decoded.alg}, expected ES256"
     pub = decoded_public_key_to_cryptography(decoded)
     verify_signature(public_key=pub, signature_alg=decoded.alg, signature=signature, data=message)
+
+
+def cose_bytes(att) -> bytes:
+    """The credential's COSE_Key bytes from a Ctap2 AttestationResponse, as py_webauthn parses them."""
+    from fido2.webauthn import AttestationObject
+
+    obj = AttestationObject.create(att.fmt, att.auth_data, att.att_stmt)
+    return parse_attestation_object(bytes(obj)).auth_data.attested_credential_data.credential_public_key
+
+
+def verify_attestation_twice(att, client_data_hash: bytes) -> bytes:
+    """A raw MakeCredential answer: packed self-attestation checked by fido2's
+    verifier and the signature again by py_webauthn's code. Returns the COSE key."""
+    from fido2.webauthn import AttestationObject
+
+    assert att.fmt == "packed", att.fmt
+    verify_packed_self(AttestationObject.create(att.fmt, att.auth_data, att.att_stmt), client_data_hash)
+    cose = cose_bytes(att)
+    verify_es256(cose, bytes(att.auth_data) + client_data_hash, att.att_stmt["sig"])
+    assert att.auth_data.credential_data.aaguid == AAGUID
+    return cose
 
 
 def verify_packed_self(attestation_object, client_data_hash: bytes) -> None:
@@ -678,6 +960,7 @@ class Registered:
     sign_count: int
     fmt: str
     counters: list[int] = field(default_factory=list)
+    user_name: str | None = None
 
 
 class RelyingParty:
@@ -716,12 +999,15 @@ class RelyingParty:
             user_verification=user_verification,
         )
         response = client.make_credential(options.public_key)
-        return self.complete_registration(state, options.public_key.challenge, response, user_id,
-                                          resident_key == "required", expect_fmt)
+        reg = self.complete_registration(state, options.public_key.challenge, response, user_id,
+                                         resident_key == "required", expect_fmt)
+        reg.user_name = user_name
+        return reg
 
     def complete_registration(self, state, challenge, response, user_id, discoverable, expect_fmt) -> Registered:
-        # 1. fido2.server
-        auth_data = self.server.register_complete(state, response)
+        # 1. fido2.server, told to insist on UV whatever the request preferred:
+        # an alwaysUv authenticator verifies every ceremony.
+        auth_data = self.server.register_complete(_uv_required(state), response)
         att_obj = response.response.attestation_object
         assert att_obj.fmt == expect_fmt, f"attestation format {att_obj.fmt!r}, expected {expect_fmt!r}"
         check_flags(auth_data, up=True, at=True)
@@ -741,14 +1027,14 @@ class RelyingParty:
             expected_rp_id=self.rp_id,
             expected_origin=self.origin,
             require_user_presence=True,
-            require_user_verification=False,
+            require_user_verification=True,
         )
         assert v.fmt == expect_fmt, v.fmt
         assert v.aaguid == AAGUID_STR, v.aaguid
         assert v.credential_id == cd.credential_id
         assert v.credential_device_type == CredentialDeviceType.SINGLE_DEVICE
         assert v.credential_backed_up is False
-        assert v.user_verified is False
+        assert v.user_verified is True
         assert v.sign_count == auth_data.counter
         parsed = parse_attestation_object(bytes(att_obj))
         cose = parsed.auth_data.attested_credential_data.credential_public_key
@@ -795,8 +1081,8 @@ class RelyingParty:
         if allow is not None:
             assert cred_id in allow, "a credential outside the allowList answered"
         auth_data = response.response.authenticator_data
-        # 1. fido2.server
-        self.server.authenticate_complete(state, [reg.credential_data], response)
+        # 1. fido2.server (insisting on UV, as above)
+        self.server.authenticate_complete(_uv_required(state), [reg.credential_data], response)
         check_flags(auth_data, up=True)
         assert auth_data.rp_id_hash == rp_id_hash(self.rp_id)
         if reg.discoverable:
@@ -810,11 +1096,11 @@ class RelyingParty:
             expected_origin=self.origin,
             credential_public_key=reg.public_key,
             credential_current_sign_count=reg.sign_count,
-            require_user_verification=False,
+            require_user_verification=True,
         )
         assert v.credential_device_type == CredentialDeviceType.SINGLE_DEVICE
         assert v.credential_backed_up is False
-        assert v.user_verified is False
+        assert v.user_verified is True
         assert v.new_sign_count == auth_data.counter
         # Counter strictly increasing (explicitly, whatever the library allows).
         assert auth_data.counter > reg.sign_count, (
@@ -823,6 +1109,10 @@ class RelyingParty:
         reg.sign_count = auth_data.counter
         reg.counters.append(auth_data.counter)
         return reg
+
+
+def _uv_required(state: dict) -> dict:
+    return {**state, "user_verification": UserVerificationRequirement.REQUIRED}
 
 
 def _json_default(o: Any):
@@ -840,6 +1130,14 @@ def _json_default(o: Any):
 def client_data_hash(challenge: bytes | None = None, origin: str = "https://example.com", kind: str = "webauthn.get") -> tuple[CollectedClientData, bytes]:
     cd = CollectedClientData.create(type=kind, origin=origin, challenge=challenge or os.urandom(32))
     return cd, cd.hash
+
+
+def pin_uv_param(protocol: int, token: bytes, client_data_hash: bytes) -> dict:
+    """The pinUvAuthParam/pinUvAuthProtocol keyword arguments for Ctap2.make_credential/get_assertion."""
+    return {
+        "pin_uv_param": PROTOCOLS[protocol]().authenticate(token, client_data_hash),
+        "pin_uv_protocol": protocol,
+    }
 
 
 def ctap_error(excinfo) -> int:

@@ -62,7 +62,7 @@ def _status(raw, cid, cmd, params: bytes):
         b"\x1c",  # reserved additional information
         b"\xa2\x01\x41\x00",  # map of 2 with one entry
         b"\x7f\x61",  # indefinite text, unterminated
-        os.urandom(1) + b"\xff" * 3,
+        b"\x9a" + b"\xff" * 3,  # fixed: parameters must be the same on every xdist worker
     ],
 )
 def test_garbage_cbor_after_make_credential(daemon, raw, cid, garbage):
@@ -352,3 +352,67 @@ def test_many_clients_in_turn(daemon):
     finally:
         for c in clients:
             c.close()
+
+
+# ---------------------------------------------------------------- clientPIN and pinUvAuthParam
+
+
+@pytest.mark.parametrize(
+    "params, expected",
+    [
+        (b"\xa1\x01", (lpk.INVALID_CBOR, lpk.CBOR_UNEXPECTED_TYPE)),
+        (enc([1, 2]), (lpk.CBOR_UNEXPECTED_TYPE,)),
+        (enc({1: 2}), (lpk.MISSING_PARAMETER,)),  # no subCommand
+        (enc({1: 2, 2: "getRetries"}), (lpk.CBOR_UNEXPECTED_TYPE,)),
+        (enc({1: 2, 2: 0x08}), (lpk.INVALID_SUBCOMMAND,)),  # 0x08 is not a subcommand
+        (enc({1: 2, 2: 0x0A}), (lpk.INVALID_SUBCOMMAND,)),
+        (enc({1: 2, 2: 0xFF}), (lpk.INVALID_SUBCOMMAND,)),
+        (enc({2: 0x02}), (lpk.MISSING_PARAMETER,)),  # getKeyAgreement needs the protocol
+        (enc({1: 3, 2: 0x02}), (lpk.INVALID_PARAMETER,)),  # unknown protocol
+        (enc({1: "2", 2: 0x02}), (lpk.CBOR_UNEXPECTED_TYPE,)),
+        (enc({1: 2, 2: 0x05}), (lpk.MISSING_PARAMETER,)),  # getPinToken without keyAgreement / pinHashEnc
+        (enc({1: 2, 2: 0x09, 3: {1: 2}, 6: b"\0" * 32, 9: 3, 0x0A: "example.com"}), None),  # bad COSE key
+        (enc({1: 2, 2: 0x09, 6: b"\0" * 32, 9: 3}), (lpk.MISSING_PARAMETER,)),
+        (enc({1: 2, 2: 0x03, 3: {1: 2, 3: -25, -1: 1, -2: b"\0" * 32, -3: b"\0" * 32}, 4: b"\0" * 32,
+              5: b"\0" * 64}), None),  # setPIN with a point not on the curve
+        (enc({1: 2, 2: 0x09, 9: "mc"}), (lpk.CBOR_UNEXPECTED_TYPE,)),
+    ],
+    ids=[
+        "garbage", "array", "no-subcommand", "subcommand-text", "subcommand-8", "subcommand-10",
+        "subcommand-255", "keyagreement-no-protocol", "protocol-3", "protocol-text", "token-missing",
+        "token-bad-cose", "token-no-keyagreement", "setpin-point-off-curve", "permissions-text",
+    ],
+)
+def test_client_pin_bad_requests(daemon, raw, cid, params, expected):
+    status = _status(raw, cid, lpk.CMD_CLIENT_PIN, params)
+    if expected is None:
+        assert status not in (lpk.CTAP2_OK, lpk.OTHER), lpk.status_name(status)
+    else:
+        assert status in expected, lpk.status_name(status)
+    # Nothing malformed counts as a wrong PIN, sets a PIN or reaches the person.
+    assert daemon.pin_retries() == (lpk.MAX_PIN_RETRIES, False)
+    assert daemon.pending_presence() == ["deny"]
+
+
+@pytest.mark.parametrize(
+    "auth, expected",
+    [
+        ({8: b"\x01" * 32}, lpk.MISSING_PARAMETER),  # pinUvAuthParam without its protocol
+        ({8: b"\x01" * 32, 9: 3}, lpk.INVALID_PARAMETER),  # unsupported protocol
+        ({8: "text", 9: 2}, lpk.CBOR_UNEXPECTED_TYPE),
+        ({8: b"\x01" * 32, 9: "2"}, lpk.CBOR_UNEXPECTED_TYPE),
+        ({8: b"\x01" * 32, 9: 2}, lpk.PIN_AUTH_INVALID),  # no token was ever issued
+        ({8: b"\x01" * 16, 9: 1}, lpk.PIN_AUTH_INVALID),
+    ],
+    ids=["no-protocol", "protocol-3", "param-text", "protocol-text", "no-token-v2", "no-token-v1"],
+)
+@pytest.mark.parametrize("cmd", [lpk.CMD_MAKE_CREDENTIAL, lpk.CMD_GET_ASSERTION], ids=["mc", "ga"])
+def test_pin_uv_auth_param_bad(daemon, raw, cid, cmd, auth, expected):
+    if cmd == lpk.CMD_MAKE_CREDENTIAL:
+        req = {1: CDH, 2: RP, 3: USER, 4: PARAMS, **auth}
+    else:  # GetAssertion: pinUvAuthParam is 0x06, pinUvAuthProtocol 0x07
+        req = {1: "example.com", 2: CDH, **{k - 2: v for k, v in auth.items()}}
+    status = _status(raw, cid, cmd, enc(req))
+    assert status == expected, lpk.status_name(status)
+    assert daemon.pending_presence() == ["deny"], "a request with a bad pinUvAuthParam reached the person"
+    assert daemon.pin_retries() == (lpk.MAX_PIN_RETRIES, False)

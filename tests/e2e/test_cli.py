@@ -149,8 +149,13 @@ def test_info(daemon, rp):
     assert info["credentials"] == 2
     text = daemon.cli("info").stdout
     assert lpk.AAGUID_STR in text.lower()
-    # It says plainly that the keys are software keys for now.
-    assert "insecure" in text.lower() or "software" in text.lower()
+    # It names the custodies truthfully: the TPM custody exists now, and the
+    # software one is called insecure.
+    assert "tpm" in info["custody_available"], f"custody_available {info['custody_available']}"
+    custody_lines = [l for l in text.splitlines() if "custody" in l.lower()]
+    assert custody_lines, f"no custody line in `info`:\n{text}"
+    assert any("tpm" in l.lower() for l in custody_lines), f"`info` does not mention TPM custody: {custody_lines}"
+    assert not any("not built yet" in l.lower() for l in custody_lines), f"stale custody line: {custody_lines}"
 
 
 def test_file_permissions(make_daemon, tmp_path):

@@ -24,41 +24,79 @@ def test_init_capabilities(daemon):
     assert dev.version == 2, f"CTAPHID protocol version {dev.version}"
 
 
-def test_get_info_exact(daemon):
-    ctap2 = daemon.ctap2()
-    # The raw map, so that nothing fido2 fills in by default can hide a field.
-    raw = ctap2.send_cbor(Ctap2.CMD.GET_INFO)
-    expected = {
-        # FIDO_2_1 is claimed only once clientPIN and credential management
-        # exist: the version string promises them (CTAP 2.1 §6.4).
+def _expected_info(options: dict) -> dict:
+    return {
+        # FIDO_2_1 is claimed only once credential management exists: the
+        # version string promises it (CTAP 2.1 §6.4).
         0x01: ["FIDO_2_0"],
         0x03: lpk.AAGUID,
-        0x04: {"rk": True, "up": True, "plat": False},
-        0x05: 7609,
+        0x04: options,
+        0x05: lpk.MAX_MSG_SIZE,
+        0x06: [2, 1],  # pinUvAuthProtocols, preferred first
+        0x08: 32,  # maxCredentialIdLength: our ids are 32 random bytes
         0x09: ["usb"],
         0x0A: [{"alg": -7, "type": "public-key"}],
+        0x0C: False,  # forcePINChange
+        0x0D: 4,  # minPINLength
     }
-    # Fields the contract does not fix but that an honest authenticator may add.
-    allowed_extra = {0x07, 0x08, 0x0E}
-    assert sorted(raw[0x01]) == sorted(expected[0x01]), f"versions {raw[0x01]}"
+
+
+def _check_info(ctap2, options: dict) -> dict:
+    # The raw map, so that nothing fido2 fills in by default can hide a field.
+    raw = ctap2.send_cbor(Ctap2.CMD.GET_INFO)
+    expected = _expected_info(options)
+    assert raw[0x01] == expected[0x01], f"versions {raw[0x01]}"
     assert "U2F_V2" not in raw[0x01], "U2F_V2 advertised but CTAP1 is not offered"
     assert raw[0x03] == expected[0x03], f"aaguid {bytes(raw[0x03]).hex()}"
-    assert raw[0x04] == expected[0x04], f"options {raw[0x04]}"
-    assert raw[0x05] == expected[0x05], f"maxMsgSize {raw[0x05]}"
-    assert raw[0x09] == expected[0x09], f"transports {raw[0x09]}"
-    assert raw[0x0A] == expected[0x0A], f"algorithms {raw[0x0A]}"
-    unexpected = set(raw) - set(expected) - allowed_extra
-    assert not unexpected, f"unexpected GetInfo fields: { {k: raw[k] for k in unexpected} }"
-    # Nothing claimed that is not there yet: no extensions, no PIN protocols, no uv/clientPin.
-    assert 0x02 not in raw and 0x06 not in raw
-    for opt in ("uv", "clientPin", "credMgmt", "bioEnroll", "alwaysUv", "ep"):
+    assert raw[0x04] == expected[0x04], f"options {raw[0x04]}, expected {expected[0x04]}"
+    # firmwareVersion: present, a number; its value is ours to choose.
+    assert isinstance(raw.get(0x0E), int) and raw[0x0E] >= 0, f"firmwareVersion {raw.get(0x0E)!r}"
+    rest = {k: v for k, v in raw.items() if k not in (0x01, 0x03, 0x04, 0x0E)}
+    assert rest == {k: v for k, v in expected.items() if k not in (0x01, 0x03, 0x04)}, (
+        f"GetInfo {rest}"
+    )
+    # Nothing claimed that is not there: no extensions (0x02), no
+    # credential management, bio enrolment, enterprise attestation, config.
+    for opt in ("credMgmt", "bioEnroll", "ep", "authnrCfg", "largeBlobs", "setMinPINLength", "noMcGaPermissionsWithClientPin"):
         assert opt not in raw[0x04], f"option {opt} claimed"
-    if 0x08 in raw:
-        assert raw[0x08] >= 16
+    return raw
+
+
+_BASE_OPTIONS = {
+    "rk": True, "up": True, "plat": False, "pinUvAuthToken": True,
+    "alwaysUv": True, "makeCredUvNotRqd": False,
+}
+
+
+def test_get_info_exact(daemon):
+    """Scripted prompt (built-in UV) and a PIN set: clientPin and uv are true."""
+    ctap2 = daemon.ctap2()
+    _check_info(ctap2, {**_BASE_OPTIONS, "clientPin": True, "uv": True})
     # And fido2's parsed view agrees.
     info = ctap2.get_info()
     assert info.aaguid == lpk.AAGUID
     assert info.max_msg_size == lpk.MAX_MSG_SIZE
+    assert info.pin_uv_protocols == [2, 1]
+    assert info.min_pin_length == 4
+    assert info.force_pin_change is False
+
+
+def test_get_info_without_pin(make_daemon):
+    """No PIN: clientPin false; uv false (built-in UV is "not configured": it types a PIN)."""
+    daemon = make_daemon(pin=None)
+    ctap2 = daemon.ctap2()
+    _check_info(ctap2, {**_BASE_OPTIONS, "clientPin": False, "uv": False})
+    # Setting the PIN switches both.
+    daemon.set_pin(lpk.PIN)
+    _check_info(daemon.ctap2(), {**_BASE_OPTIONS, "clientPin": True, "uv": True})
+
+
+def test_get_info_presence_approve_has_no_uv(make_daemon):
+    """`--presence approve` cannot verify: no `uv` option at all, clients must use clientPIN."""
+    daemon = make_daemon(presence="approve", pin=None)
+    _check_info(daemon.ctap2(), {**_BASE_OPTIONS, "clientPin": False})
+    daemon.set_pin(lpk.PIN)
+    _check_info(daemon.ctap2(), {**_BASE_OPTIONS, "clientPin": True})
 
 
 def test_get_info_is_canonical_cbor(daemon):

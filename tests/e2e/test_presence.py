@@ -1,4 +1,10 @@
-"""User presence: denial, cancel, timeout and keepalives, through fido2's HID stack."""
+"""User presence: denial, cancel, timeout and keepalives, through fido2's HID stack.
+
+With alwaysUv and no token, MakeCredential/GetAssertion open the daemon's own
+verification prompt (it types the PIN, and counts as presence too: one prompt,
+one script line); Reset and Selection ask for presence alone. Either way the
+keepalives say UPNEEDED while the person is asked.
+"""
 
 from __future__ import annotations
 

@@ -16,8 +16,12 @@ import lpk
 
 
 def test_register_and_authenticate_non_discoverable(daemon, rp):
-    client = daemon.client()
+    interaction = lpk.RecordingInteraction(daemon.pin)
+    client = daemon.client(interaction=interaction)
     reg = rp.register(client, user_name="alice", resident_key="discouraged")
+    # alwaysUv + built-in UV: the client asked for a UV token (subcommand 6),
+    # never for the PIN, and the daemon's own prompt answered once.
+    assert (interaction.uv_requests, interaction.pin_requests) == (1, 0)
     assert reg.sign_count == 0
     assert reg.fmt == "packed"
     for _ in range(3):
@@ -42,25 +46,44 @@ def test_register_and_authenticate_discoverable(daemon, rp):
     assert reg.counters[1] > reg.counters[0] > 0
 
 
-def test_user_verification_preferred_works_without_uv(daemon, rp):
-    client = daemon.client()
-    reg = rp.register(client, resident_key="required", user_verification="preferred")
-    used = rp.authenticate(client, allow=None, user_verification="preferred")
+@pytest.mark.parametrize("uv", ["discouraged", "preferred", "required"])
+def test_every_user_verification_preference_is_verified(daemon, rp, uv):
+    """alwaysUv: whatever the RP prefers, the ceremony is verified (UV=1, checked
+    by both verifiers in RelyingParty) with exactly one prompt per ceremony."""
+    interaction = lpk.RecordingInteraction(daemon.pin)
+    client = daemon.client(interaction=interaction)
+    daemon.presence("approve", "approve", "deny")
+    reg = rp.register(client, resident_key="required", user_verification=uv)
+    used = rp.authenticate(client, allow=None, user_verification=uv)
     assert used[0].credential_id == reg.credential_id
+    assert daemon.pending_presence() == ["deny"], "not exactly one prompt per ceremony"
+    assert (interaction.uv_requests, interaction.pin_requests) == (2, 0)
 
 
-def test_user_verification_required_fails_on_client(daemon, rp):
-    """No PIN/UV yet: GetInfo claims neither, so a client must refuse 'required'."""
-    client = daemon.client()
-    daemon.presence("deny")  # must not be consumed: nothing reaches the authenticator's prompt
-    with pytest.raises(ClientError) as e:
-        rp.register(client, user_verification="required")
-    assert e.value.code == ClientError.ERR.CONFIGURATION_UNSUPPORTED, e.value
+def test_uv_option_is_built_in_verification(daemon):
+    """A platform may send uv=true instead of a token: the daemon's own prompt verifies."""
+    ctap2 = daemon.ctap2()
+    _, cdh = lpk.client_data_hash()
+    daemon.presence("approve", "deny")
+    att = ctap2.make_credential(
+        cdh, {"id": "example.com"}, {"id": b"u1", "name": "u"}, [{"type": "public-key", "alg": -7}],
+        options={"uv": True, "rk": True},
+    )
+    lpk.check_flags(att.auth_data, up=True, at=True)
+    cose = lpk.verify_attestation_twice(att, cdh)
+    assert daemon.pending_presence() == ["deny"], "verification and presence were asked separately"
+    daemon.presence("approve", "deny")
+    a = ctap2.get_assertion("example.com", cdh, options={"uv": True})
+    lpk.check_flags(a.auth_data, up=True)
+    a.verify(cdh, att.auth_data.credential_data.public_key)  # fido2
+    lpk.verify_es256(cose, bytes(a.auth_data) + cdh, a.signature)  # py_webauthn
     assert daemon.pending_presence() == ["deny"]
 
 
-def test_uv_option_refused_by_authenticator(daemon):
-    """A platform that sends uv=true anyway gets CTAP2_ERR_INVALID_OPTION (CTAP 2.1 6.1.2 / 6.2.2)."""
+def test_uv_option_refused_without_built_in_uv(make_daemon):
+    """`--presence approve` has no built-in UV (no `uv` in GetInfo): uv=true is
+    CTAP2_ERR_INVALID_OPTION (CTAP 2.1 §6.1.2 step 5, §6.2.2 step 5)."""
+    daemon = make_daemon(presence="approve")
     ctap2 = daemon.ctap2()
     _, cdh = lpk.client_data_hash()
     with pytest.raises(CtapError) as e:
@@ -69,18 +92,24 @@ def test_uv_option_refused_by_authenticator(daemon):
             options={"uv": True},
         )
     assert lpk.ctap_error(e) == lpk.INVALID_OPTION, lpk.status_name(lpk.ctap_error(e))
-    att = ctap2.make_credential(
-        cdh, {"id": "example.com"}, {"id": b"u1", "name": "u"}, [{"type": "public-key", "alg": -7}],
-        options={"rk": True},
-    )
     with pytest.raises(CtapError) as e:
         ctap2.get_assertion("example.com", cdh, options={"uv": True})
     assert lpk.ctap_error(e) == lpk.INVALID_OPTION, lpk.status_name(lpk.ctap_error(e))
-    assert att.auth_data.credential_data is not None
+    # Without a token, and unable to verify by itself, it needs one (CTAP 2.1 §6.1.2 step 6 / alwaysUv).
+    with pytest.raises(CtapError) as e:
+        ctap2.make_credential(
+            cdh, {"id": "example.com"}, {"id": b"u1", "name": "u"}, [{"type": "public-key", "alg": -7}],
+        )
+    assert lpk.ctap_error(e) == lpk.PUAT_REQUIRED, lpk.status_name(lpk.ctap_error(e))
+    with pytest.raises(CtapError) as e:
+        ctap2.get_assertion("example.com", cdh)
+    assert lpk.ctap_error(e) == lpk.PUAT_REQUIRED, lpk.status_name(lpk.ctap_error(e))
+    assert daemon.list_json() == []
 
 
 def test_make_credential_up_false_is_invalid_option(daemon):
     ctap2 = daemon.ctap2()
+    daemon.presence("deny")  # refused before any prompt
     _, cdh = lpk.client_data_hash()
     with pytest.raises(CtapError) as e:
         ctap2.make_credential(
@@ -88,6 +117,7 @@ def test_make_credential_up_false_is_invalid_option(daemon):
             options={"up": False},
         )
     assert lpk.ctap_error(e) == lpk.INVALID_OPTION, lpk.status_name(lpk.ctap_error(e))
+    assert daemon.pending_presence() == ["deny"] and daemon.list_json() == []
 
 
 def test_attestation_none_when_platform_asks(daemon):
@@ -129,6 +159,21 @@ def test_attestation_none_preference_through_client(daemon):
     assert rp.authenticate(client)[0].credential_id == reg.credential_id
 
 
+def _check_user_entity(user: dict, reg: lpk.Registered, names_required: bool) -> None:
+    """CTAP 2.1 §6.2.2, member `user` (0x04): the id always; for several
+    accounts on an authenticator without a display, the other fields too;
+    name/displayName never without user verification (which is always done
+    here: alwaysUv)."""
+    assert user is not None and user.get("id") == reg.user_id, f"user entity {user}"
+    assert set(user) <= {"id", "name", "displayName"}, f"user entity {user}"
+    if names_required:
+        assert "name" in user, f"several accounts, UV done, but no name to choose by: {user}"
+    if "name" in user:
+        assert user["name"] == reg.user_name, f"user entity {user}, registered as {reg.user_name!r}"
+    if "displayName" in user:
+        assert user["displayName"] == reg.user_name.title(), f"user entity {user}"
+
+
 def _registration_response(client_data, att: AttestationResponse):
     from fido2.webauthn import AuthenticatorAttestationResponse, RegistrationResponse
 
@@ -142,14 +187,16 @@ def _registration_response(client_data, att: AttestationResponse):
 def test_exclude_list_gives_credential_excluded_after_presence(daemon, rp):
     client = daemon.client()
     reg = rp.register(client, user_name="dave")
-    # Through the client: it pre-flights silently, then sends the match in excludeList.
+    # Through the client: it gets a UV token (the prompt: presence too),
+    # pre-flights silently with it, then sends the match in excludeList.
     daemon.presence("approve", "deny")
     with pytest.raises(ClientError) as e:
         rp.register(client, user_name="dave", exclude=[reg.credential_id])
     assert lpk.ctap_error(e) == lpk.CREDENTIAL_EXCLUDED, lpk.status_name(lpk.ctap_error(e))
     assert daemon.pending_presence() == ["deny"], "CREDENTIAL_EXCLUDED came without asking for presence"
 
-    # Raw: excluded credential with presence denied gives OPERATION_DENIED, not a silent answer.
+    # Raw, no token: the built-in UV prompt comes first; denied, it gives
+    # OPERATION_DENIED, not a silent answer.
     ctap2 = daemon.ctap2()
     _, cdh = lpk.client_data_hash()
     args = (cdh, {"id": "example.com"}, {"id": b"x", "name": "x"}, [{"type": "public-key", "alg": -7}])
@@ -250,8 +297,8 @@ def test_several_discoverable_credentials_and_get_next_assertion(daemon, rp):
     for a in rest:
         assert a.number_of_credentials is None, "numberOfCredentials in a GetNextAssertion response"
     for a, reg in zip(answers, reversed(regs)):
-        # CTAP 2.1 6.2.2: without user verification only the user id is returned.
-        assert a.user == {"id": reg.user_id}, f"user entity {a.user}"
+        # Several accounts, no display, UV done: the platform gets the names to choose from.
+        _check_user_entity(a.user, reg, names_required=True)
         lpk.check_flags(a.auth_data, up=True)
         assert a.auth_data.rp_id_hash == lpk.rp_id_hash("example.com")
         a.verify(cdh, reg.credential_data.public_key)  # fido2
@@ -275,7 +322,8 @@ def test_single_discoverable_credential_user_entity(daemon, rp):
     _, cdh = lpk.client_data_hash()
     a = ctap2.get_assertion("example.com", cdh)
     assert a.number_of_credentials in (None, 1)
-    assert a.user == {"id": reg.user_id}, f"user entity {a.user} (no name/displayName without UV)"
+    # One account: the id is what matters; the names may come too, UV having been done.
+    _check_user_entity(a.user, reg, names_required=False)
     assert a.credential == {"type": "public-key", "id": reg.credential_id}
 
 
@@ -297,14 +345,25 @@ def test_get_next_assertion_without_pending(daemon, rp):
 
 
 def test_silent_assertion_up_false(daemon, rp):
+    """up=false: no prompt at all, so verification must come as a token;
+    without one, CTAP2_ERR_PUAT_REQUIRED (CTAP 2.1 §6.2.2 step 6, alwaysUv)."""
     client = daemon.client()
     reg = rp.register(client, resident_key="required")
     ctap2 = daemon.ctap2()
     daemon.presence("deny")  # would fail the request if the daemon asked
+    _, cdh = lpk.client_data_hash()
+    with pytest.raises(CtapError) as e:
+        ctap2.get_assertion("example.com", cdh, options={"up": False})
+    assert lpk.ctap_error(e) == lpk.PUAT_REQUIRED, lpk.status_name(lpk.ctap_error(e))
+    assert daemon.pending_presence() == ["deny"], "a silent assertion without a token opened a prompt"
+
+    token = daemon.client_pin(2, ctap2).get_pin_token(daemon.pin, lpk.PERM_GA, "example.com")
     before = reg.sign_count
+    # The token is not spent by a silent assertion (no presence collected): use it twice.
     for allow in ([{"type": "public-key", "id": reg.credential_id}], None):
         _, cdh = lpk.client_data_hash()
-        a = ctap2.get_assertion("example.com", cdh, allow_list=allow, options={"up": False})
+        a = ctap2.get_assertion("example.com", cdh, allow_list=allow, options={"up": False},
+                                **lpk.pin_uv_param(2, token, cdh))
         lpk.check_flags(a.auth_data, up=False)
         a.verify(cdh, reg.credential_data.public_key)
         lpk.verify_es256(reg.public_key, bytes(a.auth_data) + cdh, a.signature)
