@@ -65,8 +65,15 @@ struct Link<P> {
 }
 
 enum Job {
-    Request { txn: u64, cmd: u8, payload: Vec<u8> },
+    Request {
+        txn: u64,
+        cmd: u8,
+        payload: Vec<u8>,
+    },
     PowerCycle,
+    /// The transport is gone: drop the authenticator (its custody flushes
+    /// everything it loaded into the TPM) and end the thread.
+    Stop,
 }
 
 struct Shared<T: Transport> {
@@ -159,6 +166,7 @@ pub fn run<T: Transport>(transport: T, mut auth: Authenticator, clock: Arc<dyn C
                     },
                 };
                 match job {
+                    Job::Stop => return,
                     Job::PowerCycle => auth.power_cycle(),
                     Job::Request {
                         txn,
@@ -177,10 +185,24 @@ pub fn run<T: Transport>(transport: T, mut auth: Authenticator, clock: Arc<dyn C
                 }
             })
     };
-    if let Err(e) = worker {
-        return e;
+    let worker = match worker {
+        Ok(w) => w,
+        Err(e) => return e,
+    };
+    let err = serve(&shared, &jobs_tx);
+    // A stop (signal) or a failed transport: cancel what runs, let the worker
+    // finish and drop the authenticator, so nothing stays loaded in the TPM
+    // (swtpm has no resource manager to clean up after us).
+    shared.current.cancelled.store(true, Ordering::SeqCst);
+    let _ = jobs_tx.send(Job::Stop);
+    if worker.join().is_err() {
+        tracing::error!("the authenticator thread panicked");
     }
+    err
+}
 
+/// The I/O loop; returns the transport's error (a signal's `Shutdown` included).
+fn serve<T: Transport>(shared: &Arc<Shared<T>>, jobs_tx: &mpsc::Sender<Job>) -> std::io::Error {
     loop {
         let timeout = {
             let link = shared.link();
@@ -219,6 +241,6 @@ pub fn run<T: Transport>(transport: T, mut auth: Authenticator, clock: Arc<dyn C
         };
         let mut events = events;
         events.extend(link.hid.poll(now, shared.current.status()));
-        shared.dispatch(&link, events, &jobs_tx);
+        shared.dispatch(&link, events, jobs_tx);
     }
 }

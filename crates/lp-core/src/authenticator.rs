@@ -456,7 +456,13 @@ impl Authenticator {
                     Err(CtapError::PinInvalid)
                 }
             }
-            Err(e) => Err(e.into()),
+            // The custody never judged the PIN (TPM lockout, a broken blob, a
+            // TPM error): the try was not used, so it is given back. A crash
+            // before this line keeps it spent, which errs on the safe side.
+            Err(e) => {
+                self.store.set_meta(pin::meta::RETRIES, &[retries])?;
+                Err(e.into())
+            }
         }
     }
 

@@ -358,6 +358,11 @@ impl TpmCustody {
         let conf =
             TctiNameConf::from_str(tcti).map_err(|e| TpmError::Tss(format!("bad TCTI {tcti:?}: {e}")))?;
         let mut ctx = Context::new(conf).map_err(|e| TpmError::Tss(format!("cannot open {tcti}: {e}")))?;
+        match support::flush_leftovers(&mut ctx) {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(n, "flushed objects a previous run left in the TPM"),
+            Err(e) => tracing::debug!("could not list leftover TPM objects: {e}"),
+        }
 
         // The owner hierarchy normally has an empty authValue (a password
         // session with an empty password). Deterministic: same template, same key.

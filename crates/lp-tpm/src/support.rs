@@ -164,3 +164,45 @@ pub(crate) fn ascii(v: u32) -> String {
         .map(|&b| b as char)
         .collect()
 }
+
+/// Flush every transient object and session this TPM connection can see.
+///
+/// Through the kernel's resource manager (/dev/tpmrm0) that is nothing: each
+/// connection sees only its own. swtpm has no resource manager, so whatever a
+/// daemon killed by SIGKILL had loaded is still there, filling its three
+/// object slots; without this the next start fails with TPM_RC_OBJECT_MEMORY.
+/// Only LocalPasskey is meant to use the TPM it is given, so anything left is ours.
+pub(crate) fn flush_leftovers(ctx: &mut Context) -> Result<usize, TpmError> {
+    use tss_esapi::constants::tss::{
+        TPM2_HMAC_SESSION_FIRST, TPM2_POLICY_SESSION_FIRST, TPM2_TRANSIENT_FIRST,
+    };
+    use tss_esapi::handles::TpmHandle;
+    let mut flushed = 0;
+    for first in [
+        TPM2_TRANSIENT_FIRST,
+        TPM2_HMAC_SESSION_FIRST,
+        TPM2_POLICY_SESSION_FIRST,
+    ] {
+        let (data, _) =
+            ctx.execute_without_session(|ctx| ctx.get_capability(CapabilityType::Handles, first, 64))?;
+        let CapabilityData::Handles(list) = data else {
+            continue;
+        };
+        for handle in list.iter().copied() {
+            // Only the range we asked for (the TPM lists from `first` upwards).
+            if u32::from(handle) >> 24 != first >> 24 {
+                continue;
+            }
+            let object = match TpmHandle::try_from(u32::from(handle)) {
+                Ok(h) => ctx.execute_without_session(|ctx| ctx.tr_from_tpm_public(h)),
+                Err(e) => Err(e),
+            };
+            if let Ok(object) = object {
+                if ctx.flush_context(object).is_ok() {
+                    flushed += 1;
+                }
+            }
+        }
+    }
+    Ok(flushed)
+}

@@ -825,3 +825,19 @@ fn hmac_outputs_never_cross_the_bus_in_clear() {
         "the HMAC message crossed the bus in clear"
     );
 }
+
+#[test]
+fn a_killed_owner_leaves_nothing_that_blocks_the_next_start() {
+    let tpm = Swtpm::start();
+    let mut first = tpm.open();
+    let vault = first.create_vault(&PIN).unwrap();
+    let key = first.create_key().unwrap();
+    first.sign_digest(&key.blob, &digest(0)).unwrap();
+    // Like SIGKILL: no Drop, nothing flushed. swtpm has no resource manager,
+    // so primary, vault, key and session stay loaded in its 3 slots.
+    std::mem::forget(first);
+    let mut second = tpm.open();
+    TpmCustody::unlock(&mut second, &vault, &PIN).unwrap();
+    let sig = second.sign_digest(&key.blob, &digest(1)).unwrap();
+    verify(&key.public, &digest(1), &sig);
+}

@@ -3,9 +3,11 @@
 //! sender. Loopback only: it has no access control of its own, so anything
 //! that can reach the port can use the authenticator.
 
-use super::{Incoming, Transport};
+use super::{Incoming, Shutdown, Transport};
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The port CTAP simulators listen on by convention.
@@ -13,6 +15,8 @@ pub const DEFAULT_PORT: u16 = 8111;
 
 pub struct Udp {
     socket: UdpSocket,
+    /// The signal that asked us to stop (0: none yet).
+    stop: Arc<AtomicI32>,
 }
 
 impl Udp {
@@ -23,9 +27,28 @@ impl Udp {
                 format!("refusing to listen on {addr}: the simulation transport is loopback-only"),
             ));
         }
-        Ok(Self {
-            socket: UdpSocket::bind(addr)?,
-        })
+        let socket = UdpSocket::bind(addr)?;
+        let stop = Arc::new(AtomicI32::new(0));
+        // SIGTERM/SIGINT/SIGHUP: remember the signal and wake `recv` with an
+        // empty datagram to ourselves, so the daemon stops cleanly (and the
+        // TPM custody is dropped, flushing what it loaded).
+        let mut signals = signal_hook::iterator::Signals::new([
+            signal_hook::consts::SIGTERM,
+            signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGHUP,
+        ])?;
+        let waker = UdpSocket::bind((addr.ip(), 0))?;
+        let target = socket.local_addr()?;
+        let flag = Arc::clone(&stop);
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                if let Some(sig) = signals.forever().next() {
+                    flag.store(sig, Ordering::SeqCst);
+                    let _ = waker.send_to(&[], target);
+                }
+            })?;
+        Ok(Self { socket, stop })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -41,7 +64,13 @@ impl Transport for Udp {
         let timeout = timeout.map(|t| t.max(Duration::from_millis(1)));
         self.socket.set_read_timeout(timeout)?;
         let mut buf = [0u8; 128];
-        match self.socket.recv_from(&mut buf) {
+        let received = self.socket.recv_from(&mut buf);
+        let sig = self.stop.load(Ordering::SeqCst);
+        if sig != 0 {
+            tracing::info!("signal {sig} received: stopping");
+            return Err(Shutdown::error(sig));
+        }
+        match received {
             Ok((n, peer)) => Ok(Some(Incoming {
                 data: buf[..n].to_vec(),
                 peer,
