@@ -162,7 +162,8 @@ def test_get_assertion_wrong_types(raw, cid, req):
     assert status == lpk.CBOR_UNEXPECTED_TYPE, lpk.status_name(status)
 
 
-@pytest.mark.parametrize("cmd", [0x03, 0x05, 0x0F, 0x20, 0x3F, 0x41, 0x55, 0xBF, 0xC0, 0xFF])
+# 0x41 is not here: it is credential management's CTAP 2.1 pre-release number.
+@pytest.mark.parametrize("cmd", [0x03, 0x05, 0x0F, 0x20, 0x3F, 0x42, 0x55, 0xBF, 0xC0, 0xFF])
 def test_unknown_ctap_command(raw, cid, cmd):
     status = _status(raw, cid, cmd, b"")
     assert status == lpk.INVALID_COMMAND, lpk.status_name(status)

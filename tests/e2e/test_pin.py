@@ -305,10 +305,13 @@ def test_token_permissions(daemon, protocol):
     assert daemon.pending_presence() == ["deny"]
     # A wrong MAC (a token made up by the platform) is refused the same way.
     assert _ga_status(ctap2, cred, os.urandom(32), protocol, up=False) == lpk.PIN_AUTH_INVALID
-    # Permissions this authenticator cannot grant (credential management, ...):
-    # CTAP2_ERR_UNAUTHORIZED_PERMISSION, before the PIN is even checked.
-    assert _err(cp.get_pin_token, daemon.pin, ClientPin.PERMISSION.CREDENTIAL_MGMT, RP_ID) == lpk.UNAUTHORIZED_PERMISSION
-    assert _err(cp.get_pin_token, WRONG, ClientPin.PERMISSION.AUTHENTICATOR_CFG, None) == lpk.UNAUTHORIZED_PERMISSION
+    # A permission this authenticator cannot grant (bio enrolment: there are no
+    # biometrics): CTAP2_ERR_UNAUTHORIZED_PERMISSION, before the PIN is even checked.
+    assert _err(cp.get_pin_token, WRONG, ClientPin.PERMISSION.BIO_ENROLL, None) == lpk.UNAUTHORIZED_PERMISSION
+    # The CTAP 2.1 ones it can: credential management, config, large blobs.
+    for perm in (ClientPin.PERMISSION.CREDENTIAL_MGMT, ClientPin.PERMISSION.AUTHENTICATOR_CFG,
+                 ClientPin.PERMISSION.LARGE_BLOB_WRITE):
+        assert len(cp.get_pin_token(daemon.pin, perm, None)) == 32
     # mc/ga need an RP ID; no permissions at all is invalid.
     assert _err(cp.get_pin_token, daemon.pin, GA, None) == lpk.MISSING_PARAMETER
     assert _err(cp.get_pin_token, daemon.pin, 0, RP_ID) == lpk.INVALID_PARAMETER

@@ -305,7 +305,7 @@ def test_sigterm_leaves_no_objects_in_the_tpm(daemon):
 def test_doctor(make_swtpm, tmp_path):
     tpm = make_swtpm()
     data = tmp_path / "doctor-data"
-    r = lpk.run_cli("doctor", "--tpm", tpm.tcti, "--data-dir", str(data))
+    r = lpk.run_cli("doctor", "--transport", "udp", "--tpm", tpm.tcti, "--data-dir", str(data))
     assert r.returncode == 0, f"doctor found problems with a working swtpm:\n{r.stdout}\n{r.stderr}"
     out = r.stdout
     assert "P-256" in out and "supported" in out.lower(), out

@@ -69,6 +69,11 @@ enum Command {
         /// TPM to check (TCTI, e.g. device:/dev/tpmrm0 or swtpm:host=127.0.0.1,port=2321).
         #[arg(long, env = "LOCALPASSKEY_TPM", default_value = lp_tpm::DEFAULT_TCTI)]
         tpm: String,
+        /// The transport to check the setup for: uhid (a real security key,
+        /// the default) also checks /dev/uhid, the udev rule, the module and
+        /// the user unit; udp (simulation) needs none of that.
+        #[arg(long, value_enum, default_value_t = TransportKind::Uhid)]
+        transport: TransportKind,
     },
     /// Time a running daemon end to end (prints figures; see scripts/bench.sh).
     #[command(hide = true)]
@@ -193,7 +198,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             to,
             pin_stdin,
         } => pin(action, to, pin_stdin),
-        Command::Doctor { tpm } => doctor::run(&dir, &tpm),
+        Command::Doctor { tpm, transport } => doctor::run(&dir, &tpm, transport == TransportKind::Uhid),
         Command::Bench { to, pin, rounds } => crate::bench::run(to, &pin, rounds),
         Command::PowerCycle { to } => {
             let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;

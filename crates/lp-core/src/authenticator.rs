@@ -690,6 +690,7 @@ impl Authenticator {
         // need a signature, which needs verification (PUAT_REQUIRED below).
         if !up
             && !with_token
+            && self.pin_is_set()?
             && !creds
                 .iter()
                 .any(|c| extensions::visible(c.cred_protect, false, from_allow_list))
