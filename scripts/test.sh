@@ -7,6 +7,9 @@
 # 2. cargo fmt --check, cargo clippy -D warnings, cargo test
 # 3. cargo build, then the end-to-end suite (tests/e2e, python-fido2 against the
 #    real daemon over the UDP simulation transport)
+# 4. issue 6's proofs, short versions: 15 s of fuzzing per cargo-fuzz target
+#    (scripts/fuzz.sh), the SIGKILL crash soak (40 kills, TPM custody on
+#    swtpm) and the two-channel soak (tests/soak; long runs: docs/reliability.md)
 #
 # Every step runs even when an earlier one failed (the end-to-end suite needs
 # the build), a summary is printed at the end, and the exit status is non-zero
@@ -98,9 +101,19 @@ if run_step "cargo build" cargo build --workspace --bins; then
     run_step "end-to-end (pytest tests/e2e)" \
         env LOCALPASSKEY_BIN="$BIN" "$ROOT/.venv/bin/python" -m pytest "$ROOT/tests/e2e" \
         -v -p no:cacheprovider --junitxml="$JUNIT" "$@" || true
+    run_step "crash soak (40 SIGKILLs)" \
+        env LOCALPASSKEY_BIN="$BIN" "$ROOT/.venv/bin/python" "$ROOT/tests/soak/soak.py" crash \
+        --kills "${SOAK_KILLS:-40}" || true
+    run_step "two-channel soak" \
+        env LOCALPASSKEY_BIN="$BIN" "$ROOT/.venv/bin/python" "$ROOT/tests/soak/soak.py" channels \
+        --seconds "${SOAK_CHANNEL_SECONDS:-15}" || true
 else
     skip_step "end-to-end (pytest tests/e2e)" "no binary"
+    skip_step "crash soak (40 SIGKILLs)" "no binary"
+    skip_step "two-channel soak" "no binary"
 fi
+
+run_step "fuzz (15 s per target)" ./scripts/fuzz.sh "${FUZZ_SECONDS:-15}" || true
 
 summary
 exit "$FAILED"
