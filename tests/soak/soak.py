@@ -118,7 +118,10 @@ class Swtpm:
     def flush_all(self) -> None:
         """What the kernel resource manager does when a process dies: flush
         its transient objects and sessions. swtpm has no resource manager, so
-        a SIGKILLed daemon would otherwise leave its handles loaded."""
+        a SIGKILLed daemon would otherwise leave its handles loaded.
+        SOAK_NO_FLUSH=1 skips it (to see what the daemon does then)."""
+        if os.environ.get("SOAK_NO_FLUSH"):
+            return
         env = dict(os.environ, TSS2_LOG="all+none")
         for what in ("-t", "-l", "-s"):
             subprocess.run(["tpm2_flushcontext", what, "-T", self.tcti], capture_output=True, env=env)
@@ -298,7 +301,7 @@ class CrashSoak:
     # ---- the loop
 
     def cycle(self) -> None:
-        deadline = self.rng.uniform(0.0, 1.5)
+        deadline = self.rng.uniform(0.0, 1.0)
         killer = threading.Timer(deadline, lambda: self.proc.send_signal(signal.SIGKILL))
         dev = self.device()
         killer.start()
