@@ -168,7 +168,7 @@ class CrashSoak:
         self.retries_ceiling: int | None = None  # after an acknowledged wrong PIN
         self.wrong_in_a_row = 0
         self.n = dict(kills=0, restarts=0, registrations=0, assertions=0, deletions=0,
-                      wrong_pins=0, checks=0, interrupted=0, startup_ms=[])
+                      wrong_pins=0, retries_checked_after_kill=0, checks=0, interrupted=0, startup_ms=[])
 
     # ---- daemon
 
@@ -214,6 +214,10 @@ class CrashSoak:
     # ---- operations (each returns only once the daemon acknowledged it)
 
     def register(self, dev) -> None:
+        # From here on the right PIN may reach the authenticator (and reset
+        # the retries), acknowledged or not.
+        self.retries_ceiling = None
+        self.wrong_in_a_row = 0
         user = {"id": os.urandom(16), "name": "soak", "displayName": "Soak"}
         options, state = self.server.register_begin(
             user, resident_key_requirement=self.rng.choice(["required", "discouraged"]),
@@ -225,7 +229,9 @@ class CrashSoak:
         self.known[cd.credential_id] = [cd, auth_data.counter]
         self.n["registrations"] += 1
 
-    def authenticate(self, dev, cred_id: bytes, expect_counter_above: int | None = None) -> None:
+    def authenticate(self, dev, cred_id: bytes) -> None:
+        self.retries_ceiling = None  # see register()
+        self.wrong_in_a_row = 0
         cd, ceiling = self.known[cred_id]
         options, state = self.server.authenticate_begin([cd], user_verification="required")
         selection = self.client(dev).get_assertion(options.public_key)
@@ -235,8 +241,6 @@ class CrashSoak:
         counter = response.response.authenticator_data.counter
         check(counter > ceiling, f"counter of {cred_id.hex()[:16]} went from {ceiling} to {counter}")
         self.known[cred_id][1] = counter
-        self.retries_ceiling = None  # a right PIN resets the retries
-        self.wrong_in_a_row = 0
         self.n["assertions"] += 1
 
     def delete(self) -> None:
@@ -270,6 +274,7 @@ class CrashSoak:
             cp = ClientPin(Ctap2(dev))
             retries, _ = cp.get_pin_retries()
             if self.retries_ceiling is not None:
+                self.n["retries_checked_after_kill"] += 1
                 check(retries <= self.retries_ceiling,
                       f"PIN retries went back up from {self.retries_ceiling} to {retries} across a kill")
             listed = {bytes.fromhex(c["credential_id"]) for c in json.loads(
@@ -316,6 +321,10 @@ class CrashSoak:
                     self.delete()
                 elif self.wrong_in_a_row < 2:
                     self.wrong_pin(dev)
+                    if self.rng.random() < 0.5:
+                        # Nothing else until the kill: the next start must
+                        # still show the decrement.
+                        self.proc.wait(5)
         except Violation:
             raise
         except Exception:
@@ -366,7 +375,7 @@ def channels(workdir: Path, seconds: float, seed: int) -> dict:
     rng = random.Random(seed)
     d = lpk.Daemon(workdir, presence_timeout_ms=2000, extra_args=("--script-pin", PIN))
     d.start()
-    n = dict(slow=0, slow_ok=0, cancelled=0, busy_seen=0, pings=0, cbor=0, errors=0)
+    n = dict(slow=0, slow_ok=0, busy_seen_slow=0, cancelled=0, busy_seen=0, pings=0, cbor=0, errors=0)
     stop = threading.Event()
     failures: list[str] = []
     try:
@@ -385,11 +394,18 @@ def channels(workdir: Path, seconds: float, seed: int) -> dict:
                     d.presence("wait" if cancel else f"delay {rng.randint(50, 400)}")
                     # GetAssertion without a token: built-in UV, i.e. our prompt.
                     params = bytes.fromhex("a2") + b"\x01" + lpk_text(RP_ID) + b"\x02\x58\x20" + os.urandom(32)
-                    raw.send_message(cid, lpk.HID_CBOR, bytes([0x02]) + params)
-                    if cancel:
-                        time.sleep(rng.uniform(0.05, 0.3))
-                        raw.send(lpk.RawHid.init_packet(cid, lpk.HID_CANCEL, 0))
-                    cmd, data = raw.read_message(cid, timeout=10)
+                    while True:
+                        raw.send_message(cid, lpk.HID_CBOR, bytes([0x02]) + params)
+                        if cancel:
+                            time.sleep(rng.uniform(0.05, 0.3))
+                            raw.send(lpk.RawHid.init_packet(cid, lpk.HID_CANCEL, 0))
+                        cmd, data = raw.read_message(cid, timeout=10)
+                        if (cmd, data) != (lpk.HID_ERROR, bytes([lpk.ERR_CHANNEL_BUSY])):
+                            break
+                        # The other channel's request is running: ours was
+                        # refused whole (the script line is still queued).
+                        n["busy_seen_slow"] += 1
+                        time.sleep(0.01)
                     if cmd != lpk.HID_CBOR:
                         failures.append(f"slow channel: answer cmd 0x{cmd:02x} {data.hex()}")
                         continue
