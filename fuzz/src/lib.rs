@@ -116,7 +116,12 @@ impl UserPresence for Person {
         }
     }
 
-    fn request_presence(&mut self, _req: &PresenceRequest, _timeout: Duration, _io: &dyn Interaction) -> Presence {
+    fn request_presence(
+        &mut self,
+        _req: &PresenceRequest,
+        _timeout: Duration,
+        _io: &dyn Interaction,
+    ) -> Presence {
         match self.next() {
             Answer::Approve | Answer::WrongPin => Presence::Approved,
             Answer::Deny => Presence::Denied,
@@ -339,7 +344,10 @@ impl Rig {
         let Ok(Value::Map(entries)) = cbor::decode(body) else {
             return None;
         };
-        let their = entries.into_iter().find(|(k, _)| k == &Value::Integer(1.into()))?.1;
+        let their = entries
+            .into_iter()
+            .find(|(k, _)| k == &Value::Integer(1.into()))?
+            .1;
         // A fixed platform key: the authenticator's side is random anyway.
         let ours = KeyAgreement::from_secret_scalar(&[7u8; 32]).ok()?;
         let ours_public = ours.public_cose();
@@ -378,7 +386,9 @@ impl Rig {
         let (entries, new_pin) = match sub {
             // setPIN
             0 => {
-                let Ok(enc) = shared.encrypt(&padded) else { return 0xff };
+                let Ok(enc) = shared.encrypt(&padded) else {
+                    return 0xff;
+                };
                 let param = mac(&enc);
                 (
                     vec![
@@ -393,7 +403,9 @@ impl Rig {
             }
             // changePIN from the PIN the harness knows to `body`
             1 => {
-                let Ok(new_enc) = shared.encrypt(&padded) else { return 0xff };
+                let Ok(new_enc) = shared.encrypt(&padded) else {
+                    return 0xff;
+                };
                 let Ok(hash_enc) = shared.encrypt(&pin::pin_hash(&old_pin)[..]) else {
                     return 0xff;
                 };
@@ -454,10 +466,14 @@ impl Rig {
         } else {
             ProtocolVersion::Two
         };
-        let Some((shared, platform)) = self.agree(v) else { return };
+        let Some((shared, platform)) = self.agree(v) else {
+            return;
+        };
         let known = self.pin.clone().unwrap_or_else(|| PIN.to_vec());
         let typed: &[u8] = if flags & 2 != 0 { b"wrong" } else { &known };
-        let Ok(hash_enc) = shared.encrypt(&pin::pin_hash(typed)[..]) else { return };
+        let Ok(hash_enc) = shared.encrypt(&pin::pin_hash(typed)[..]) else {
+            return;
+        };
         let rp_id = RP_IDS[usize::from(rp) % RP_IDS.len()];
         let mut entries = vec![(1, Value::Integer(v.as_u64().into())), (3, platform)];
         match (flags >> 2) & 3 {
@@ -514,7 +530,10 @@ impl Rig {
             Value::Integer(param_key.into()),
             Value::Bytes(authenticate_with_token(v, &token, &cdh)),
         ));
-        entries.push((Value::Integer(proto_key.into()), Value::Integer(v.as_u64().into())));
+        entries.push((
+            Value::Integer(proto_key.into()),
+            Value::Integer(v.as_u64().into()),
+        ));
         // Keep integer keys ascending, as a canonical platform would.
         entries.sort_by_key(|(k, _)| k.as_integer().map(i128::from).unwrap_or(i128::MAX));
         let mut req = vec![cmd];
@@ -565,7 +584,10 @@ fn decrypt_token(shared: &SharedSecret, body: &[u8]) -> Option<[u8; 32]> {
     let Ok(Value::Map(entries)) = cbor::decode(body) else {
         return None;
     };
-    let enc = entries.into_iter().find(|(k, _)| k == &Value::Integer(2.into()))?.1;
+    let enc = entries
+        .into_iter()
+        .find(|(k, _)| k == &Value::Integer(2.into()))?
+        .1;
     let plain = shared.decrypt(enc.as_bytes()?).ok()?;
     plain.try_into().ok()
 }
@@ -593,7 +615,8 @@ pub fn check_response(request: &[u8], response: &[u8]) {
     }
     let value = cbor::decode(body).unwrap_or_else(|e| panic!("undecodable CBOR in a success answer: {e:?}"));
     let cmd = request.first().copied().unwrap_or(0);
-    if cmd == command::MAKE_CREDENTIAL || cmd == command::GET_ASSERTION || cmd == command::GET_NEXT_ASSERTION {
+    if cmd == command::MAKE_CREDENTIAL || cmd == command::GET_ASSERTION || cmd == command::GET_NEXT_ASSERTION
+    {
         let Value::Map(entries) = value else {
             panic!("a non-map answer to command 0x{cmd:02x}");
         };
@@ -608,7 +631,10 @@ pub fn check_response(request: &[u8], response: &[u8]) {
         assert!(flags & 0x18 == 0, "BE or BS set: flags 0x{flags:02x}");
         if cmd == command::MAKE_CREDENTIAL {
             assert!(flags & 0x01 != 0, "MakeCredential without UP");
-            assert!(flags & 0x40 != 0, "MakeCredential without attested credential data");
+            assert!(
+                flags & 0x40 != 0,
+                "MakeCredential without attested credential data"
+            );
         }
     }
 }
@@ -703,7 +729,10 @@ pub fn run_ctaphid(data: &[u8]) {
                         "a second request handed to the application while one runs"
                     );
                     assert!(payload.len() <= lp_core::MAX_MSG_SIZE);
-                    assert!(cmd == ctaphid::cmd::CBOR || cmd == ctaphid::cmd::MSG, "request cmd 0x{cmd:02x}");
+                    assert!(
+                        cmd == ctaphid::cmd::CBOR || cmd == ctaphid::cmd::MSG,
+                        "request cmd 0x{cmd:02x}"
+                    );
                     outstanding = Some((txn, cid, cmd, payload));
                 }
                 Event::Cancel { txn } => {
@@ -753,11 +782,20 @@ fn check_answer(events: &[Event], asked_on: u32, answer: &[u8]) {
     // on another channel; the answer itself is the tail.
     if answer.len() > lp_core::MAX_MSG_SIZE {
         let (_, last) = sends.last().copied().unwrap_or((0, [0; REPORT_LEN]));
-        assert_eq!(last[4], 0x80 | ctaphid::cmd::ERROR, "an unframable answer must become ERR_OTHER");
+        assert_eq!(
+            last[4],
+            0x80 | ctaphid::cmd::ERROR,
+            "an unframable answer must become ERR_OTHER"
+        );
         return;
     }
     let n = 1 + answer.len().saturating_sub(57).div_ceil(59);
-    assert!(sends.len() >= n, "answer of {} bytes in {} reports", answer.len(), sends.len());
+    assert!(
+        sends.len() >= n,
+        "answer of {} bytes in {} reports",
+        answer.len(),
+        sends.len()
+    );
     let tail = &sends[sends.len() - n..];
     let cid = tail[0].0;
     assert_eq!(cid, asked_on, "answered on another channel");
@@ -793,7 +831,10 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         let mut req = vec![command::MAKE_CREDENTIAL];
         req.extend(cbor::encode(&int_map([
             (1, cdh.clone()),
-            (2, Value::Map(vec![(text("id"), text(rp)), (text("name"), text("Example"))])),
+            (
+                2,
+                Value::Map(vec![(text("id"), text(rp)), (text("name"), text("Example"))]),
+            ),
             (
                 3,
                 Value::Map(vec![
@@ -834,7 +875,11 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
 
     // ctap_command
     let t = "ctap_command";
-    out.push((t, "get_info", encode_program(false, &[Op::Raw(vec![command::GET_INFO])])));
+    out.push((
+        t,
+        "get_info",
+        encode_program(false, &[Op::Raw(vec![command::GET_INFO])]),
+    ));
     out.push((
         t,
         "set_pin_then_token_then_mc_ga",
@@ -958,8 +1003,16 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     // client_pin (raw bodies go to clientPIN; Authed = structured PIN command)
     let t = "client_pin";
     out.push((t, "retries", encode_program(true, &[Op::Raw(retries.clone())])));
-    out.push((t, "key_agreement", encode_program(false, &[Op::Raw(key_agreement.clone())])));
-    out.push((t, "uv_retries", encode_program(true, &[Op::Raw(uv_retries.clone())])));
+    out.push((
+        t,
+        "key_agreement",
+        encode_program(false, &[Op::Raw(key_agreement.clone())]),
+    ));
+    out.push((
+        t,
+        "uv_retries",
+        encode_program(true, &[Op::Raw(uv_retries.clone())]),
+    ));
     out.push((
         t,
         "set_change_token",

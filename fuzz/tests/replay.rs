@@ -7,7 +7,9 @@ fn replay(dir: &str, run: impl Fn(&[u8])) -> usize {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut n = 0;
     for sub in ["seeds", "regressions"] {
-        let Ok(entries) = std::fs::read_dir(root.join(sub).join(dir)) else { continue };
+        let Ok(entries) = std::fs::read_dir(root.join(sub).join(dir)) else {
+            continue;
+        };
         for e in entries {
             let path = e.unwrap().path();
             let data = std::fs::read(&path).unwrap();
@@ -21,12 +23,22 @@ fn replay(dir: &str, run: impl Fn(&[u8])) -> usize {
 
 #[test]
 fn ctap_command_seeds() {
-    assert!(replay("ctap_command", |d| lp_fuzz::run_authenticator(d, lp_fuzz::Focus::AllCommands)) > 0);
+    assert!(
+        replay("ctap_command", |d| lp_fuzz::run_authenticator(
+            d,
+            lp_fuzz::Focus::AllCommands
+        )) > 0
+    );
 }
 
 #[test]
 fn client_pin_seeds() {
-    assert!(replay("client_pin", |d| lp_fuzz::run_authenticator(d, lp_fuzz::Focus::ClientPin)) > 0);
+    assert!(
+        replay("client_pin", |d| lp_fuzz::run_authenticator(
+            d,
+            lp_fuzz::Focus::ClientPin
+        )) > 0
+    );
 }
 
 #[test]

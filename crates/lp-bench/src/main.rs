@@ -108,16 +108,27 @@ fn client_pin(auth: &mut Authenticator, entries: Vec<(u64, Value)>) -> Result<Va
 
 fn agree(auth: &mut Authenticator) -> Result<(SharedSecret, Value)> {
     let v = ProtocolVersion::Two;
-    let resp = client_pin(auth, vec![(1, Value::Integer(2.into())), (2, Value::Integer(2.into()))])?;
-    let Value::Map(m) = resp else { bail!("no key agreement") };
-    let theirs = m.into_iter().find(|(k, _)| k == &Value::Integer(1.into())).context("no key")?.1;
+    let resp = client_pin(
+        auth,
+        vec![(1, Value::Integer(2.into())), (2, Value::Integer(2.into()))],
+    )?;
+    let Value::Map(m) = resp else {
+        bail!("no key agreement")
+    };
+    let theirs = m
+        .into_iter()
+        .find(|(k, _)| k == &Value::Integer(1.into()))
+        .context("no key")?
+        .1;
     let mut scalar = [0u8; 32];
     OsRng.fill_bytes(&mut scalar);
     scalar[0] &= 0x7f;
     scalar[31] |= 1;
     let ours = KeyAgreement::from_secret_scalar(&scalar).map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let public = ours.public_cose();
-    let shared = ours.shared_secret(v, theirs).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let shared = ours
+        .shared_secret(v, theirs)
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     Ok((shared, public))
 }
 
@@ -143,7 +154,9 @@ fn set_pin(auth: &mut Authenticator) -> Result<()> {
 fn get_token(auth: &mut Authenticator, perms: u8, rp: &str) -> Result<[u8; 32]> {
     let (shared, platform) = agree(auth)?;
     let hash = Sha256::digest(PIN.as_bytes());
-    let enc = shared.encrypt(&hash[..16]).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let enc = shared
+        .encrypt(&hash[..16])
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let resp = client_pin(
         auth,
         vec![
@@ -156,11 +169,17 @@ fn get_token(auth: &mut Authenticator, perms: u8, rp: &str) -> Result<[u8; 32]> 
         ],
     )?;
     let Value::Map(m) = resp else { bail!("no token") };
-    let enc = m.into_iter().find(|(k, _)| k == &Value::Integer(2.into())).context("no token")?.1;
+    let enc = m
+        .into_iter()
+        .find(|(k, _)| k == &Value::Integer(2.into()))
+        .context("no token")?
+        .1;
     let plain = shared
         .decrypt(enc.as_bytes().context("token not bytes")?)
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    plain.try_into().map_err(|_| anyhow::anyhow!("token of the wrong size"))
+    plain
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("token of the wrong size"))
 }
 
 impl Ours {
@@ -198,7 +217,13 @@ impl Ours {
 fn mc_params(rp: &str, user: &[u8], token: Option<&[u8; 32]>, rk: bool) -> Value {
     let mut entries = vec![
         (1, Value::Bytes(CDH.to_vec())),
-        (2, text_map([("id", Value::Text(rp.into())), ("name", Value::Text("Bench".into()))])),
+        (
+            2,
+            text_map([
+                ("id", Value::Text(rp.into())),
+                ("name", Value::Text("Bench".into())),
+            ]),
+        ),
         (
             3,
             text_map([
@@ -217,7 +242,10 @@ fn mc_params(rp: &str, user: &[u8], token: Option<&[u8; 32]>, rk: bool) -> Value
         (7, text_map([("rk", Value::Bool(rk))])),
     ];
     if let Some(t) = token {
-        entries.push((8, Value::Bytes(authenticate_with_token(ProtocolVersion::Two, t, &CDH))));
+        entries.push((
+            8,
+            Value::Bytes(authenticate_with_token(ProtocolVersion::Two, t, &CDH)),
+        ));
         entries.push((9, Value::Integer(2.into())));
     }
     int_map(entries)
@@ -238,14 +266,19 @@ fn ga_params(rp: &str, allow: Option<&[u8]>, token: Option<&[u8; 32]>, up: bool)
     }
     entries.push((5, text_map([("up", Value::Bool(up))])));
     if let Some(t) = token {
-        entries.push((6, Value::Bytes(authenticate_with_token(ProtocolVersion::Two, t, &CDH))));
+        entries.push((
+            6,
+            Value::Bytes(authenticate_with_token(ProtocolVersion::Two, t, &CDH)),
+        ));
         entries.push((7, Value::Integer(2.into())));
     }
     int_map(entries)
 }
 
 fn credential_id(mc_response: &Value) -> Result<Vec<u8>> {
-    let Value::Map(m) = mc_response else { bail!("not a map") };
+    let Value::Map(m) = mc_response else {
+        bail!("not a map")
+    };
     let ad = m
         .iter()
         .find(|(k, _)| k == &Value::Integer(2.into()))
@@ -301,7 +334,12 @@ fn software(rounds: usize) -> Result<()> {
     let mut samples = Vec::with_capacity(rounds / 4);
     for i in 0..rounds / 4 {
         ours.refresh_token("bench.example")?;
-        let p = mc_params("bench.example", &(i as u32).to_be_bytes(), Some(&ours.token), true);
+        let p = mc_params(
+            "bench.example",
+            &(i as u32).to_be_bytes(),
+            Some(&ours.token),
+            true,
+        );
         let t = Instant::now();
         ours.request(0x01, &p)?;
         samples.push(t.elapsed());
@@ -318,9 +356,7 @@ fn software(rounds: usize) -> Result<()> {
 // ------------------------------------------------------------- the peer
 
 mod peer {
-    use passkey_authenticator::{
-        Authenticator, MemoryStore, UiHint, UserCheck, UserValidationMethod,
-    };
+    use passkey_authenticator::{Authenticator, MemoryStore, UiHint, UserCheck, UserValidationMethod};
     use passkey_types::ctap2::{get_assertion, make_credential, Aaguid, Ctap2Error};
     use passkey_types::Passkey;
 
@@ -400,7 +436,12 @@ fn peer_comparison(rounds: usize) -> Result<()> {
     let mut our_id = Vec::new();
     for i in 0..rounds / 4 + 20 {
         ours.refresh_token("bench.example")?;
-        let req = mc_params("bench.example", &(i as u32).to_be_bytes(), Some(&ours.token), true);
+        let req = mc_params(
+            "bench.example",
+            &(i as u32).to_be_bytes(),
+            Some(&ours.token),
+            true,
+        );
         let t = Instant::now();
         let v = ours.request(0x01, &req)?;
         let el = t.elapsed();
@@ -461,7 +502,7 @@ fn fill(dir: &Path, n: usize) -> Result<Vec<u8>> {
             .create_vault(&[0; 32])
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let key = custody.create_key().map_err(|e| anyhow::anyhow!("{e}"))?;
-        let cose = vec![0xa0];
+        let cose = vec![0xa0u8];
         for i in 1..n {
             let mut id = vec![0u8; 32];
             OsRng.fill_bytes(&mut id);
@@ -496,7 +537,10 @@ fn scale(n: usize, rounds: usize, dir: &Path) -> Result<()> {
     let mut ours = Ours::new(Box::new(store), true)?;
     ours.refresh_token("bench.localpasskey.invalid")?;
     let t0 = ours.token;
-    ours.request(0x01, &mc_params("bench.localpasskey.invalid", b"scale", Some(&t0), true))?;
+    ours.request(
+        0x01,
+        &mc_params("bench.localpasskey.invalid", b"scale", Some(&t0), true),
+    )?;
     ours.refresh_token("bench.localpasskey.invalid")?;
     let t1 = ours.token;
     let ga = ga_params("bench.localpasskey.invalid", None, Some(&t1), false);
@@ -513,7 +557,10 @@ fn scale(n: usize, rounds: usize, dir: &Path) -> Result<()> {
 
 fn vm_rss_kib(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("no VmRSS")?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .context("no VmRSS")?;
     Ok(line.split_whitespace().nth(1).context("VmRSS")?.parse()?)
 }
 
@@ -582,7 +629,10 @@ fn daemon(bin: &str, dir: &Path, port: u16, rounds: usize, idle: u64) -> Result<
                 .output()?;
             let text = String::from_utf8_lossy(&out.stdout);
             if !out.status.success() {
-                bail!("localpasskey bench failed: {text} {}", String::from_utf8_lossy(&out.stderr));
+                bail!(
+                    "localpasskey bench failed: {text} {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
             }
             for line in text.lines() {
                 println!("e2e: {line}");
