@@ -11,6 +11,9 @@
 #    software custody), on E2E_WORKERS pytest-xdist workers (default 2)
 # 4. the VM suite (tests/vm): the daemon as a real USB HID device through uhid
 #    in a throw-away qemu VM, driven by libfido2, OpenSSH and python-fido2
+# 5. the crash soak (SIGKILL at random moments, SOAK_KILLS, default 25) and the
+#    two-channel soak (tests/soak)
+# 6. a short fuzz run of every cargo-fuzz target (FUZZ_SECONDS each, default 10)
 #
 # Every step runs even when an earlier one failed (the end-to-end suite needs
 # the build), a summary is printed at the end, and the exit status is non-zero
@@ -111,10 +114,20 @@ if run_step "cargo build" cargo build --workspace --bins; then
     # A real kernel HID device: qemu (TCG) with Debian's kernel, the daemon on
     # uhid + swtpm, and libfido2, OpenSSH and python-fido2 against /dev/hidrawN.
     run_step "VM: uhid + real clients (tests/vm)" "$ROOT/tests/vm/run.sh" "$BIN" || true
+    run_step "crash soak (${SOAK_KILLS:-25} SIGKILLs)" \
+        env LOCALPASSKEY_BIN="$BIN" TSS2_LOG=all+none "$ROOT/.venv/bin/python" "$ROOT/tests/soak/soak.py" crash \
+        --kills "${SOAK_KILLS:-25}" || true
+    run_step "two-channel soak" \
+        env LOCALPASSKEY_BIN="$BIN" TSS2_LOG=all+none "$ROOT/.venv/bin/python" "$ROOT/tests/soak/soak.py" channels \
+        --seconds "${SOAK_CHANNEL_SECONDS:-15}" || true
 else
     skip_step "end-to-end (pytest tests/e2e)" "no binary"
     skip_step "VM: uhid + real clients (tests/vm)" "no binary"
+    skip_step "crash soak" "no binary"
+    skip_step "two-channel soak" "no binary"
 fi
+
+run_step "fuzz (${FUZZ_SECONDS:-10} s per target)" ./scripts/fuzz.sh "${FUZZ_SECONDS:-10}" || true
 
 summary
 exit "$FAILED"

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Run every cargo-fuzz target for a while (docs/fuzzing.md).
+#
+#   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
+#
+# Short runs (scripts/test.sh uses 15 s each) start from the seed corpus in
+# fuzz/seeds and grow a scratch corpus in fuzz/corpus (not committed). A
+# crash leaves its input in fuzz/artifacts/TARGET/ and fails the run; turn
+# it into a regression test (docs/fuzzing.md) before fixing it.
+#
+# Only stable Rust is installed: cargo-fuzz needs `-Zsanitizer=address`, which
+# stable rustc accepts with RUSTC_BOOTSTRAP=1 (the ASan runtime ships with
+# the stable toolchain). FUZZ_SANITIZER=none builds without ASan (safe Rust
+# only needs the coverage instrumentation, which is stable).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+SECONDS_EACH=${1:-15}
+shift || true
+TARGETS=("$@")
+[ "${#TARGETS[@]}" -gt 0 ] || TARGETS=(ctap_command client_pin ctaphid)
+SANITIZER=${FUZZ_SANITIZER:-address}
+
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+    echo "==> installing cargo-fuzz"
+    cargo install cargo-fuzz --locked --quiet
+fi
+export RUSTC_BOOTSTRAP=1
+# cargo caches what rustc said about the target in this file without keying
+# it on RUSTC_BOOTSTRAP: a run without it leaves a stale failure behind.
+rm -f fuzz/target/.rustc_info.json
+cargo fuzz build --sanitizer "$SANITIZER"
+
+failed=0
+for t in "${TARGETS[@]}"; do
+    mkdir -p "fuzz/corpus/$t"
+    echo "==> fuzzing $t for ${SECONDS_EACH}s"
+    if ! cargo fuzz run --sanitizer "$SANITIZER" "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" -- \
+        -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 -print_final_stats=1 2>"fuzz/$t.log"; then
+        echo "FUZZ FAILURE in $t: see fuzz/$t.log and fuzz/artifacts/$t/" >&2
+        tail -n 40 "fuzz/$t.log" >&2
+        failed=1
+    else
+        grep -E '^#[0-9]+ +DONE|stat::number_of_executed_units' "fuzz/$t.log" | tr '\n' ' '
+        echo
+    fi
+done
+exit "$failed"
