@@ -205,7 +205,10 @@ fn harden_process() {
     // SAFETY: setrlimit only reads `none`, which outlives the call.
     let core = unsafe { libc::setrlimit(libc::RLIMIT_CORE, &none) };
     if dumpable != 0 || core != 0 {
-        tracing::warn!("could not disable core dumps: {}", std::io::Error::last_os_error());
+        tracing::warn!(
+            "could not disable core dumps: {}",
+            std::io::Error::last_os_error()
+        );
     }
 }
 

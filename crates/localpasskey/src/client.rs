@@ -248,10 +248,17 @@ pub fn change_pin(c: &mut UdpClient, old: &str, new: &str) -> Result<Result<(), 
 }
 
 /// getPinUvAuthTokenUsingPinWithPermissions; returns the decrypted token.
-pub fn pin_token(c: &mut UdpClient, pin: &str, permissions: u8, rp_id: &str) -> Result<Result<[u8; 32], CtapError>> {
+pub fn pin_token(
+    c: &mut UdpClient,
+    pin: &str,
+    permissions: u8,
+    rp_id: &str,
+) -> Result<Result<[u8; 32], CtapError>> {
     let (shared, platform) = agree(c)?;
     let hash = lp_core::pin::pin_hash(pin.as_bytes());
-    let hash_enc = shared.encrypt(&hash[..]).map_err(|e| anyhow::anyhow!("encrypt: {e}"))?;
+    let hash_enc = shared
+        .encrypt(&hash[..])
+        .map_err(|e| anyhow::anyhow!("encrypt: {e}"))?;
     let resp = c.ctap(
         CLIENT_PIN,
         Some(int_map([
@@ -267,7 +274,9 @@ pub fn pin_token(c: &mut UdpClient, pin: &str, permissions: u8, rp_id: &str) -> 
         Ok(r) => r,
         Err(e) => return Ok(Err(e)),
     };
-    let enc = get(&resp, 2).and_then(Value::as_bytes).context("no token in the reply")?;
+    let enc = get(&resp, 2)
+        .and_then(Value::as_bytes)
+        .context("no token in the reply")?;
     let token = Zeroizing::new(shared.decrypt(enc).map_err(|e| anyhow::anyhow!("decrypt: {e}"))?);
     let token: [u8; 32] = token.as_slice().try_into().context("token is not 32 bytes")?;
     Ok(Ok(token))

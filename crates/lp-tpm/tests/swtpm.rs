@@ -418,7 +418,11 @@ fn unlocking_again_rechecks_the_pin_in_the_tpm() {
         Err(CustodyError::Locked)
     ));
     TpmCustody::unlock(&mut custody, &vault, &PIN).unwrap();
-    verify(&key.public, &digest(2), &custody.sign_digest(&key.blob, &digest(2)).unwrap());
+    verify(
+        &key.public,
+        &digest(2),
+        &custody.sign_digest(&key.blob, &digest(2)).unwrap(),
+    );
 }
 
 #[test]
