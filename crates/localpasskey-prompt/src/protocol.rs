@@ -173,9 +173,8 @@ fn is_invisible(c: char) -> bool {
 /// with a note saying how much is hidden (never silently).
 pub fn displayable(text: &str, max_chars: usize) -> String {
     let mut out = String::new();
-    let mut shown = 0;
     let total = text.chars().count();
-    for c in text.chars() {
+    for (shown, c) in text.chars().enumerate() {
         if shown == max_chars {
             out.push_str(&format!("… ({} more characters)", total - shown));
             break;
@@ -185,7 +184,6 @@ pub fn displayable(text: &str, max_chars: usize) -> String {
         } else {
             out.push(c);
         }
-        shown += 1;
     }
     out
 }

@@ -4,6 +4,7 @@ use crate::client::{self, UdpClient};
 use crate::daemon;
 use crate::doctor;
 use crate::presence::FileScript;
+use crate::prompt_desktop::DesktopPrompt;
 use crate::store_sqlite::SqliteStore;
 use crate::transport::udp::{Udp, DEFAULT_PORT};
 use crate::transport::Transport;
@@ -126,9 +127,10 @@ struct RunArgs {
     /// meets an `approve` line (tests only).
     #[arg(long)]
     script_pin: Option<String>,
-    /// How presence is confirmed: `approve` (simulation only; no built-in
-    /// verification, so the platform asks for the PIN) or `script:FILE`
-    /// (tests: one of approve/deny/wait/delay <ms>/pin <PIN> per line).
+    /// How presence is confirmed: `desktop` (a dialog on the screen that also
+    /// takes the PIN; the one choice for real use), `approve` (simulation
+    /// only; no built-in verification, so the platform asks for the PIN) or
+    /// `script:FILE` (tests: one of approve/deny/wait/delay <ms>/pin <PIN> per line).
     #[arg(long, default_value = "approve")]
     presence: String,
     /// How long to wait for the person before CTAP2_ERR_USER_ACTION_TIMEOUT.
@@ -239,6 +241,7 @@ fn run(args: RunArgs, dir: PathBuf) -> Result<()> {
         bail!("--script-pin goes with --presence script:FILE");
     }
     let presence: Box<dyn UserPresence> = match args.presence.as_str() {
+        "desktop" => Box::new(DesktopPrompt::locate()?),
         "approve" if simulation => Box::new(AlwaysApprove),
         "approve" => bail!("--presence approve is only accepted with --transport udp"),
         p => match p.strip_prefix("script:") {
@@ -246,7 +249,7 @@ fn run(args: RunArgs, dir: PathBuf) -> Result<()> {
                 Box::new(FileScript::new(PathBuf::from(path), args.script_pin.clone()))
             }
             Some(_) => bail!("--presence script: is only accepted with --transport udp"),
-            None => bail!("unknown --presence {p:?} (approve, script:FILE)"),
+            None => bail!("unknown --presence {p:?} (desktop, approve, script:FILE)"),
         },
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());

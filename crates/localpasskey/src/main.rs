@@ -6,6 +6,7 @@ mod client;
 mod daemon;
 mod doctor;
 mod presence;
+mod prompt_desktop;
 mod store_sqlite;
 mod transport;
 
