@@ -138,11 +138,8 @@ fn run_dialog(req: &Request, deadline: Instant) -> Answer {
         let rp = label(&rp_id, "lp-rp");
         rp.set_wrap_mode(gtk::pango::WrapMode::Char);
         content.append(&rp);
-        if protocol::rp_id_needs_warning(&req.rp_id) {
-            content.append(&label(
-                "This name contains non-ASCII letters, which can imitate another site's name.",
-                "lp-warning",
-            ));
+        if let Some(warning) = protocol::rp_id_warning(&req.rp_id) {
+            content.append(&label(&warning, "lp-warning"));
         }
     }
     if let Some(user) = req.user_name.as_deref().filter(|u| !u.is_empty()) {
@@ -308,18 +305,25 @@ fn run_dialog(req: &Request, deadline: Instant) -> Answer {
     glib::timeout_add_local(Duration::from_millis(100), tick);
 
     {
+        // Counted from when the window is on screen, not from when it was
+        // built: the delay is the person's time to see what is asked.
         let armed = Rc::clone(&armed);
         let allow = allow.clone();
         let pin_entry = pin_entry.clone();
-        glib::timeout_add_local_once(ARM_DELAY, move || {
-            armed.set(true);
-            match &pin_entry {
-                None => allow.set_sensitive(true),
-                Some(entry) => {
-                    entry.set_sensitive(true);
-                    entry.grab_focus();
+        window.connect_map(move |_| {
+            let armed = Rc::clone(&armed);
+            let allow = allow.clone();
+            let pin_entry = pin_entry.clone();
+            glib::timeout_add_local_once(ARM_DELAY, move || {
+                armed.set(true);
+                match &pin_entry {
+                    None => allow.set_sensitive(true),
+                    Some(entry) => {
+                        entry.set_sensitive(true);
+                        entry.grab_focus();
+                    }
                 }
-            }
+            });
         });
     }
 

@@ -197,9 +197,18 @@ pub fn displayable_user(user: &str) -> String {
 }
 
 /// A non-ASCII RP ID may imitate another site with look-alike letters
-/// ("gооgle.com" with Cyrillic o); the dialog says so instead of guessing.
-pub fn rp_id_needs_warning(rp_id: &str) -> bool {
-    !rp_id.is_ascii()
+/// ("gооgle.com" with Cyrillic o). Instead of guessing which ones are
+/// dangerous, the dialog warns about every one and shows the ASCII (`xn--`)
+/// form, which cannot look like anything it is not.
+pub fn rp_id_warning(rp_id: &str) -> Option<String> {
+    if rp_id.is_ascii() {
+        return None;
+    }
+    let first = "This name contains characters outside ASCII, which can imitate another site's name.";
+    Some(match idna::domain_to_ascii(rp_id) {
+        Ok(ascii) if !ascii.is_empty() => format!("{first} Written in ASCII it is: {ascii}"),
+        _ => format!("{first} It is not a valid domain name."),
+    })
 }
 
 /// "29 s", "1:05": whole seconds, rounded up so 0 appears only at the end.
@@ -290,9 +299,12 @@ mod tests {
     }
 
     #[test]
-    fn non_ascii_rp_ids_are_flagged() {
-        assert!(!rp_id_needs_warning("example.com"));
-        assert!(rp_id_needs_warning("g\u{043E}\u{043E}gle.com"));
+    fn non_ascii_rp_ids_are_flagged_with_their_ascii_form() {
+        assert_eq!(rp_id_warning("example.com"), None);
+        let w = rp_id_warning("g\u{043E}\u{043E}gle.com").unwrap();
+        assert!(w.ends_with("Written in ASCII it is: xn--ggle-55da.com"), "{w}");
+        let w = rp_id_warning("\u{202E}moc.elgoog").unwrap();
+        assert!(w.ends_with("not a valid domain name."), "{w}");
     }
 
     #[test]
