@@ -19,9 +19,13 @@ log() { printf '==> %s\n' "$*"; }
 # python3-venv/python3-pip: the end-to-end test client.
 # swtpm, swtpm-tools, tpm2-tools, libtss2-dev: TPM custody (next milestone).
 # fido2-tools: libfido2's command-line clients (next milestones).
+# libgtk-4-dev: builds localpasskey-prompt, the desktop dialog (GTK 4.8 on Debian 12).
+# xvfb, xdotool, imagemagick, fonts-dejavu-core: tests/desktop runs that dialog
+#   on a private X server, types into it, and saves screenshots (`import`).
 APT_PACKAGES=(
     build-essential pkg-config python3-venv python3-pip
     swtpm swtpm-tools tpm2-tools libtss2-dev fido2-tools
+    libgtk-4-dev xvfb xdotool imagemagick fonts-dejavu-core
 )
 
 SUDO=()

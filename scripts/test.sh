@@ -7,6 +7,9 @@
 # 2. cargo fmt --check, cargo clippy -D warnings, cargo test
 # 3. cargo build, then the end-to-end suite (tests/e2e, python-fido2 against the
 #    real daemon over the UDP simulation transport)
+# 4. the desktop prompt (tests/desktop): the real GTK dialog on a private Xvfb,
+#    driven with the keyboard by xdotool, alone and behind the daemon;
+#    screenshots in test-output/prompt-*.png
 #
 # Every step runs even when an earlier one failed (the end-to-end suite needs
 # the build), a summary is printed at the end, and the exit status is non-zero
@@ -98,8 +101,12 @@ if run_step "cargo build" cargo build --workspace --bins; then
     run_step "end-to-end (pytest tests/e2e)" \
         env LOCALPASSKEY_BIN="$BIN" "$ROOT/.venv/bin/python" -m pytest "$ROOT/tests/e2e" \
         -v -p no:cacheprovider --junitxml="$JUNIT" "$@" || true
+    run_step "desktop prompt (pytest tests/desktop)" \
+        env LOCALPASSKEY_BIN="$BIN" "$ROOT/.venv/bin/python" -m pytest "$ROOT/tests/desktop" \
+        -v -p no:cacheprovider || true
 else
     skip_step "end-to-end (pytest tests/e2e)" "no binary"
+    skip_step "desktop prompt (pytest tests/desktop)" "no binary"
 fi
 
 summary

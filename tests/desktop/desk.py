@@ -87,10 +87,15 @@ class Xvfb:
         out = self.xdo("search", "--onlyvisible", "--name", name, check=False)
         return out.split()
 
-    def wait_window(self, timeout: float = 20.0, name: str = "^LocalPasskey") -> str:
-        """The dialog's window id, as soon as it is on screen, with the keyboard focus."""
+    def wait_window(self, timeout: float = 20.0, name: str = "^LocalPasskey", waiting=None) -> str:
+        """The dialog's window id, as soon as it is on screen, with the keyboard focus.
+
+        `waiting`: something with `done()`; if it finishes first, no dialog is coming.
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if waiting is not None and waiting.done():
+                raise AssertionError(f"no dialog appeared, and the call ended with: {waiting.outcome()}")
             found = self.windows(name)
             if found:
                 wid = found[-1]

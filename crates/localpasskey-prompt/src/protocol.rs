@@ -105,7 +105,7 @@ impl Action {
         let (headline, explanation, destructive, allow_label) = match self {
             Action::Register => (
                 "Create a passkey",
-                "A new passkey for this site will be made in this computer's TPM.",
+                "A new passkey for this site will be made on this security key.",
                 false,
                 "Allow",
             ),
