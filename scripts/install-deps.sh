@@ -24,10 +24,14 @@ log() { printf '==> %s\n' "$*"; }
 # fido2-tools, openssh-client: the real clients of the VM tests (tests/vm).
 # qemu-system-x86, busybox-static, kmod, cpio: the throw-away VM with a kernel
 # that has uhid (tests/vm/build-image.sh downloads Debian's kernel package).
+# libgtk-4-dev: builds localpasskey-prompt, the desktop dialog (GTK 4.8 on Debian 12).
+# xvfb, xdotool, imagemagick, fonts-dejavu-core: tests/desktop runs that dialog
+#   on a private X server, types into it, and saves screenshots (`import`).
 APT_PACKAGES=(
     build-essential pkg-config python3-venv python3-pip
     swtpm swtpm-tools tpm2-tools libtss2-dev fido2-tools openssh-client
     qemu-system-x86 busybox-static kmod cpio
+    libgtk-4-dev xvfb xdotool imagemagick fonts-dejavu-core
 )
 
 SUDO=()

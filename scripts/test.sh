@@ -9,11 +9,14 @@
 #    real daemon over the UDP simulation transport; every daemon test runs once
 #    with TPM custody, each with its own swtpm, and once with the insecure
 #    software custody), on E2E_WORKERS pytest-xdist workers (default 2)
-# 4. the VM suite (tests/vm): the daemon as a real USB HID device through uhid
+# 4. the desktop prompt (tests/desktop): the real GTK dialog on a private Xvfb,
+#    driven with the keyboard by xdotool, alone and behind the daemon;
+#    screenshots in test-output/prompt-*.png
+# 5. the VM suite (tests/vm): the daemon as a real USB HID device through uhid
 #    in a throw-away qemu VM, driven by libfido2, OpenSSH and python-fido2
-# 5. the crash soak (SIGKILL at random moments, SOAK_KILLS, default 25) and the
+# 6. the crash soak (SIGKILL at random moments, SOAK_KILLS, default 25) and the
 #    two-channel soak (tests/soak)
-# 6. a short fuzz run of every cargo-fuzz target (FUZZ_SECONDS each, default 10)
+# 7. a short fuzz run of every cargo-fuzz target (FUZZ_SECONDS each, default 10)
 #
 # Every step runs even when an earlier one failed (the end-to-end suite needs
 # the build), a summary is printed at the end, and the exit status is non-zero
@@ -111,6 +114,9 @@ if run_step "cargo build" cargo build --workspace --bins; then
     run_step "end-to-end (pytest tests/e2e)" \
         env LOCALPASSKEY_BIN="$BIN" TSS2_LOG=all+none "$ROOT/.venv/bin/python" -m pytest "$ROOT/tests/e2e" \
         -v -p no:cacheprovider -n "${E2E_WORKERS:-2}" --durations=10 --junitxml="$JUNIT" "$@" || true
+    run_step "desktop prompt (pytest tests/desktop)" \
+        env LOCALPASSKEY_BIN="$BIN" "$ROOT/.venv/bin/python" -m pytest "$ROOT/tests/desktop" \
+        -v -p no:cacheprovider || true
     # A real kernel HID device: qemu (TCG) with Debian's kernel, the daemon on
     # uhid + swtpm, and libfido2, OpenSSH and python-fido2 against /dev/hidrawN.
     run_step "VM: uhid + real clients (tests/vm)" "$ROOT/tests/vm/run.sh" "$BIN" || true
@@ -122,6 +128,7 @@ if run_step "cargo build" cargo build --workspace --bins; then
         --seconds "${SOAK_CHANNEL_SECONDS:-15}" || true
 else
     skip_step "end-to-end (pytest tests/e2e)" "no binary"
+    skip_step "desktop prompt (pytest tests/desktop)" "no binary"
     skip_step "VM: uhid + real clients (tests/vm)" "no binary"
     skip_step "crash soak" "no binary"
     skip_step "two-channel soak" "no binary"

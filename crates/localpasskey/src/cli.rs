@@ -5,6 +5,7 @@ use crate::daemon;
 use crate::doctor;
 use crate::pinentry::Pinentry;
 use crate::presence::FileScript;
+use crate::prompt_desktop::DesktopPrompt;
 use crate::store_sqlite::SqliteStore;
 use crate::transport::udp::{Udp, DEFAULT_PORT};
 use crate::transport::uhid::{DeviceIdentity, Uhid};
@@ -136,11 +137,12 @@ struct RunArgs {
     /// meets an `approve` line (tests only).
     #[arg(long)]
     script_pin: Option<String>,
-    /// How presence is confirmed: `pinentry` (a pinentry dialog, honouring
-    /// PINENTRY_PROGRAM; the default with uhid), `approve` (the default with
-    /// the UDP simulation; no built-in verification, so the platform asks for
-    /// the PIN) or `script:FILE` (tests: one of approve/deny/wait/delay
-    /// <ms>/pin <PIN> per line).
+    /// How presence is confirmed: `desktop` (our dialog on the screen, which
+    /// also takes the PIN; the default with uhid, falling back to pinentry
+    /// when there is no display), `pinentry` (honouring PINENTRY_PROGRAM),
+    /// `approve` (the default with the UDP simulation; no built-in
+    /// verification, so the platform asks for the PIN) or `script:FILE`
+    /// (tests: one of approve/deny/wait/delay <ms>/pin <PIN> per line).
     #[arg(long)]
     presence: Option<String>,
     /// How long to wait for the person before CTAP2_ERR_USER_ACTION_TIMEOUT.
@@ -286,20 +288,31 @@ fn run(args: RunArgs, dir: PathBuf) -> Result<()> {
     let presence_mode = args
         .presence
         .clone()
-        .unwrap_or_else(|| if simulation { "approve" } else { "pinentry" }.to_string());
+        .unwrap_or_else(|| if simulation { "approve" } else { "desktop" }.to_string());
     if args.script_pin.is_some() && !presence_mode.starts_with("script:") {
         bail!("--script-pin goes with --presence script:FILE");
     }
+    let pinentry = || -> Box<dyn UserPresence> {
+        let p = Pinentry::from_env();
+        tracing::info!(
+            "prompts go through the pinentry program {:?} (PINENTRY_PROGRAM)",
+            p.program()
+        );
+        Box::new(p)
+    };
     let presence: Box<dyn UserPresence> = match presence_mode.as_str() {
-        "pinentry" => {
-            let p = Pinentry::from_env();
-            tracing::info!(
-                "prompts go through the pinentry program {:?} (PINENTRY_PROGRAM); \
-                 the desktop dialog is not built yet",
-                p.program()
-            );
-            Box::new(p)
+        "desktop" => {
+            let display = ["DISPLAY", "WAYLAND_DISPLAY"]
+                .iter()
+                .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()));
+            if display {
+                Box::new(DesktopPrompt::locate()?)
+            } else {
+                tracing::warn!("no display (neither DISPLAY nor WAYLAND_DISPLAY): falling back to pinentry");
+                pinentry()
+            }
         }
+        "pinentry" => pinentry(),
         "approve" if test_only_ok => Box::new(AlwaysApprove),
         "approve" => bail!(
             "--presence approve is only accepted with --transport udp \
@@ -313,7 +326,7 @@ fn run(args: RunArgs, dir: PathBuf) -> Result<()> {
                 "--presence script: is only accepted with --transport udp \
                  (or for tests, with --force-insecure-for-tests)"
             ),
-            None => bail!("unknown --presence {p:?} (pinentry, approve, script:FILE)"),
+            None => bail!("unknown --presence {p:?} (desktop, pinentry, approve, script:FILE)"),
         },
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());

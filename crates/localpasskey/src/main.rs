@@ -7,6 +7,7 @@ mod daemon;
 mod doctor;
 mod pinentry;
 mod presence;
+mod prompt_desktop;
 mod store_sqlite;
 mod transport;
 

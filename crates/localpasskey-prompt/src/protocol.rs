@@ -1,0 +1,335 @@
+//! The pipe protocol between the daemon and this dialog, and the words the
+//! dialog shows. No GTK here, so all of it is unit-tested without a display.
+//!
+//! stdin, one JSON line:
+//! `{"action":"sign_in","rp_id":"example.com","user_name":"alice","needs_pin":true,"retries":8,"timeout_ms":30000}`
+//! stdout, one JSON line: `{"answer":"approve"|"deny"|"timeout"}`, plus
+//! `"pin"` only when `needs_pin` was true and the person approved.
+//! The daemon (crates/localpasskey/src/prompt_desktop.rs) holds the other end.
+
+use serde::{Deserialize, Serialize};
+use std::io::BufRead;
+use zeroize::Zeroizing;
+
+/// A request that is longer than this is not from our daemon.
+const MAX_REQUEST_BYTES: u64 = 16 * 1024;
+
+/// Longest RP ID shown in full (a DNS name has at most 253 characters).
+const MAX_RP_ID_CHARS: usize = 256;
+const MAX_USER_NAME_CHARS: usize = 128;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Register,
+    SignIn,
+    AlreadyRegistered,
+    Reset,
+    Select,
+    Unlock,
+    ChangePin,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    pub action: Action,
+    #[serde(default)]
+    pub rp_id: String,
+    #[serde(default)]
+    pub user_name: Option<String>,
+    #[serde(default)]
+    pub needs_pin: bool,
+    #[serde(default)]
+    pub retries: Option<u8>,
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Approve,
+    Deny,
+    Timeout,
+}
+
+#[derive(Serialize)]
+pub struct Answer {
+    pub answer: Kind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pin: Option<Zeroizing<String>>,
+}
+
+impl Answer {
+    pub fn of(answer: Kind) -> Self {
+        Self { answer, pin: None }
+    }
+
+    pub fn to_line(&self) -> Zeroizing<String> {
+        let mut line = Zeroizing::new(serde_json::to_string(self).expect("plain struct serialises"));
+        line.push('\n');
+        line
+    }
+}
+
+pub fn read_request(input: impl BufRead) -> Result<Request, String> {
+    let mut line = String::new();
+    input
+        .take(MAX_REQUEST_BYTES)
+        .read_line(&mut line)
+        .map_err(|e| format!("cannot read the request: {e}"))?;
+    if !line.ends_with('\n') && line.len() as u64 >= MAX_REQUEST_BYTES {
+        return Err("the request is too long".into());
+    }
+    let req: Request = serde_json::from_str(line.trim()).map_err(|e| format!("bad request: {e}"))?;
+    if req.timeout_ms == 0 {
+        return Err("bad request: timeout_ms is 0".into());
+    }
+    Ok(req)
+}
+
+/// The words of one dialog.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Texts {
+    /// The question, e.g. "Sign in?".
+    pub headline: &'static str,
+    /// What saying yes does, in one or two sentences.
+    pub explanation: &'static str,
+    /// Whether saying yes destroys something (shown in red).
+    pub destructive: bool,
+    pub allow_label: &'static str,
+}
+
+impl Action {
+    pub fn texts(self) -> Texts {
+        let (headline, explanation, destructive, allow_label) = match self {
+            Action::Register => (
+                "Create a passkey",
+                "A new passkey for this site will be made on this security key.",
+                false,
+                "Allow",
+            ),
+            Action::SignIn => (
+                "Sign in",
+                "Your passkey for this site will sign in.",
+                false,
+                "Allow",
+            ),
+            Action::AlreadyRegistered => (
+                "A passkey already exists here",
+                "The site will be told that this security key already holds a passkey for it.",
+                false,
+                "Allow",
+            ),
+            Action::Reset => (
+                "ERASE ALL PASSKEYS",
+                "Every passkey on this security key and its PIN will be deleted for good. \
+                 You will lose access to every account that relies on them.",
+                true,
+                "Erase all",
+            ),
+            Action::Select => (
+                "Select this security key",
+                "A program wants to use LocalPasskey among your security keys.",
+                false,
+                "Allow",
+            ),
+            Action::Unlock => (
+                "Unlock passkeys",
+                "A program wants to use your passkeys for this site with your PIN.",
+                false,
+                "Allow",
+            ),
+            Action::ChangePin => (
+                "Change the PIN",
+                "A program wants to change the PIN of this security key.",
+                true,
+                "Allow",
+            ),
+        };
+        Texts {
+            headline,
+            explanation,
+            destructive,
+            allow_label,
+        }
+    }
+}
+
+/// Characters that draw nothing or reorder what follows them: an RP ID or a
+/// user name containing them could look like another one (`\u{202E}` turns
+/// "moc.elgoog" into "google.com" on screen), so they are shown as escapes.
+fn is_invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+            | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
+            | '\u{FFA0}' | '\u{FFF0}'..='\u{FFFB}' | '\u{E0000}'..='\u{E0FFF}')
+}
+
+/// Text from the request, made safe to show as plain text: invisible and
+/// reordering characters become visible escapes, and overlong text is cut
+/// with a note saying how much is hidden (never silently).
+pub fn displayable(text: &str, max_chars: usize) -> String {
+    let mut out = String::new();
+    let total = text.chars().count();
+    for (shown, c) in text.chars().enumerate() {
+        if shown == max_chars {
+            out.push_str(&format!("… ({} more characters)", total - shown));
+            break;
+        }
+        if is_invisible(c) {
+            out.push_str(&format!("\\u{{{:04X}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+pub fn displayable_rp_id(rp_id: &str) -> String {
+    displayable(rp_id, MAX_RP_ID_CHARS)
+}
+
+pub fn displayable_user(user: &str) -> String {
+    displayable(user, MAX_USER_NAME_CHARS)
+}
+
+/// A non-ASCII RP ID may imitate another site with look-alike letters
+/// ("gооgle.com" with Cyrillic o). Instead of guessing which ones are
+/// dangerous, the dialog warns about every one and shows the ASCII (`xn--`)
+/// form, which cannot look like anything it is not.
+pub fn rp_id_warning(rp_id: &str) -> Option<String> {
+    if rp_id.is_ascii() {
+        return None;
+    }
+    let first = "This name contains characters outside ASCII, which can imitate another site's name.";
+    Some(match idna::domain_to_ascii(rp_id) {
+        Ok(ascii) if !ascii.is_empty() => format!("{first} Written in ASCII it is: {ascii}"),
+        _ => format!("{first} It is not a valid domain name."),
+    })
+}
+
+/// "29 s", "1:05": whole seconds, rounded up so 0 appears only at the end.
+pub fn format_remaining(ms: u64) -> String {
+    let secs = ms.div_ceil(1000);
+    if secs >= 60 {
+        format!("{}:{:02}", secs / 60, secs % 60)
+    } else {
+        format!("{secs} s")
+    }
+}
+
+pub fn tries_left(retries: u8) -> String {
+    match retries {
+        1 => "1 try left: a wrong PIN now blocks the PIN for good".into(),
+        n => format!("{n} tries left"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_full_request() {
+        let line = br#"{"action":"sign_in","rp_id":"example.com","user_name":"alice","needs_pin":true,"retries":7,"timeout_ms":30000}
+"#;
+        let req = read_request(&line[..]).unwrap();
+        assert_eq!(req.action, Action::SignIn);
+        assert_eq!(req.rp_id, "example.com");
+        assert_eq!(req.user_name.as_deref(), Some("alice"));
+        assert!(req.needs_pin);
+        assert_eq!(req.retries, Some(7));
+        assert_eq!(req.timeout_ms, 30000);
+    }
+
+    #[test]
+    fn optional_fields_default_to_presence_only() {
+        let req = read_request(&br#"{"action":"reset","timeout_ms":10}"#[..]).unwrap();
+        assert_eq!(req.action, Action::Reset);
+        assert_eq!(req.rp_id, "");
+        assert!(!req.needs_pin);
+        assert_eq!(req.user_name, None);
+    }
+
+    #[test]
+    fn refuses_bad_requests() {
+        for bad in [
+            &b""[..],
+            b"{}",
+            b"not json",
+            br#"{"action":"format_disk","timeout_ms":10}"#,
+            br#"{"action":"sign_in","timeout_ms":0}"#,
+            br#"{"action":"sign_in","timeout_ms":10,"approve":true}"#,
+        ] {
+            assert!(read_request(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+        let long = format!("{{\"action\":\"sign_in\",\"rp_id\":\"{}\"", "a".repeat(20_000));
+        assert!(read_request(long.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn answers_carry_a_pin_only_when_given() {
+        assert_eq!(&*Answer::of(Kind::Deny).to_line(), "{\"answer\":\"deny\"}\n");
+        assert_eq!(
+            &*Answer::of(Kind::Timeout).to_line(),
+            "{\"answer\":\"timeout\"}\n"
+        );
+        let a = Answer {
+            answer: Kind::Approve,
+            pin: Some(Zeroizing::new("12\"34".into())),
+        };
+        assert_eq!(&*a.to_line(), "{\"answer\":\"approve\",\"pin\":\"12\\\"34\"}\n");
+    }
+
+    #[test]
+    fn reordering_and_invisible_characters_are_shown_as_escapes() {
+        assert_eq!(displayable_rp_id("example.com"), "example.com");
+        assert_eq!(displayable_rp_id("\u{202E}moc.elgoog"), "\\u{202E}moc.elgoog");
+        assert_eq!(displayable_user("a\u{200B}b\nc"), "a\\u{200B}b\\u{000A}c");
+        assert_eq!(displayable_user("josé"), "josé");
+    }
+
+    #[test]
+    fn long_text_is_cut_with_a_note() {
+        assert_eq!(displayable("abcdef", 4), "abcd… (2 more characters)");
+        assert_eq!(displayable("abcd", 4), "abcd");
+    }
+
+    #[test]
+    fn non_ascii_rp_ids_are_flagged_with_their_ascii_form() {
+        assert_eq!(rp_id_warning("example.com"), None);
+        let w = rp_id_warning("g\u{043E}\u{043E}gle.com").unwrap();
+        assert!(w.ends_with("Written in ASCII it is: xn--ggle-55da.com"), "{w}");
+        let w = rp_id_warning("\u{202E}moc.elgoog").unwrap();
+        assert!(w.ends_with("not a valid domain name."), "{w}");
+    }
+
+    #[test]
+    fn countdown_rounds_up() {
+        assert_eq!(format_remaining(30_000), "30 s");
+        assert_eq!(format_remaining(29_001), "30 s");
+        assert_eq!(format_remaining(1), "1 s");
+        assert_eq!(format_remaining(0), "0 s");
+        assert_eq!(format_remaining(65_000), "1:05");
+    }
+
+    #[test]
+    fn every_action_has_words() {
+        for a in [
+            Action::Register,
+            Action::SignIn,
+            Action::AlreadyRegistered,
+            Action::Reset,
+            Action::Select,
+            Action::Unlock,
+            Action::ChangePin,
+        ] {
+            let t = a.texts();
+            assert!(!t.headline.is_empty() && !t.explanation.is_empty());
+        }
+        assert!(Action::Reset.texts().destructive);
+    }
+}

@@ -1,0 +1,578 @@
+//! `--presence desktop`: the real `user` seam, a dialog on the person's screen.
+//!
+//! The dialog is a separate program, `localpasskey-prompt` (crates/
+//! localpasskey-prompt), started once per question: the daemon never links
+//! GTK, a crash of the UI cannot take the authenticator down, and the PIN
+//! crosses only a pipe. One JSON line goes to its stdin
+//! (`{action, rp_id, user_name, needs_pin, retries, timeout_ms}`), one comes
+//! back on its stdout (`{"answer":"approve"|"deny"|"timeout", "pin":...}`).
+//!
+//! The daemon stays in charge of time and cancellation: it polls every
+//! [`POLL`] and kills the dialog when the platform sends CTAPHID_CANCEL or the
+//! CTAP timeout passes, whatever the dialog is doing. Anything other than a
+//! well-formed approval — a crash, garbage, silence — is a refusal.
+
+use anyhow::{bail, Context, Result};
+use lp_core::user::{Action, Interaction, Presence, PresenceRequest, UserPresence, Verification};
+use serde::Deserialize;
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
+
+/// Names the dialog program explicitly (tests, unusual installs).
+pub const PROMPT_ENV: &str = "LOCALPASSKEY_PROMPT";
+/// Looked for next to the daemon's own executable, where `cargo build` and
+/// the installer put it, so no PATH lookup can substitute another program.
+pub const PROMPT_NAME: &str = "localpasskey-prompt";
+/// How often cancel and the deadline are checked while the dialog is open;
+/// the CTAPHID keepalive period is 80 ms, so a cancel closes it well within one.
+const POLL: Duration = Duration::from_millis(20);
+/// An answer longer than this is not from our dialog (a PIN is at most 63 bytes).
+const MAX_ANSWER_BYTES: usize = 4096;
+
+type EnvLookup = Box<dyn Fn(&str) -> Option<OsString> + Send>;
+
+pub struct DesktopPrompt {
+    program: PathBuf,
+    /// The environment the display is looked up in; tests replace it.
+    env: EnvLookup,
+}
+
+/// What came back, before it is mapped onto the seam's two answer types.
+enum Outcome {
+    Approved(Option<Zeroizing<String>>),
+    Denied,
+    TimedOut,
+    Cancelled,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AnswerLine {
+    answer: String,
+    #[serde(default)]
+    pin: Option<Zeroizing<String>>,
+}
+
+fn action_name(action: Action) -> &'static str {
+    match action {
+        Action::Register => "register",
+        Action::SignIn => "sign_in",
+        Action::AlreadyRegistered => "already_registered",
+        Action::Reset => "reset",
+        Action::Select => "select",
+        Action::Unlock => "unlock",
+    }
+}
+
+impl DesktopPrompt {
+    /// `$LOCALPASSKEY_PROMPT`, else `localpasskey-prompt` next to this executable.
+    pub fn locate() -> Result<Self> {
+        let program = match std::env::var_os(PROMPT_ENV).filter(|p| !p.is_empty()) {
+            Some(p) => PathBuf::from(p),
+            None => std::env::current_exe()
+                .context("cannot find the daemon's own executable")?
+                .with_file_name(PROMPT_NAME),
+        };
+        if !program.is_file() {
+            bail!(
+                "the desktop prompt {} does not exist: build it (`cargo build --workspace`), \
+                 install it next to localpasskey, or name it with {PROMPT_ENV}",
+                program.display()
+            );
+        }
+        tracing::info!("desktop prompt: {}", program.display());
+        let prompt = Self::with_program(program);
+        if prompt.display().is_none() {
+            tracing::warn!(
+                "neither DISPLAY nor WAYLAND_DISPLAY is set: the desktop prompt cannot be shown, \
+                 and every request will be denied until the daemon runs in a graphical session"
+            );
+        }
+        Ok(prompt)
+    }
+
+    pub fn with_program(program: PathBuf) -> Self {
+        Self {
+            program,
+            env: Box::new(|name| std::env::var_os(name)),
+        }
+    }
+
+    /// Which display the dialog would appear on, for logs.
+    fn display(&self) -> Option<String> {
+        ["WAYLAND_DISPLAY", "DISPLAY"].iter().find_map(|name| {
+            (self.env)(name)
+                .filter(|v| !v.is_empty())
+                .map(|v| format!("{name}={}", v.to_string_lossy()))
+        })
+    }
+
+    fn ask(
+        &self,
+        req: &PresenceRequest,
+        needs_pin: bool,
+        retries: Option<u8>,
+        timeout: Duration,
+        io: &dyn Interaction,
+    ) -> Outcome {
+        let deadline = Instant::now() + timeout;
+        let action = action_name(req.action);
+        let Some(screen) = self.display() else {
+            tracing::error!(
+                action,
+                rp = %req.rp_id,
+                "the desktop prompt cannot be shown: neither DISPLAY nor WAYLAND_DISPLAY is set; denying"
+            );
+            return Outcome::Denied;
+        };
+        let line = serde_json::json!({
+            "action": action,
+            "rp_id": req.rp_id,
+            "user_name": req.user_name,
+            "needs_pin": needs_pin,
+            "retries": retries,
+            "timeout_ms": timeout.as_millis() as u64,
+        })
+        .to_string()
+            + "\n";
+
+        let mut cmd = Command::new(&self.program);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            // Its own process group, so a kill reaches anything it started.
+            .process_group(0);
+        // SAFETY: the closure runs between fork and exec and only makes one
+        // async-signal-safe system call with integer arguments.
+        unsafe {
+            // If the daemon dies, the dialog goes with it instead of
+            // collecting a PIN for nobody.
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+                Ok(())
+            });
+        }
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(
+                    "cannot start the desktop prompt {}: {e}; denying",
+                    self.program.display()
+                );
+                return Outcome::Denied;
+            }
+        };
+        tracing::info!(action, rp = %req.rp_id, needs_pin, %screen, pid = child.id(), "desktop prompt shown");
+
+        // The request is far smaller than a pipe buffer, so this cannot block.
+        if let Some(mut stdin) = child.stdin.take() {
+            if let Err(e) = stdin.write_all(line.as_bytes()) {
+                tracing::error!("cannot send the request to the desktop prompt: {e}; denying");
+                kill(&mut child);
+                return Outcome::Denied;
+            }
+        }
+
+        let (tx, rx) = mpsc::channel();
+        let mut stdout = child.stdout.take().expect("stdout is piped");
+        std::thread::spawn(move || {
+            // Preallocated and zeroized on drop: the PIN is never copied by a
+            // growing buffer and never left behind in freed memory.
+            let mut buf = Zeroizing::new(vec![0u8; MAX_ANSWER_BYTES]);
+            let mut n = 0;
+            while n < buf.len() {
+                match stdout.read(&mut buf[n..]) {
+                    Ok(0) => break,
+                    Ok(k) => n += k,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+            buf.truncate(n);
+            let _ = tx.send(buf);
+        });
+
+        let answer = loop {
+            match rx.recv_timeout(POLL) {
+                Ok(bytes) => break bytes,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break Zeroizing::new(Vec::new()),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            if io.is_cancelled() {
+                kill(&mut child);
+                tracing::info!(action, rp = %req.rp_id, "desktop prompt closed: the platform cancelled");
+                return Outcome::Cancelled;
+            }
+            if Instant::now() >= deadline {
+                kill(&mut child);
+                tracing::info!(action, rp = %req.rp_id, "desktop prompt closed: nobody answered in time");
+                return Outcome::TimedOut;
+            }
+        };
+        // Its stdout is closed, so it is exiting; make sure, and reap it.
+        let status = kill(&mut child);
+        if answer.is_empty() {
+            tracing::error!(
+                "the desktop prompt ended without an answer ({}); denying",
+                status.map_or_else(|| "unknown status".to_owned(), |s| s.to_string())
+            );
+            return Outcome::Denied;
+        }
+        let outcome = parse_answer(&answer, needs_pin);
+        let said = match &outcome {
+            Outcome::Approved(_) => "approved",
+            Outcome::Denied => "denied",
+            Outcome::TimedOut => "timed out",
+            Outcome::Cancelled => "cancelled",
+        };
+        tracing::info!(action, rp = %req.rp_id, "desktop prompt: {said}");
+        outcome
+    }
+}
+
+fn parse_answer(bytes: &[u8], needs_pin: bool) -> Outcome {
+    let parsed: AnswerLine = match serde_json::from_slice(bytes) {
+        Ok(a) => a,
+        Err(e) => {
+            // serde_json's message names a position, never the input.
+            tracing::error!("the desktop prompt gave a malformed answer ({e}); denying");
+            return Outcome::Denied;
+        }
+    };
+    match (parsed.answer.as_str(), parsed.pin) {
+        ("approve", Some(pin)) if needs_pin && !pin.is_empty() => Outcome::Approved(Some(pin)),
+        ("approve", None) if !needs_pin => Outcome::Approved(None),
+        ("approve", _) => {
+            tracing::error!(
+                needs_pin,
+                "the desktop prompt approved with the wrong fields (a PIN exactly when one was asked for); denying"
+            );
+            Outcome::Denied
+        }
+        ("deny", _) => Outcome::Denied,
+        ("timeout", _) => Outcome::TimedOut,
+        (other, _) => {
+            tracing::error!("the desktop prompt answered {other:?}; denying");
+            Outcome::Denied
+        }
+    }
+}
+
+/// Kills the dialog's whole process group and reaps the dialog.
+fn kill(child: &mut Child) -> Option<std::process::ExitStatus> {
+    if let Ok(Some(status)) = child.try_wait() {
+        return Some(status);
+    }
+    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: kill takes integers only. The group id is our child's pid,
+        // which cannot be reused before we reap the child below.
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+    }
+    let _ = child.kill();
+    child.wait().ok()
+}
+
+impl UserPresence for DesktopPrompt {
+    fn can_verify(&self) -> bool {
+        true
+    }
+
+    fn request_presence(
+        &mut self,
+        req: &PresenceRequest,
+        timeout: Duration,
+        io: &dyn Interaction,
+    ) -> Presence {
+        match self.ask(req, false, None, timeout, io) {
+            Outcome::Approved(_) => Presence::Approved,
+            Outcome::Denied => Presence::Denied,
+            Outcome::TimedOut => Presence::TimedOut,
+            Outcome::Cancelled => Presence::Cancelled,
+        }
+    }
+
+    fn request_verification(
+        &mut self,
+        req: &PresenceRequest,
+        retries: u8,
+        timeout: Duration,
+        io: &dyn Interaction,
+    ) -> Verification {
+        match self.ask(req, true, Some(retries), timeout, io) {
+            Outcome::Approved(Some(pin)) => Verification::Pin(pin),
+            Outcome::Approved(None) | Outcome::Denied => Verification::Denied,
+            Outcome::TimedOut => Verification::TimedOut,
+            Outcome::Cancelled => Verification::Cancelled,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The daemon side against fake dialogs: tiny shell scripts that answer
+    //! (or refuse to) the way a person, a crash or a hang would.
+    use super::*;
+    use lp_core::user::{KeepaliveStatus, NoInteraction};
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+
+    struct Fake {
+        dir: tempfile::TempDir,
+        prompt: DesktopPrompt,
+    }
+
+    /// A prompt whose program is `body` (a /bin/sh script). The script sees
+    /// `$D`, a directory for what it wants the test to check.
+    fn fake(body: &str) -> Fake {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fake-prompt");
+        let script = format!("#!/bin/sh\nD='{}'\n{body}\n", dir.path().display());
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut prompt = DesktopPrompt::with_program(path);
+        prompt.env = Box::new(|name| (name == "DISPLAY").then(|| ":99".into()));
+        Fake { dir, prompt }
+    }
+
+    fn sign_in() -> PresenceRequest {
+        PresenceRequest {
+            action: Action::SignIn,
+            rp_id: "example.com".into(),
+            user_name: Some("alice".into()),
+        }
+    }
+
+    const LONG: Duration = Duration::from_secs(20);
+
+    /// The pid the fake wrote (atomically, by rename) when it started.
+    fn pid_of(dir: &Path) -> i32 {
+        let s = std::fs::read_to_string(dir.join("pid")).expect("the fake prompt never started");
+        s.trim().parse().unwrap()
+    }
+
+    fn alive(pid: i32) -> bool {
+        // SAFETY: signal 0 only checks that the process exists.
+        unsafe { libc::kill(pid, 0) == 0 }
+    }
+
+    #[test]
+    fn approve_sends_the_request_and_gets_presence() {
+        let mut f = fake(r#"read -r req; printf '%s\n' "$req" > "$D/req"; echo '{"answer":"approve"}'"#);
+        let p = f.prompt.request_presence(&sign_in(), LONG, &NoInteraction);
+        assert_eq!(p, Presence::Approved);
+        let req: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(f.dir.path().join("req")).unwrap()).unwrap();
+        assert_eq!(
+            req,
+            serde_json::json!({
+                "action": "sign_in", "rp_id": "example.com", "user_name": "alice",
+                "needs_pin": false, "retries": null, "timeout_ms": 20000
+            })
+        );
+    }
+
+    #[test]
+    fn deny_and_timeout_answers_are_passed_on() {
+        let mut f = fake(r#"read -r req; echo '{"answer":"deny"}'"#);
+        assert_eq!(
+            f.prompt.request_presence(&sign_in(), LONG, &NoInteraction),
+            Presence::Denied
+        );
+        let mut f = fake(r#"read -r req; echo '{"answer":"timeout"}'"#);
+        assert_eq!(
+            f.prompt.request_presence(&sign_in(), LONG, &NoInteraction),
+            Presence::TimedOut
+        );
+        let mut f = fake(r#"read -r req; echo '{"answer":"deny"}'"#);
+        assert!(matches!(
+            f.prompt.request_verification(&sign_in(), 5, LONG, &NoInteraction),
+            Verification::Denied
+        ));
+    }
+
+    #[test]
+    fn verification_returns_the_typed_pin_and_says_how_many_tries_are_left() {
+        let mut f = fake(
+            r#"read -r req; printf '%s\n' "$req" > "$D/req"; printf '%s\n' '{"answer":"approve","pin":"12 34\u00e9"}'"#,
+        );
+        let req = PresenceRequest {
+            action: Action::Unlock,
+            rp_id: "example.org".into(),
+            user_name: None,
+        };
+        match f.prompt.request_verification(&req, 3, LONG, &NoInteraction) {
+            Verification::Pin(pin) => assert_eq!(pin.as_str(), "12 34é"),
+            other => panic!("{other:?}"),
+        }
+        let sent: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(f.dir.path().join("req")).unwrap()).unwrap();
+        assert_eq!(sent["action"], "unlock");
+        assert_eq!(sent["needs_pin"], true);
+        assert_eq!(sent["retries"], 3);
+        assert_eq!(sent["user_name"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn wrong_or_missing_answers_deny() {
+        for body in [
+            // Crashed before answering.
+            "read -r req; exit 3",
+            // Garbage, an unknown word, two answers, a smuggled field.
+            "read -r req; echo 'yes please'",
+            r#"read -r req; echo '{"answer":"sure"}'"#,
+            r#"read -r req; echo '{"answer":"deny"}'; echo '{"answer":"approve"}'"#,
+            r#"read -r req; echo '{"answer":"approve","up":true}'"#,
+            // A PIN where none was asked for.
+            r#"read -r req; echo '{"answer":"approve","pin":"1234"}'"#,
+        ] {
+            let mut f = fake(body);
+            assert_eq!(
+                f.prompt.request_presence(&sign_in(), LONG, &NoInteraction),
+                Presence::Denied,
+                "{body}"
+            );
+        }
+        // Approval without the PIN that was asked for, or with an empty one.
+        for body in [
+            r#"read -r req; echo '{"answer":"approve"}'"#,
+            r#"read -r req; echo '{"answer":"approve","pin":""}'"#,
+        ] {
+            let mut f = fake(body);
+            assert!(
+                matches!(
+                    f.prompt.request_verification(&sign_in(), 8, LONG, &NoInteraction),
+                    Verification::Denied
+                ),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_program_denies() {
+        let mut p = DesktopPrompt::with_program("/nonexistent/localpasskey-prompt".into());
+        p.env = Box::new(|name| (name == "DISPLAY").then(|| ":99".into()));
+        assert_eq!(
+            p.request_presence(&sign_in(), LONG, &NoInteraction),
+            Presence::Denied
+        );
+    }
+
+    #[test]
+    fn without_a_display_nothing_is_started_and_the_request_is_denied() {
+        let mut f = fake(r#"touch "$D/started"; read -r req; echo '{"answer":"approve"}'"#);
+        f.prompt.env = Box::new(|_| None);
+        assert_eq!(
+            f.prompt.request_presence(&sign_in(), LONG, &NoInteraction),
+            Presence::Denied
+        );
+        assert!(!f.dir.path().join("started").exists());
+        // Wayland alone is enough.
+        f.prompt.env = Box::new(|name| (name == "WAYLAND_DISPLAY").then(|| "wayland-0".into()));
+        assert_eq!(
+            f.prompt.request_presence(&sign_in(), LONG, &NoInteraction),
+            Presence::Approved
+        );
+    }
+
+    /// Cancels once the fake dialog is up (it wrote its pid) and `after` has passed.
+    struct CancelWhenUp {
+        dir: PathBuf,
+        after: Instant,
+    }
+
+    impl Interaction for CancelWhenUp {
+        fn is_cancelled(&self) -> bool {
+            Instant::now() >= self.after && self.dir.join("pid").exists()
+        }
+        fn set_status(&self, _: KeepaliveStatus) {}
+    }
+
+    /// The fake starts a grandchild too (as a toolkit might): the whole
+    /// process group must go.
+    const HANG: &str = r#"sleep 60 & echo $! > "$D/grandchild"; echo $$ > "$D/pid.tmp"; mv "$D/pid.tmp" "$D/pid"; read -r req; exec sleep 60"#;
+
+    #[test]
+    fn cancel_kills_the_dialog_and_everything_it_started() {
+        let mut f = fake(HANG);
+        let io = CancelWhenUp {
+            dir: f.dir.path().to_owned(),
+            after: Instant::now() + Duration::from_millis(200),
+        };
+        let start = Instant::now();
+        let p = f.prompt.request_presence(&sign_in(), LONG, &io);
+        let took = start.elapsed();
+        assert_eq!(p, Presence::Cancelled);
+        assert!(took < Duration::from_secs(5), "took {took:?}");
+        let dir = f.dir.path();
+        let grandchild: i32 = std::fs::read_to_string(dir.join("grandchild"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(!alive(pid_of(dir)), "the dialog survived the cancel");
+        // The grandchild is not ours to reap: wait until init has.
+        let gone = (0..300).any(|_| {
+            std::thread::sleep(Duration::from_millis(10));
+            !alive(grandchild)
+        });
+        assert!(gone, "a process the dialog started survived the cancel");
+    }
+
+    #[test]
+    fn cancel_is_honoured_while_asking_for_a_pin() {
+        let mut f = fake(HANG);
+        let io = CancelWhenUp {
+            dir: f.dir.path().to_owned(),
+            after: Instant::now(),
+        };
+        assert!(matches!(
+            f.prompt.request_verification(&sign_in(), 8, LONG, &io),
+            Verification::Cancelled
+        ));
+        assert!(!alive(pid_of(f.dir.path())));
+    }
+
+    #[test]
+    fn timeout_kills_a_dialog_that_does_not_answer() {
+        let mut f = fake(HANG);
+        let start = Instant::now();
+        let p = f
+            .prompt
+            .request_presence(&sign_in(), Duration::from_millis(1000), &NoInteraction);
+        let took = start.elapsed();
+        assert_eq!(p, Presence::TimedOut);
+        assert!(
+            took >= Duration::from_millis(1000) && took < Duration::from_secs(5),
+            "took {took:?}"
+        );
+        assert!(!alive(pid_of(f.dir.path())));
+
+        let mut f = fake(HANG);
+        assert!(matches!(
+            f.prompt
+                .request_verification(&sign_in(), 8, Duration::from_millis(100), &NoInteraction),
+            Verification::TimedOut
+        ));
+    }
+
+    #[test]
+    fn locate_honours_the_environment_variable() {
+        let f = fake("exit 0");
+        let path = f.prompt.program.clone();
+        // The only test that touches this variable.
+        std::env::set_var(PROMPT_ENV, &path);
+        let found = DesktopPrompt::locate().map(|p| p.program);
+        std::env::set_var(PROMPT_ENV, "/nonexistent/prompt");
+        let missing = DesktopPrompt::locate();
+        std::env::remove_var(PROMPT_ENV);
+        assert_eq!(found.unwrap(), path);
+        assert!(missing.is_err());
+    }
+}

@@ -1,0 +1,207 @@
+"""The daemon with `--presence desktop` and the real dialog, end to end.
+
+python-fido2 talks CTAP to the daemon over the UDP simulation transport; the
+daemon starts `localpasskey-prompt` (found next to its own executable, as in
+an installation) on the private Xvfb, and xdotool answers it. What the
+client gets back is what a browser would get.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from fido2.ctap import STATUS, CtapError
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
+import lpk  # noqa: E402
+
+PIN = "246810"
+RP = {"id": "example.com", "name": "Example Corp (never shown)"}
+ES256_ONLY = [{"type": "public-key", "alg": -7}]
+UV_INVALID = 0x3F  # CTAP2_ERR_UV_INVALID
+ARMED = 1.2
+
+
+def _user(name="pat"):
+    return {"id": os.urandom(16), "name": name, "displayName": name.title()}
+
+
+class Call:
+    """Runs one CTAP call in a thread: it blocks while the dialog is up."""
+
+    def __init__(self, fn, *args, **kw):
+        self.result = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(fn, args, kw), daemon=True)
+        self.thread.start()
+
+    def _run(self, fn, args, kw):
+        try:
+            self.result = fn(*args, **kw)
+        except BaseException as e:  # noqa: BLE001 - handed to the test
+            self.error = e
+
+    def done(self) -> bool:
+        return not self.thread.is_alive()
+
+    def outcome(self) -> str:
+        if isinstance(self.error, CtapError):
+            return lpk.status_name(int(self.error.code))
+        return repr(self.error) if self.error is not None else f"success: {self.result!r}"
+
+    def wait(self, timeout: float = 30.0):
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the CTAP call did not finish"
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+    def status(self, timeout: float = 30.0) -> int:
+        with pytest.raises(CtapError) as e:
+            self.wait(timeout)
+        return int(e.value.code)
+
+
+@pytest.fixture
+def desktop_daemon(x, tmp_path, monkeypatch):
+    """Factory: a daemon on the Xvfb display with a PIN set."""
+    for k in ("WAYLAND_DISPLAY", "LOCALPASSKEY_PROMPT"):
+        monkeypatch.delenv(k, raising=False)
+    for k in ("DISPLAY", "GDK_BACKEND", "GTK_A11Y", "NO_AT_BRIDGE"):
+        monkeypatch.setenv(k, x.env[k])
+    daemons = []
+
+    def make(**kw) -> lpk.Daemon:
+        d = lpk.Daemon(tmp_path / f"d{len(daemons)}", presence="desktop", **kw)
+        daemons.append(d)
+        d.start()
+        r = subprocess.run(
+            [str(lpk.binary()), "pin", "set", "--to", f"127.0.0.1:{d.port}", "--pin-stdin"],
+            input=f"{PIN}\n{PIN}\n", capture_output=True, text=True, timeout=30,
+        )
+        assert r.returncode == 0, r.stderr
+        return d
+
+    yield make
+    for d in daemons:
+        d.stop()
+    x.wait_no_window()
+
+
+def test_pin_typed_in_the_dialog_creates_a_passkey_and_signs_in(x, desktop_daemon):
+    d = desktop_daemon()
+    ctap2 = d.ctap2()
+    _, cdh = lpk.client_data_hash()
+    call = Call(ctap2.make_credential, cdh, RP, _user(), ES256_ONLY, options={"rk": True})
+    wid = x.wait_window(waiting=call)
+    time.sleep(ARMED)
+    x.type(PIN)
+    x.screenshot(wid, "prompt-daemon-register")
+    x.keys("Return")
+    att = call.wait()
+    assert att.auth_data.is_user_present() and att.auth_data.is_user_verified()
+    assert [c["rp_id"] for c in d.list_json()] == ["example.com"]
+
+    call = Call(ctap2.get_assertion, "example.com", cdh)
+    wid = x.wait_window(waiting=call)
+    time.sleep(ARMED)
+    x.screenshot(wid, "prompt-daemon-sign-in")
+    x.type(PIN)
+    x.keys("Return")
+    assertion = call.wait()
+    assert assertion.auth_data.is_user_present() and assertion.auth_data.is_user_verified()
+    assert "Example Corp" not in d.stderr(), "the RP's self-chosen name reached the prompt"
+
+
+def test_deny_in_the_dialog_gives_operation_denied(x, desktop_daemon):
+    d = desktop_daemon()
+    ctap2 = d.ctap2()
+    _, cdh = lpk.client_data_hash()
+    call = Call(ctap2.make_credential, cdh, RP, _user(), ES256_ONLY)
+    x.wait_window(waiting=call)
+    time.sleep(ARMED)
+    x.keys("Escape")
+    assert call.status() == lpk.OPERATION_DENIED
+    assert d.list_json() == []
+
+
+def test_a_wrong_pin_costs_a_try_and_the_next_dialog_says_so(x, desktop_daemon):
+    d = desktop_daemon()
+    ctap2 = d.ctap2()
+    _, cdh = lpk.client_data_hash()
+    call = Call(ctap2.make_credential, cdh, RP, _user(), ES256_ONLY)
+    x.wait_window(waiting=call)
+    time.sleep(ARMED)
+    x.type("000000")
+    x.keys("Return")
+    assert call.status() == UV_INVALID
+    call = Call(ctap2.make_credential, cdh, RP, _user(), ES256_ONLY)
+    wid = x.wait_window(waiting=call)
+    time.sleep(ARMED)
+    x.screenshot(wid, "prompt-daemon-7-tries")
+    x.keys("Escape")
+    assert call.status() == lpk.OPERATION_DENIED
+
+
+def test_nobody_answering_gives_user_action_timeout_with_keepalives(x, desktop_daemon):
+    d = desktop_daemon(presence_timeout_ms=3000)
+    ctap2 = d.ctap2()
+    _, cdh = lpk.client_data_hash()
+    ka = lpk.KeepaliveRecorder()
+    start = time.monotonic()
+    call = Call(ctap2.make_credential, cdh, RP, _user(), ES256_ONLY, on_keepalive=ka)
+    x.wait_window(waiting=call)
+    assert call.status() == lpk.USER_ACTION_TIMEOUT
+    elapsed = time.monotonic() - start
+    assert 2.5 < elapsed < 8, f"a 3 s timeout took {elapsed:.1f} s"
+    assert STATUS.UPNEEDED in ka.statuses, f"no UPNEEDED keepalive: {ka.statuses}"
+    x.wait_no_window(timeout=2)
+
+
+def test_cancel_from_the_platform_closes_the_dialog(x, desktop_daemon):
+    d = desktop_daemon()
+    ctap2 = d.ctap2()
+    _, cdh = lpk.client_data_hash()
+    cancel = threading.Event()
+    call = Call(ctap2.make_credential, cdh, RP, _user(), ES256_ONLY, event=cancel)
+    x.wait_window(waiting=call)
+    time.sleep(0.5)
+    cancel.set()
+    assert call.status() == lpk.KEEPALIVE_CANCEL
+    x.wait_no_window(timeout=2)
+    assert d.list_json() == []
+
+
+def test_reset_asks_for_presence_in_the_dialog(x, desktop_daemon):
+    d = desktop_daemon()
+    d.power_cycle()  # Reset is allowed only within 10 s of power-up
+    ctap2 = d.ctap2()
+    call = Call(ctap2.reset)
+    x.wait_window(waiting=call)
+    time.sleep(ARMED)
+    x.keys("Return")  # the focus is on Deny
+    assert call.status() == lpk.OPERATION_DENIED
+    call = Call(ctap2.reset)
+    wid = x.wait_window(waiting=call)
+    time.sleep(ARMED)
+    x.screenshot(wid, "prompt-daemon-reset")
+    x.keys("Tab", "Return")
+    call.wait()
+    info = ctap2.get_info()
+    assert info.options.get("clientPin") is False, "Reset must erase the PIN"
+
+
+def test_without_a_display_the_daemon_denies_and_says_why(x, desktop_daemon, monkeypatch):
+    monkeypatch.delenv("DISPLAY")
+    d = desktop_daemon()
+    ctap2 = d.ctap2()
+    _, cdh = lpk.client_data_hash()
+    call = Call(ctap2.make_credential, cdh, RP, _user(), ES256_ONLY)
+    assert call.status() == lpk.OPERATION_DENIED
+    assert "neither DISPLAY nor WAYLAND_DISPLAY is set" in d.stderr()

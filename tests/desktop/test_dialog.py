@@ -1,0 +1,171 @@
+"""The real GTK dialog under Xvfb, driven with the keyboard only.
+
+Screenshots of each kind of dialog land in test-output/prompt-*.png.
+"""
+
+from __future__ import annotations
+
+import time
+
+import desk
+
+# Allow and the PIN field stay dead this long after the window is shown
+# (ARM_DELAY in crates/localpasskey-prompt/src/main.rs), plus some slack.
+ARMED = 1.2
+
+
+def request(action="sign_in", rp_id="example.com", user_name="alice@example.com", needs_pin=False,
+            retries=None, timeout_ms=20000):
+    return {
+        "action": action,
+        "rp_id": rp_id,
+        "user_name": user_name,
+        "needs_pin": needs_pin,
+        "retries": retries,
+        "timeout_ms": timeout_ms,
+    }
+
+
+def test_typed_pin_and_enter_approve_with_the_pin(x, prompts):
+    p = prompts(request(needs_pin=True, retries=7))
+    wid = x.wait_window()
+    time.sleep(ARMED)
+    x.screenshot(wid, "prompt-sign-in-pin-empty")
+    x.type("246810")
+    time.sleep(0.3)
+    x.screenshot(wid, "prompt-sign-in-pin-typed")
+    x.keys("Return")
+    assert p.answer() == {"answer": "approve", "pin": "246810"}
+    x.wait_no_window()
+
+
+def test_enter_with_an_empty_pin_field_does_nothing_and_escape_denies(x, prompts):
+    p = prompts(request(action="unlock", needs_pin=True, retries=3))
+    wid = x.wait_window()
+    time.sleep(ARMED)
+    x.screenshot(wid, "prompt-unlock-3-tries")
+    x.keys("Return")
+    time.sleep(0.5)
+    assert p.still_open(), "Enter with an empty PIN field closed the dialog"
+    x.keys("Escape")
+    assert p.answer() == {"answer": "deny"}
+
+
+def test_escape_denies_after_a_pin_was_typed(x, prompts):
+    p = prompts(request(needs_pin=True, retries=8))
+    x.wait_window()
+    time.sleep(ARMED)
+    x.type("1234")
+    x.keys("Escape")
+    assert p.answer() == {"answer": "deny"}, "a denied dialog must not give the PIN away"
+
+
+def test_enter_on_a_presence_dialog_denies(x, prompts):
+    """Presence-only: the focus starts on Deny and Allow is not the default."""
+    p = prompts(request(action="register", user_name="pat"))
+    wid = x.wait_window()
+    time.sleep(ARMED)
+    x.screenshot(wid, "prompt-register")
+    x.keys("Return")
+    assert p.answer() == {"answer": "deny"}
+
+
+def test_tab_to_allow_then_enter_approves_presence(x, prompts):
+    p = prompts(request(action="register", user_name="pat"))
+    x.wait_window()
+    time.sleep(ARMED)
+    x.keys("Tab", "Return")
+    assert p.answer() == {"answer": "approve"}, "presence carries no PIN"
+
+
+def test_space_on_allow_approves_presence(x, prompts):
+    p = prompts(request(action="select", rp_id="", user_name=None))
+    wid = x.wait_window()
+    time.sleep(ARMED)
+    x.screenshot(wid, "prompt-select")
+    x.keys("Tab", "space")
+    assert p.answer() == {"answer": "approve"}
+
+
+def test_keys_pressed_as_the_dialog_appears_never_approve(x, prompts):
+    """Someone typing in another window when the dialog pops up: Tab+Enter
+    right away land before Allow is armed, so Enter hits Deny."""
+    p = prompts(request(action="register"))
+    x.wait_window()
+    x.keys("Tab", "Return")
+    assert p.answer() == {"answer": "deny"}
+
+
+def test_pin_typed_as_the_dialog_appears_is_not_taken(x, prompts):
+    """The PIN field is dead at first: keystrokes meant for another window
+    cannot spend one of the PIN's tries."""
+    p = prompts(request(needs_pin=True, retries=8))
+    x.wait_window()
+    x.type("9999")
+    time.sleep(ARMED)
+    x.keys("Return")  # the field is empty, so Enter does nothing
+    time.sleep(0.4)
+    assert p.still_open()
+    x.type("246810")
+    x.keys("Return")
+    assert p.answer() == {"answer": "approve", "pin": "246810"}
+
+
+def test_nobody_answering_times_out_with_the_countdown(x, prompts):
+    p = prompts(request(action="sign_in", timeout_ms=4000))
+    wid = x.wait_window()
+    time.sleep(1.5)
+    x.screenshot(wid, "prompt-countdown")
+    assert p.answer(timeout=10) == {"answer": "timeout"}
+    elapsed = time.monotonic() - p.started
+    assert 3.5 < elapsed < 7, f"a 4 s timeout took {elapsed:.1f} s"
+
+
+def test_reset_says_it_erases_everything(x, prompts):
+    p = prompts(request(action="reset", rp_id="", user_name=None))
+    wid = x.wait_window()
+    time.sleep(ARMED)
+    x.screenshot(wid, "prompt-reset")
+    x.keys("Escape")
+    assert p.answer() == {"answer": "deny"}
+
+
+def test_look_alike_and_reordering_characters_are_shown(x, prompts):
+    """A right-to-left override would show "\u202emoc.elgoog" as "google.com";
+    the dialog shows the escape instead, and warns about non-ASCII names."""
+    p = prompts(request(action="sign_in", rp_id="\u202emoc.elgoog", user_name="admin\u200b"))
+    wid = x.wait_window()
+    time.sleep(ARMED)
+    x.screenshot(wid, "prompt-hostile-rtl")
+    x.keys("Escape")
+    assert p.answer() == {"answer": "deny"}
+    p = prompts(request(action="register", rp_id="g\u043e\u043egle.com"))
+    wid = x.wait_window()
+    time.sleep(ARMED)
+    x.screenshot(wid, "prompt-hostile-homoglyph")
+    x.keys("Escape")
+    assert p.answer() == {"answer": "deny"}
+
+
+def test_a_dialog_whose_display_goes_away_answers_nothing(x, prompts):
+    """The daemon treats no answer as a refusal."""
+    p = prompts(request())
+    wid = x.wait_window()
+    x.xdo("windowkill", wid)
+    rc, out, _ = p.result()
+    assert out == "" and rc != 0
+
+
+def test_without_a_display_it_says_so_and_answers_nothing(x, prompts):
+    env = {k: v for k, v in x.env.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    p = prompts(request(), env=env)
+    rc, out, err = p.result()
+    assert (rc, out) == (3, "")
+    assert "cannot open the display" in err
+
+
+def test_a_bad_request_is_refused(x, prompts):
+    p = prompts({"action": "format_disk", "timeout_ms": 1000})
+    rc, out, err = p.result()
+    assert (rc, out) == (2, "")
+    assert "bad request" in err
