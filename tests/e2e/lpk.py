@@ -746,12 +746,16 @@ class Daemon:
     def ctap2(self, **kw) -> Ctap2:
         return Ctap2(self.device(**kw))
 
-    def client(self, origin: str = "https://example.com", interaction: UserInteraction | None = None) -> Fido2Client:
-        """A WebAuthn client whose user knows the current PIN and allows built-in UV."""
+    def client(self, origin: str = "https://example.com", interaction: UserInteraction | None = None,
+               extensions=None) -> Fido2Client:
+        """A WebAuthn client whose user knows the current PIN and allows built-in UV.
+        `extensions`: python-fido2 Ctap2Extension instances (default: fido2's own list)."""
+        kw = {} if extensions is None else {"extensions": extensions}
         return Fido2Client(
             self.device(),
             DefaultClientDataCollector(origin),
             user_interaction=interaction or RecordingInteraction(self.pin),
+            **kw,
         )
 
     # ---- PIN (authenticatorClientPIN through python-fido2)
@@ -888,17 +892,21 @@ def rp_id_hash(rp_id: str) -> bytes:
     return hashlib.sha256(rp_id.encode()).digest()
 
 
-def check_flags(auth_data: AuthenticatorData, up: bool, at: bool = False) -> None:
+def check_flags(auth_data: AuthenticatorData, up: bool, at: bool = False, ed: bool = False) -> None:
     """Honest flags (DESIGN.md promise 3): BE=0, BS=0 always; UV=1 on every
     MakeCredential and GetAssertion (alwaysUv: nothing is signed without
-    verification); UP as asked."""
+    verification); UP as asked; ED exactly when extension outputs are expected."""
     f = auth_data.flags
     assert bool(f & FLAG_UP) == up, f"UP flag {bool(f & FLAG_UP)}, expected {up} (flags 0x{f:02x})"
     assert f & FLAG_UV, f"UV=0: alwaysUv promises verification on every signature (flags 0x{f:02x})"
     assert not f & FLAG_BE, f"BE=1: backup eligible (flags 0x{f:02x})"
     assert not f & FLAG_BS, f"BS=1: backed up (flags 0x{f:02x})"
     assert bool(f & FLAG_AT) == at, f"AT flag {bool(f & FLAG_AT)}, expected {at} (flags 0x{f:02x})"
-    assert not f & FLAG_ED, f"ED=1 but no extensions were asked for (flags 0x{f:02x})"
+    if ed:
+        assert f & FLAG_ED, f"ED=0 but extension outputs were expected (flags 0x{f:02x})"
+        assert auth_data.extensions, f"ED=1 with an empty extensions map {auth_data.extensions!r}"
+    else:
+        assert not f & FLAG_ED, f"ED=1 but no extensions were asked for (flags 0x{f:02x})"
     # No reserved bits.
     assert not f & 0x22, f"reserved flag bits set (flags 0x{f:02x})"
 
@@ -961,6 +969,12 @@ class Registered:
     fmt: str
     counters: list[int] = field(default_factory=list)
     user_name: str | None = None
+    # With extensions: the client's extension results (fido2's
+    # AuthenticationExtensionsClientOutputs: attribute access gives bytes and
+    # objects, item access the JSON form) and the authenticator's extension
+    # outputs from authData, as the registration returned them.
+    client_extensions: Any = None
+    authenticator_extensions: dict | None = None
 
 
 class RelyingParty:
@@ -976,6 +990,7 @@ class RelyingParty:
             verify_attestation=verify_packed_self,
         )
         self.credentials: dict[bytes, Registered] = {}
+        self.last_responses: list = []
 
     # ---- registration
 
@@ -988,7 +1003,12 @@ class RelyingParty:
         user_verification: str = "discouraged",
         exclude: list[bytes] | None = None,
         expect_fmt: str = "packed",
+        extensions: dict | None = None,
+        expect_ed: bool | None = None,
     ) -> Registered:
+        """`extensions`: WebAuthn client extension inputs. `expect_ed`: whether
+        authData must carry extension outputs (default: exactly when
+        extensions were asked for)."""
         user_id = user_id or os.urandom(16)
         user = {"id": user_id, "name": user_name, "displayName": user_name.title()}
         exclude_creds = [self.credentials[c].credential_data for c in exclude or []]
@@ -997,20 +1017,23 @@ class RelyingParty:
             credentials=exclude_creds or None,
             resident_key_requirement=resident_key,
             user_verification=user_verification,
+            extensions=extensions,
         )
         response = client.make_credential(options.public_key)
+        ed = bool(extensions) if expect_ed is None else expect_ed
         reg = self.complete_registration(state, options.public_key.challenge, response, user_id,
-                                         resident_key == "required", expect_fmt)
+                                         resident_key == "required", expect_fmt, ed=ed)
         reg.user_name = user_name
         return reg
 
-    def complete_registration(self, state, challenge, response, user_id, discoverable, expect_fmt) -> Registered:
+    def complete_registration(self, state, challenge, response, user_id, discoverable, expect_fmt,
+                              ed: bool = False) -> Registered:
         # 1. fido2.server, told to insist on UV whatever the request preferred:
         # an alwaysUv authenticator verifies every ceremony.
         auth_data = self.server.register_complete(_uv_required(state), response)
         att_obj = response.response.attestation_object
         assert att_obj.fmt == expect_fmt, f"attestation format {att_obj.fmt!r}, expected {expect_fmt!r}"
-        check_flags(auth_data, up=True, at=True)
+        check_flags(auth_data, up=True, at=True, ed=ed)
         assert auth_data.rp_id_hash == rp_id_hash(self.rp_id)
         cd = auth_data.credential_data
         assert cd.aaguid == AAGUID, f"AAGUID {cd.aaguid.hex()}"
@@ -1048,6 +1071,8 @@ class RelyingParty:
             discoverable=discoverable,
             sign_count=auth_data.counter,
             fmt=att_obj.fmt,
+            client_extensions=response.client_extension_results,
+            authenticator_extensions=auth_data.extensions,
         )
         self.credentials[reg.credential_id] = reg
         return reg
@@ -1059,22 +1084,29 @@ class RelyingParty:
         client: Fido2Client,
         allow: list[bytes] | None = None,
         user_verification: str = "discouraged",
+        extensions: dict | None = None,
+        expect_ed: bool | None = None,
     ) -> list[Registered]:
         """One WebAuthn get(); every returned assertion is verified twice.
 
         `allow=None` means a discoverable-credential request (no allowList).
-        Returns the credentials that answered, in the authenticator's order.
+        Returns the credentials that answered, in the authenticator's order;
+        the responses themselves (client extension results, authData) are
+        kept in `self.last_responses`. `extensions`/`expect_ed` as for register().
         """
         creds = [self.credentials[c].credential_data for c in allow] if allow else None
-        options, state = self.server.authenticate_begin(creds, user_verification=user_verification)
+        options, state = self.server.authenticate_begin(creds, user_verification=user_verification,
+                                                        extensions=extensions)
         selection = client.get_assertion(options.public_key)
         responses = [selection.get_response(i) for i in range(len(selection.get_assertions()))]
+        self.last_responses = responses
+        ed = bool(extensions) if expect_ed is None else expect_ed
         used = []
         for response in responses:
-            used.append(self.verify_assertion(state, options.public_key.challenge, response, allow))
+            used.append(self.verify_assertion(state, options.public_key.challenge, response, allow, ed=ed))
         return used
 
-    def verify_assertion(self, state, challenge, response, allow) -> Registered:
+    def verify_assertion(self, state, challenge, response, allow, ed: bool = False) -> Registered:
         cred_id = response.raw_id
         assert cred_id in self.credentials, f"unknown credential {cred_id.hex()}"
         reg = self.credentials[cred_id]
@@ -1083,7 +1115,7 @@ class RelyingParty:
         auth_data = response.response.authenticator_data
         # 1. fido2.server (insisting on UV, as above)
         self.server.authenticate_complete(_uv_required(state), [reg.credential_data], response)
-        check_flags(auth_data, up=True)
+        check_flags(auth_data, up=True, ed=ed)
         assert auth_data.rp_id_hash == rp_id_hash(self.rp_id)
         if reg.discoverable:
             assert response.response.user_handle == reg.user_id, "wrong or missing userHandle"

@@ -26,9 +26,11 @@ def test_init_capabilities(daemon):
 
 def _expected_info(options: dict) -> dict:
     return {
-        # FIDO_2_1 is claimed only once credential management exists: the
-        # version string promises it (CTAP 2.1 §6.4).
-        0x01: ["FIDO_2_0"],
+        # CTAP 2.1 in full (issue 4); FIDO_2_1_PRE for platforms that only
+        # know the pre-release credential management (0x41). No U2F_V2.
+        0x01: ["FIDO_2_0", "FIDO_2_1_PRE", "FIDO_2_1"],
+        # Listed because they are complete (tests/e2e/test_ctap21.py).
+        0x02: ["credProtect", "hmac-secret", "credBlob", "largeBlobKey", "minPinLength"],
         0x03: lpk.AAGUID,
         0x04: options,
         0x05: lpk.MAX_MSG_SIZE,
@@ -36,8 +38,12 @@ def _expected_info(options: dict) -> dict:
         0x08: 32,  # maxCredentialIdLength: our ids are 32 random bytes
         0x09: ["usb"],
         0x0A: [{"alg": -7, "type": "public-key"}],
+        0x0B: 4096,  # maxSerializedLargeBlobArray
         0x0C: False,  # forcePINChange
         0x0D: 4,  # minPINLength
+        0x0F: 32,  # maxCredBlobLength
+        0x10: 8,  # maxRPIDsForSetMinPINLength
+        0x14: 1_000_000,  # remainingDiscoverableCredentials (none stored yet)
     }
 
 
@@ -55,9 +61,10 @@ def _check_info(ctap2, options: dict) -> dict:
     assert rest == {k: v for k, v in expected.items() if k not in (0x01, 0x03, 0x04)}, (
         f"GetInfo {rest}"
     )
-    # Nothing claimed that is not there: no extensions (0x02), no
-    # credential management, bio enrolment, enterprise attestation, config.
-    for opt in ("credMgmt", "bioEnroll", "ep", "authnrCfg", "largeBlobs", "setMinPINLength", "noMcGaPermissionsWithClientPin"):
+    # Nothing claimed that is not there: no bio enrolment, no enterprise
+    # attestation, no read-only credential management token.
+    for opt in ("bioEnroll", "uvBioEnroll", "userVerificationMgmtPreview", "ep", "perCredMgmtRO",
+                "noMcGaPermissionsWithClientPin", "uvAcfg"):
         assert opt not in raw[0x04], f"option {opt} claimed"
     return raw
 
@@ -65,6 +72,8 @@ def _check_info(ctap2, options: dict) -> dict:
 _BASE_OPTIONS = {
     "rk": True, "up": True, "plat": False, "pinUvAuthToken": True,
     "alwaysUv": True, "makeCredUvNotRqd": False,
+    "credMgmt": True, "credentialMgmtPreview": True, "authnrCfg": True,
+    "largeBlobs": True, "setMinPINLength": True,
 }
 
 

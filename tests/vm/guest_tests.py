@@ -7,11 +7,13 @@ and `localpasskey run --transport uhid --custody tpm`, then checks, against
 
 - the kernel device (bus, ids, name, serial, report descriptor);
 - libfido2's fido2-token (-L, -I, -S), fido2-cred (-M -r -v, -V) and
-  fido2-assert (-G -v, -V); credential management (-L -r, -L -k, -D -i) is
-  run but EXPECTED TO FAIL until authenticatorCredentialManagement exists;
-- OpenSSH: ssh-keygen -t ecdsa-sk -O resident -O verify-required with the
-  PIN through SSH_ASKPASS, -Y sign / -Y verify; -K (needs credential
-  management: expected to fail);
+  fido2-assert (-G -v, -V); credential management: -L -r lists the RP (with
+  its ID hash), -L -k the credential (id, user id, credProtect level), -D -i
+  deletes it (then it is neither listed nor usable);
+- OpenSSH: ssh-keygen -t ecdsa-sk (non-resident), and -O resident -O
+  verify-required, a PIN asked for going through SSH_ASKPASS (listed by
+  fido2-token with credProtect userVerificationRequired), -Y sign /
+  -Y verify with both; -K recovers the resident key handle, which signs too;
 - python-fido2 over hidraw: register and authenticate, verified by
   fido2.server;
 - presence refused -> CTAP2_ERR_OPERATION_DENIED, presence timeout ->
@@ -19,7 +21,7 @@ and `localpasskey run --transport uhid --custody tpm`, then checks, against
 - SIGTERM removes the device and the daemon exits 0.
 
 Prints one line per check and ends with "N passed, M failed"; exits 1 on any
-failure. An expected failure never counts as passed.
+failure.
 """
 
 from __future__ import annotations
@@ -71,27 +73,6 @@ def check(name: str, client: str, what: str):
             dt = time.monotonic() - t0
             RESULTS.append((status, name, detail))
             say(f"{status:5} [{client}] {name} ({dt:.1f}s): {what}" + (f" -- {detail}" if detail else ""))
-
-        run.__name__ = name
-        return run
-
-    return wrap
-
-
-def expected_to_fail(name: str, client: str, what: str, until: str):
-    """A step that cannot pass yet: it is run and reported, never counted as passed."""
-
-    def wrap(fn):
-        def run():
-            try:
-                fn()
-                RESULTS.append(("XPASS", name, ""))
-                say(f"XPASS [{client}] {name}: {what} -- UNEXPECTEDLY SUCCEEDED: {until} may have landed; "
-                    "make this a normal check")
-            except Exception as e:  # noqa: BLE001
-                RESULTS.append(("XFAIL", name, str(e)))
-                say(f"XFAIL [{client}] {name}: {what} -- EXPECTED TO FAIL until {until} "
-                    f"(not counted as passed): {str(e)[:160]}")
 
         run.__name__ = name
         return run
@@ -317,19 +298,57 @@ def t_assert_verify():
     return f"signature verified; flags {flags:#04x} (UP, UV, BE=0, BS=0)"
 
 
-CRED_MGMT = "authenticatorCredentialManagement (a later milestone)"
+def b64_hash(text: str) -> str:
+    return b64(hashlib.sha256(text.encode()).digest())
 
 
-@expected_to_fail("fido2-token-L-r", "libfido2 fido2-token", "-L -r lists relying parties", CRED_MGMT)
-def t_token_list_rps():
+def token_rps() -> dict[str, str]:
+    """fido2-token -L -r: {rp id: base64 rpIDHash}. (libfido2 asks the
+    authenticator's built-in UV - our prompt - rather than the tty when it
+    offers one; a PIN prompt on the tty is answered too.)"""
     rc, out, _ = run_pty(["fido2-token", "-L", "-r", hidraw()], timeout=60)
-    assert rc == 0 and RP in out, f"exit {rc}: {out.strip()[-200:]}"
+    assert rc == 0, f"exit {rc}: {out.strip()[-300:]}"
+    rps = {}
+    for line in out.splitlines():
+        m = re.match(r"^\d\d: (\S+) (\S+)\s*$", line.strip())
+        if m:
+            rps[m.group(2)] = m.group(1)
+    return rps
 
 
-@expected_to_fail("fido2-token-L-k", "libfido2 fido2-token", "-L -k lists the RP's credentials", CRED_MGMT)
+def token_creds(rp_id: str) -> tuple[int, list[str], str]:
+    """fido2-token -L -k RP: (exit status, credential lines, whole output)."""
+    rc, out, _ = run_pty(["fido2-token", "-L", "-k", rp_id, hidraw()], timeout=60)
+    return rc, [x.strip() for x in out.splitlines() if re.match(r"^\d\d: ", x.strip())], out
+
+
+PROT = {1: ("uvopt", "PROT_UV_OPTIONAL"), 2: ("uvopt+id", "PROT_UV_OPTIONAL_WITH_ID"),
+        3: ("uvreq", "PROT_UV_REQUIRED")}
+
+
+def check_prot(line: str, level: int) -> None:
+    assert line.split()[-1] in PROT[level], f"credProtect {line.split()[-1]!r}, expected level {level}: {line}"
+
+
+@check("fido2-token-L-r", "libfido2 fido2-token", "-L -r lists the relying party and its SHA-256 rpIDHash")
+def t_token_list_rps():
+    rps = token_rps()
+    assert rps == {RP: b64_hash(RP)}, f"listed {rps}, expected only {RP} with hash {b64_hash(RP)}"
+    return f"{RP} {rps[RP]}"
+
+
+@check("fido2-token-L-k", "libfido2 fido2-token",
+       "-L -k lists the RP's credential: its id, user id, es256, credProtect 1")
 def t_token_list_creds():
-    rc, out, _ = run_pty(["fido2-token", "-L", "-k", RP, hidraw()], timeout=60)
-    assert rc == 0 and STATE.get("cred_id", "?") in out, f"exit {rc}: {out.strip()[-200:]}"
+    rc, lines, out = token_creds(RP)
+    assert rc == 0, f"exit {rc}: {out.strip()[-300:]}"
+    assert len(lines) == 1, f"{len(lines)} credentials listed: {out}"
+    line = lines[0]
+    assert line.split()[1] == STATE["cred_id"], f"credential id differs: {line} vs {STATE['cred_id']}"
+    assert b64(STATE["user_id"]) in line, f"user id {b64(STATE['user_id'])} not in {line}"
+    assert " es256 " in line, line
+    check_prot(line, 1)
+    return line
 
 
 # ---- OpenSSH
@@ -347,9 +366,6 @@ def ssh_env() -> dict:
 def askpass_prompts() -> int:
     p = WORK / "askpass.log"
     return len(p.read_text().splitlines()) if p.exists() else 0
-
-
-CRED_PROTECT = "the credProtect extension (a later milestone; OpenSSH refuses resident/verify-required keys without it)"
 
 
 def ssh_keygen(key: Path, *options: str) -> str:
@@ -388,28 +404,47 @@ def t_ssh_sign():
     return ssh_sign_verify(WORK / "id_plain_sk")
 
 
-@expected_to_fail("ssh-keygen-resident-verify-required", "OpenSSH ssh-keygen",
-                  "-t ecdsa-sk -O resident -O verify-required (PIN via SSH_ASKPASS)", CRED_PROTECT)
+SSH_APP = "ssh:localpasskey-vm"
+
+
+@check("ssh-keygen-resident-verify-required", "OpenSSH ssh-keygen",
+       "-t ecdsa-sk -O resident -O verify-required (PIN via SSH_ASKPASS when OpenSSH asks; libfido2 "
+       "prefers our built-in UV prompt): a discoverable key, "
+       "listed by fido2-token -L -k with credProtect userVerificationRequired")
 def t_ssh_keygen_rk():
-    ssh_keygen(WORK / "id_ecdsa_sk", "resident", "verify-required", "application=ssh:localpasskey-vm")
+    detail = ssh_keygen(WORK / "id_ecdsa_sk", "resident", "verify-required", f"application={SSH_APP}")
+    rc, lines, out = token_creds(SSH_APP)
+    assert rc == 0 and len(lines) == 1, f"exit {rc}, {len(lines)} credentials for {SSH_APP}: {out.strip()[-300:]}"
+    check_prot(lines[0], 3)
     STATE["ssh_rk"] = True
+    return f"{detail}; fido2-token: {lines[0]}"
 
 
-@expected_to_fail("ssh-keygen-resident-Y-sign-verify", "OpenSSH ssh-keygen",
-                  "-Y sign / -Y verify with the resident verify-required key", CRED_PROTECT)
+@check("ssh-keygen-resident-Y-sign-verify", "OpenSSH ssh-keygen",
+       "-Y sign / -Y verify with the resident verify-required key")
 def t_ssh_sign_rk():
     assert STATE.get("ssh_rk"), "no resident key was made"
-    ssh_sign_verify(WORK / "id_ecdsa_sk")
+    return ssh_sign_verify(WORK / "id_ecdsa_sk")
 
 
-@expected_to_fail("ssh-keygen-K", "OpenSSH ssh-keygen", "-K recovers the resident key handle",
-                  CRED_MGMT + " and " + CRED_PROTECT.split(" (")[0])
+@check("ssh-keygen-K", "OpenSSH ssh-keygen",
+       "-K recovers the resident key handle: same public key, and it signs (-Y sign, -Y verify)")
 def t_ssh_download():
+    assert STATE.get("ssh_rk"), "no resident key was made"
     d = WORK / "downloaded"
     d.mkdir(exist_ok=True)
-    subprocess.run(["ssh-keygen", "-K"], cwd=d, env=ssh_env(), capture_output=True, text=True, timeout=60, input="")
-    got = list(d.glob("id_ecdsa_sk_rk*.pub"))
-    assert got, "no key handle downloaded"
+    before = askpass_prompts()
+    p = subprocess.run(["ssh-keygen", "-K", "-N", ""], cwd=d, env=ssh_env(), capture_output=True, text=True,
+                       timeout=120, input="")
+    assert p.returncode == 0, f"ssh-keygen -K exited {p.returncode}: {(p.stdout + p.stderr).strip()[-400:]}"
+    got = sorted(d.glob("id_ecdsa_sk_rk*.pub"))
+    assert len(got) == 1, f"downloaded {[g.name for g in got]}: {(p.stdout + p.stderr).strip()[-300:]}"
+    original = (WORK / "id_ecdsa_sk.pub").read_text().split()[:2]
+    recovered = got[0].read_text().split()[:2]
+    assert recovered == original, f"recovered {recovered} differs from the original {original}"
+    key = got[0].with_suffix("")
+    signed = ssh_sign_verify(key)
+    return f"{got[0].name} = the original public key; {askpass_prompts() - before} askpass prompt(s); {signed}"
 
 
 # ---- python-fido2
@@ -523,10 +558,23 @@ def t_assert_denied():
     return "fido2-assert: FIDO_ERR_OPERATION_DENIED"
 
 
-@expected_to_fail("fido2-token-D-i", "libfido2 fido2-token", "-D -i deletes the resident credential", CRED_MGMT)
+@check("fido2-token-D-i", "libfido2 fido2-token",
+       "-D -i deletes the resident credential: no longer listed (-L -k, -L -r), no longer signs (fido2-assert)")
 def t_token_delete():
-    rc, out, _ = run_pty(["fido2-token", "-D", "-i", STATE.get("cred_id", "AAAA"), hidraw()], timeout=60)
-    assert rc == 0, f"exit {rc}: {out.strip()[-200:]}"
+    rps = token_rps()
+    assert RP in rps, f"{RP} not listed before the deletion: {rps}"
+    rc, out, _ = run_pty(["fido2-token", "-D", "-i", STATE["cred_id"], hidraw()], timeout=60)
+    assert rc == 0, f"exit {rc}: {out.strip()[-300:]}"
+    rc, lines, out = token_creds(RP)
+    assert not lines, f"still listed after -D: {lines}"
+    after = token_rps()
+    assert RP not in after, f"{RP} still listed after its only credential was deleted: {after}"
+    assert SSH_APP in after, f"deleting one credential took {SSH_APP} with it: {after}"
+    rc, out, _ = run_pty(["fido2-assert", "-G", "-r", "-v", "-i", WORK / "assert_param", "-o", WORK / "gone",
+                          hidraw()])
+    assert rc != 0, "the deleted credential still signs"
+    assert "FIDO_ERR_NO_CREDENTIALS" in out, out.strip()[-300:]
+    return f"deleted; -L -k {RP} lists nothing, -L -r lists {sorted(after)}; fido2-assert: FIDO_ERR_NO_CREDENTIALS"
 
 
 @check("sigterm", "localpasskey", "SIGTERM removes the device (UHID_DESTROY) and the daemon exits 0")
@@ -579,13 +627,10 @@ def main() -> int:
             p.kill()
     passed = sum(1 for s, _, _ in RESULTS if s == "PASS")
     failed = sum(1 for s, _, _ in RESULTS if s == "FAIL")
-    xfail = sum(1 for s, _, _ in RESULTS if s == "XFAIL")
-    xpass = sum(1 for s, _, _ in RESULTS if s == "XPASS")
     with open(ARGS.out / "summary.txt", "w") as f:
         for s, n, d in RESULTS:
             f.write(f"{s}\t{n}\t{d}\n")
-    say(f"guest: checks took {time.monotonic() - t0:.1f}s; {xfail} expected to fail (credential "
-        f"management / credProtect not built yet), {xpass} unexpectedly passed")
+    say(f"guest: checks took {time.monotonic() - t0:.1f}s")
     say(f"vm: {passed} passed, {failed} failed")
     return 1 if failed else 0
 

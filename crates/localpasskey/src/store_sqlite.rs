@@ -259,6 +259,20 @@ impl SqliteStore {
         Ok(out)
     }
 
+    /// After a deletion: copy the WAL into the database (where secure_delete
+    /// has zeroed the freed bytes) and truncate the WAL, so a deleted
+    /// credential's wrapped key blobs do not linger in `-wal` frames. Best
+    /// effort: a reader (say `localpasskey list`) can make it wait; the next
+    /// deletion or SQLite's own checkpoints finish the job.
+    fn scrub(&self) {
+        if let Err(e) = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0))
+        {
+            tracing::warn!("could not checkpoint the database after a deletion: {e}");
+        }
+    }
+
     fn query(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<Credential>, StoreError> {
         let mut stmt = self.conn.prepare_cached(sql).map_err(backend("prepare query"))?;
         let rows = stmt
@@ -277,7 +291,7 @@ impl CredentialStore for SqliteStore {
         let sign_count = i64::from(cred.sign_count);
         let created = to_i64(cred.created, "created")?;
         let last_used = cred.last_used.map(|t| to_i64(t, "last_used")).transpose()?;
-        self.write("insert credential", |tx| {
+        let removed = self.write("insert credential", |tx| {
             let mut removed = Vec::new();
             if cred.discoverable {
                 let mut stmt = tx
@@ -321,7 +335,11 @@ impl CredentialStore for SqliteStore {
             })
             .map_err(backend("insert credential"))?;
             Ok(removed)
-        })
+        })?;
+        if !removed.is_empty() {
+            self.scrub();
+        }
+        Ok(removed)
     }
 
     fn get(&self, id: &[u8]) -> Result<Option<Credential>, StoreError> {
@@ -363,12 +381,16 @@ impl CredentialStore for SqliteStore {
     }
 
     fn delete(&mut self, id: &[u8]) -> Result<bool, StoreError> {
-        self.write("delete credential", |tx| {
+        let deleted = self.write("delete credential", |tx| {
             let n = tx
                 .execute("DELETE FROM credentials WHERE id = ?1", params![id])
                 .map_err(backend("delete credential"))?;
             Ok(n > 0)
-        })
+        })?;
+        if deleted {
+            self.scrub();
+        }
+        Ok(deleted)
     }
 
     fn delete_all(&mut self) -> Result<(), StoreError> {
@@ -376,7 +398,9 @@ impl CredentialStore for SqliteStore {
             tx.execute("DELETE FROM credentials", [])
                 .map_err(backend("delete all credentials"))?;
             Ok(())
-        })
+        })?;
+        self.scrub();
+        Ok(())
     }
 
     fn all(&self) -> Result<Vec<Credential>, StoreError> {
@@ -455,7 +479,10 @@ impl CredentialStore for SqliteStore {
             tx.execute("DELETE FROM meta WHERE key = ?1", params![key])
                 .map_err(backend("delete setting"))?;
             Ok(())
-        })
+        })?;
+        // The PIN's vault blob is a setting: it must not linger either.
+        self.scrub();
+        Ok(())
     }
 }
 

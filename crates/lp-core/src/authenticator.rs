@@ -367,6 +367,9 @@ impl Authenticator {
             let grant = self
                 .token
                 .check(version, client_data_hash, param, perm, Some(rp_id), now)?;
+            if !grant.user_verified {
+                return Err(CtapError::PinAuthInvalid);
+            }
             let present = grant.user_present;
             if !self.custody.is_unlocked() {
                 return Err(CtapError::PinAuthInvalid);

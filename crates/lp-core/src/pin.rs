@@ -202,7 +202,9 @@ impl Token {
             return Err(CtapError::PinAuthInvalid);
         };
         pin_protocol::verify_with_token(version, &self.value, message, param)?;
-        if grant.permissions & permission == 0 || !grant.user_verified {
+        // The userVerified flag matters to MakeCredential and GetAssertion
+        // only (they check it); a spent token keeps its lbw permission.
+        if grant.permissions & permission == 0 {
             return Err(CtapError::PinAuthInvalid);
         }
         if let (Some(bound), Some(rp)) = (grant.rp_id.as_deref(), rp_id) {

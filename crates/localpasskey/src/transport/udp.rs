@@ -75,7 +75,16 @@ impl Transport for Udp {
                 data: buf[..n].to_vec(),
                 peer,
             })),
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => Ok(None),
+            // A signal interrupting the wait is not a failure: the signal
+            // thread's wake-up datagram ends the next wait.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                ) =>
+            {
+                Ok(None)
+            }
             // ICMP port unreachable from a client that went away: not our problem.
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(None),
             Err(e) => Err(e),

@@ -38,7 +38,8 @@ impl Authenticator {
         let mut m = RequestMap::parse(params)?;
         let get = m.take(0x01).map(cbor::unsigned).transpose()?;
         let set = m.take(0x02).map(cbor::bytes).transpose()?;
-        let offset = cbor::unsigned(m.required(0x03)?)?;
+        // §6.10.2: a missing offset is an invalid parameter, not a missing one.
+        let offset = cbor::unsigned(m.take(0x03).ok_or(CtapError::InvalidParameter)?)?;
         let length = m.take(0x04).map(cbor::unsigned).transpose()?;
         let param = m.take(0x05).map(cbor::bytes).transpose()?;
         let protocol = m.take(0x06).map(cbor::unsigned).transpose()?;
@@ -46,7 +47,8 @@ impl Authenticator {
 
         match (get, set) {
             (Some(get), None) => {
-                if length.is_some() {
+                // Reading needs no token; one sent anyway is an invalid parameter.
+                if length.is_some() || param.is_some() || protocol.is_some() {
                     return Err(CtapError::InvalidParameter);
                 }
                 let get = usize::try_from(get).map_err(|_| CtapError::InvalidLength)?;
@@ -77,7 +79,7 @@ impl Authenticator {
             return Err(CtapError::InvalidLength);
         }
         if offset == 0 {
-            let length = length.ok_or(CtapError::MissingParameter)?;
+            let length = length.ok_or(CtapError::InvalidParameter)?;
             let length = usize::try_from(length).map_err(|_| CtapError::LargeBlobStorageFull)?;
             if length > MAX_SERIALIZED_LARGE_BLOB_ARRAY {
                 return Err(CtapError::LargeBlobStorageFull);
