@@ -78,7 +78,8 @@ def desktop_daemon(x, tmp_path, monkeypatch):
     daemons = []
 
     def make(**kw) -> lpk.Daemon:
-        d = lpk.Daemon(tmp_path / f"d{len(daemons)}", presence="desktop", **kw)
+        # pin=None: the PIN is set below through our own CLI, as a user would.
+        d = lpk.Daemon(tmp_path / f"d{len(daemons)}", presence="desktop", pin=None, **kw)
         daemons.append(d)
         d.start()
         r = subprocess.run(
@@ -197,11 +198,15 @@ def test_reset_asks_for_presence_in_the_dialog(x, desktop_daemon):
     assert info.options.get("clientPin") is False, "Reset must erase the PIN"
 
 
-def test_without_a_display_the_daemon_denies_and_says_why(x, desktop_daemon, monkeypatch):
+def test_without_a_display_the_daemon_falls_back_to_pinentry_and_says_so(x, desktop_daemon, monkeypatch):
     monkeypatch.delenv("DISPLAY")
+    # A pinentry that cannot run: the request is refused, never approved.
+    monkeypatch.setenv("PINENTRY_PROGRAM", "/nonexistent/pinentry")
     d = desktop_daemon()
     ctap2 = d.ctap2()
     _, cdh = lpk.client_data_hash()
     call = Call(ctap2.make_credential, cdh, RP, _user(), ES256_ONLY)
     assert call.status() == lpk.OPERATION_DENIED
-    assert "neither DISPLAY nor WAYLAND_DISPLAY is set" in d.stderr()
+    err = d.stderr()
+    assert "no display (neither DISPLAY nor WAYLAND_DISPLAY): falling back to pinentry" in err
+    assert "/nonexistent/pinentry" in err
