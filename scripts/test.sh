@@ -11,6 +11,8 @@
 #    software custody), on E2E_WORKERS pytest-xdist workers (default 2)
 # 4. the VM suite (tests/vm): the daemon as a real USB HID device through uhid
 #    in a throw-away qemu VM, driven by libfido2, OpenSSH and python-fido2
+# 5. the browser suite (tests/vm/browser.sh): headless Chromium in the same
+#    kind of VM registers and signs in on the demo relying party (rp/)
 #
 # Every step runs even when an earlier one failed (the end-to-end suite needs
 # the build), a summary is printed at the end, and the exit status is non-zero
@@ -111,9 +113,13 @@ if run_step "cargo build" cargo build --workspace --bins; then
     # A real kernel HID device: qemu (TCG) with Debian's kernel, the daemon on
     # uhid + swtpm, and libfido2, OpenSSH and python-fido2 against /dev/hidrawN.
     run_step "VM: uhid + real clients (tests/vm)" "$ROOT/tests/vm/run.sh" "$BIN" || true
+    # Real browsers: headless Chromium in the VM, the demo relying party, the
+    # daemon on uhid with TPM custody and built-in user verification.
+    run_step "VM: Chromium (tests/vm/browser.sh)" "$ROOT/tests/vm/browser.sh" "$BIN" || true
 else
     skip_step "end-to-end (pytest tests/e2e)" "no binary"
     skip_step "VM: uhid + real clients (tests/vm)" "no binary"
+    skip_step "VM: Chromium (tests/vm/browser.sh)" "no binary"
 fi
 
 summary

@@ -25,9 +25,17 @@ def rows(compat: dict) -> dict[str, str]:
     for browser, version in compat["browsers"].items():
         res = [r for r in compat["results"] if r["browser"] == browser]
         passed = [r for r in res if r["status"] == "PASS"]
-        failed = [r["ceremony"] for r in res if r["status"] != "PASS"]
+        failed = [r["ceremony"] for r in res if r["status"] == "FAIL"]
+        blocked = [r["ceremony"] for r in res if r["status"] == "BLOCKED"]
         names = ", ".join(r["ceremony"] for r in passed)
-        verdict = "**works**" if res and not failed else ("fails: " + ", ".join(failed) if res else "not run")
+        if not res:
+            verdict = "not run"
+        elif failed:
+            verdict = "fails: " + ", ".join(failed)
+        else:
+            verdict = "**works**"
+        if blocked:
+            verdict += "; headless stops at the browser's account chooser: " + ", ".join(blocked)
         out[browser] = f"| {browser} | {version} | {compat['date']} | {len(passed)} / {len(res)}: {names} | {verdict} |"
     return out
 

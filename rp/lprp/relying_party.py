@@ -63,8 +63,9 @@ class _Pending:
     expires: float
 
 
-def _flags(auth_data: bytes) -> dict[str, bool]:
-    f = parse_authenticator_data(auth_data).flags
+def _flags(auth_data) -> dict[str, bool]:
+    parsed = parse_authenticator_data(auth_data) if isinstance(auth_data, (bytes, bytearray)) else auth_data
+    f = parsed.flags
     return {"UP": f.up, "UV": f.uv, "BE": f.be, "BS": f.bs, "AT": f.at, "ED": f.ed}
 
 

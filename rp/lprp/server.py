@@ -70,6 +70,9 @@ def make_handler(rp: RelyingParty):
             except (CeremonyError, KeyError, ValueError) as e:
                 log.warning("%s refused: %s", self.path, e)
                 return self._json(400, {"error": str(e)})
+            except Exception as e:  # a bug here must still answer, never drop the connection
+                log.exception("%s failed", self.path)
+                return self._json(500, {"error": f"server error: {type(e).__name__}: {e}"})
             log.info("%s ok: %s", self.path, json.dumps(result)[:300])
             self._json(200, result)
 
