@@ -69,9 +69,9 @@ def _flags(auth_data) -> dict[str, bool]:
     return {"UP": f.up, "UV": f.uv, "BE": f.be, "BS": f.bs, "AT": f.at, "ED": f.ed}
 
 
-def _aaguid(raw: bytes) -> str:
-    h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+def _s(x) -> str:
+    """py_webauthn gives enums or plain strings depending on the field and version."""
+    return str(getattr(x, "value", x))
 
 
 class RelyingParty:
@@ -146,17 +146,17 @@ class RelyingParty:
         att = parse_attestation_object(v.attestation_object)
         flags = _flags(att.auth_data)
         att_stmt = att.att_stmt
-        att_type = "none" if str(v.fmt.value) == "none" else ("basic (x5c)" if att_stmt.x5c else "self")
+        att_type = "none" if _s(v.fmt) == "none" else ("basic (x5c)" if att_stmt.x5c else "self")
         cred = {
             "id": bytes_to_base64url(v.credential_id),
             "user": p.user,
             "public_key": bytes_to_base64url(v.credential_public_key),
             "sign_count": v.sign_count,
-            "aaguid": v.aaguid,
-            "fmt": str(v.fmt.value),
+            "aaguid": _s(v.aaguid),
+            "fmt": _s(v.fmt),
             "attestation_type": att_type,
             "flags_at_registration": flags,
-            "device_type": str(v.credential_device_type.value),
+            "device_type": _s(v.credential_device_type),
             "backed_up": v.credential_backed_up,
             "transports": credential.get("response", {}).get("transports", []),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -169,7 +169,7 @@ class RelyingParty:
             "user": p.user,
             "credential_id": cred["id"],
             "flags": flags,
-            "aaguid": v.aaguid,
+            "aaguid": _s(v.aaguid),
             "fmt": cred["fmt"],
             "attestation_type": att_type,
             "sign_count": v.sign_count,
@@ -240,7 +240,7 @@ class RelyingParty:
             "fmt": cred["fmt"],
             "sign_count": v.new_sign_count,
             "previous_sign_count": previous,
-            "device_type": str(v.credential_device_type.value),
+            "device_type": _s(v.credential_device_type),
             "backed_up": v.credential_backed_up,
             "origin": client.origin,
         }
