@@ -35,7 +35,7 @@ def rows(compat: dict) -> dict[str, str]:
         else:
             verdict = "**works**"
         if blocked:
-            verdict += "; headless stops at the browser's account chooser: " + ", ".join(blocked)
+            verdict += "; BLOCKED at a browser dialog headless mode cannot answer: " + ", ".join(blocked)
         out[browser] = f"| {browser} | {version} | {compat['date']} | {len(passed)} / {len(res)}: {names} | {verdict} |"
     return out
 
