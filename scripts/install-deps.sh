@@ -6,7 +6,7 @@
 #
 # - Debian packages (apt-get update only when one is missing)
 # - cargo, through rustup, only if there is no cargo at all
-# - a Python venv at .venv with tests/e2e/requirements.txt
+# - a Python venv at .venv with tests/e2e/requirements.txt and rp/requirements.txt
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -27,12 +27,18 @@ log() { printf '==> %s\n' "$*"; }
 # libgtk-4-dev: builds localpasskey-prompt, the desktop dialog (GTK 4.8 on Debian 12).
 # xvfb, xdotool, imagemagick, fonts-dejavu-core: tests/desktop runs that dialog
 #   on a private X server, types into it, and saves screenshots (`import`).
+# chromium (only with BROWSER_TESTS=1): the real browser of the VM browser test
+#   (tests/vm/browser.sh), started headless inside the VM against rp/.
 APT_PACKAGES=(
     build-essential pkg-config python3-venv python3-pip
     swtpm swtpm-tools tpm2-tools libtss2-dev fido2-tools openssh-client
     qemu-system-x86 busybox-static kmod cpio
     libgtk-4-dev xvfb xdotool imagemagick fonts-dejavu-core
 )
+
+if [ "${BROWSER_TESTS:-0}" = 1 ]; then
+    APT_PACKAGES+=(chromium)
+fi
 
 SUDO=()
 if [ "$(id -u)" -ne 0 ]; then
@@ -91,6 +97,7 @@ fi
 # ------------------------------------------------------------- python venv
 VENV="$ROOT/.venv"
 REQ="$ROOT/tests/e2e/requirements.txt"
+RP_REQ="$ROOT/rp/requirements.txt"
 STAMP="$VENV/.requirements.sha256"
 
 PYTHON=${PYTHON:-python3}
@@ -100,11 +107,11 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys' >/dev/nul
     "$PYTHON" -m venv "$VENV"
 fi
 
-want=$(sha256sum "$REQ" | cut -d' ' -f1)
+want=$(cat "$REQ" "$RP_REQ" | sha256sum | cut -d' ' -f1)
 have=$(cat "$STAMP" 2>/dev/null || true)
-if [ "$want" != "$have" ] || ! "$VENV/bin/python" -c 'import fido2, webauthn, cbor2, cryptography, pytest, xdist' >/dev/null 2>&1; then
-    log "installing Python test requirements into .venv"
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$REQ"
+if [ "$want" != "$have" ] || ! "$VENV/bin/python" -c 'import fido2, webauthn, cbor2, cryptography, pytest, xdist, websocket' >/dev/null 2>&1; then
+    log "installing Python test and demo relying-party requirements into .venv"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$REQ" -r "$RP_REQ"
     echo "$want" >"$STAMP"
 else
     log "Python test requirements present in .venv"

@@ -14,13 +14,21 @@
 #
 # Kernel and initramfs are cached in $LOCALPASSKEY_VM_CACHE
 # (default ~/.cache/localpasskey-vm): a rerun spends its time in the guest.
+#
+# The same VM runs other guest suites: LOCALPASSKEY_VM_NAME (default vm: the
+# output folder test-output/NAME and the "NAME: N passed, M failed" line),
+# LOCALPASSKEY_VM_GUEST (default guest_tests.py, a script in tests/vm) and
+# LOCALPASSKEY_VM_MEM (MiB, default 1024). tests/vm/browser.sh uses them.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 BIN=$(realpath "${1:-$ROOT/target/debug/localpasskey}")
 CACHE=${LOCALPASSKEY_VM_CACHE:-$HOME/.cache/localpasskey-vm}
-OUT="$ROOT/test-output/vm"
+NAME=${LOCALPASSKEY_VM_NAME:-vm}
+GUEST=${LOCALPASSKEY_VM_GUEST:-guest_tests.py}
+MEM=${LOCALPASSKEY_VM_MEM:-1024}
+OUT="$ROOT/test-output/$NAME"
 VM_TIMEOUT=${LOCALPASSKEY_VM_TIMEOUT:-240}
 
 [ -x "$BIN" ] || { echo "vm: no daemon binary at $BIN" >&2; exit 1; }
@@ -46,7 +54,7 @@ export HOME=/tmp/home LANG=C.UTF-8 TERM=dumb
 mkdir -p \$HOME
 busybox ip link set lo up 2>/dev/null || ip link set lo up
 cd "$ROOT"
-"$PY" "$HERE/guest_tests.py" --bin "$BIN" --out /tmp/results >/tmp/results/guest.log 2>&1
+"$PY" "$HERE/$GUEST" --bin "$BIN" --out /tmp/results >/tmp/results/guest.log 2>&1
 echo \$? >/tmp/results/exit-status
 JOB
 
@@ -55,7 +63,7 @@ rc=0
 # -cpu max: under TCG it costs nothing and gives the guest the host's crypto
 # instructions. -accel tcg only: FACTS.md, KVM cannot run this kernel here.
 timeout --foreground "$VM_TIMEOUT" qemu-system-x86_64 \
-    -accel tcg,thread=multi -cpu max -smp 2 -m 1024 \
+    -accel tcg,thread=multi -cpu max -smp 2 -m "$MEM" \
     -nic none -nographic -no-reboot -monitor none -serial stdio \
     -kernel "$KERNEL" -initrd "$INITRD" \
     -append "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init" \
@@ -75,10 +83,10 @@ if [ "$rc" -eq 124 ]; then
 fi
 status=$(cat "$OUT/exit-status" 2>/dev/null || echo missing)
 # The counts once more as the very last line.
-counts=$(grep -E '^vm: [0-9]+ passed, [0-9]+ failed$' "$OUT/guest.log" 2>/dev/null | tail -n 1 || true)
+counts=$(grep -E "^$NAME: [0-9]+ passed, [0-9]+ failed\$" "$OUT/guest.log" 2>/dev/null | tail -n 1 || true)
 if [ "$status" != 0 ]; then
     echo "vm: guest test status $status"
-    echo "${counts:-vm: 0 passed, 1 failed}"
+    echo "${counts:-$NAME: 0 passed, 1 failed}"
     exit 1
 fi
 echo "$counts"

@@ -1,0 +1,437 @@
+"""Real browsers register and sign in with LocalPasskey over uhid.
+
+Runs inside the throw-away VM of tests/vm (see tests/vm/browser.sh): a
+kernel with uhid, the host's tree read-only, /tmp a fresh tmpfs, results in
+--out. It starts swtpm and `localpasskey run --transport uhid --custody tpm
+--presence script:FILE --script-pin PIN` (the helpers of guest_tests.py),
+sets the PIN through python-fido2 (so the browser finds a PIN already set),
+starts the demo relying party (rp/, py_webauthn verifies every response on
+the server) on http://localhost:8080, then starts headless Chromium and
+drives the page over the DevTools protocol with Runtime.evaluate only
+(awaitPromise) -- never the DevTools WebAuthn domain, which would replace the
+real device with a virtual one. Each ceremony is a real
+navigator.credentials.create()/get() on the page, with an AbortSignal.
+
+After each ceremony a screenshot of the page goes to OUT/screenshots/.
+Chromium's FIDO log (device_event_log) is in OUT/chromium.log; the test
+fails if Chromium ever asked for the PIN itself (it must use our built-in
+user verification). OUT/compat.json records browser, version, date and
+each ceremony's result (scripts/update-compat.py turns it into the README's
+table). Ends with "browser: N passed, M failed".
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import traceback
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+sys.path.insert(0, str(HERE))
+import guest_tests as gt  # noqa: E402  (swtpm + daemon helpers, presence script)
+
+RP_PORT = 8080
+ORIGIN = f"http://localhost:{RP_PORT}"
+CDP_PORT = 9222
+CHROMIUM = "/usr/lib/chromium/chromium"
+AAGUID = "cb8a205c-984c-4e7e-98eb-5800f04355ef"
+JS_TIMEOUT_MS = 30000  # the AbortSignal of each successful ceremony
+FAIL_TIMEOUT_MS = 10000  # ... of a ceremony that is expected to fail
+
+ARGS = argparse.Namespace()
+RESULTS: list[dict] = []  # {browser, ceremony, status, detail, seconds}
+STATE: dict = {}
+
+
+def say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+# ------------------------------------------------------------ DevTools client
+
+
+class Cdp:
+    """The DevTools protocol over one page's websocket: commands only (events are skipped)."""
+
+    def __init__(self, ws_url: str):
+        import websocket  # websocket-client
+
+        self.ws = websocket.create_connection(ws_url, timeout=300, suppress_origin=True)
+        self.next_id = 0
+
+    def call(self, method: str, **params):
+        if method.startswith("WebAuthn."):
+            raise AssertionError("never the DevTools WebAuthn domain: it swaps the real device for a virtual one")
+        self.next_id += 1
+        mid = self.next_id
+        self.ws.send(json.dumps({"id": mid, "method": method, "params": params}))
+        while True:
+            msg = json.loads(self.ws.recv())
+            if msg.get("id") == mid:
+                if "error" in msg:
+                    raise RuntimeError(f"{method}: {msg['error']}")
+                return msg["result"]
+
+    def eval(self, expr: str):
+        r = self.call("Runtime.evaluate", expression=expr, awaitPromise=True, returnByValue=True)
+        if "exceptionDetails" in r:
+            raise RuntimeError(f"page exception: {json.dumps(r['exceptionDetails'])[:500]}")
+        return r["result"].get("value")
+
+    def screenshot(self, name: str) -> Path:
+        d = ARGS.out / "screenshots"
+        d.mkdir(exist_ok=True)
+        png = base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"])
+        path = d / f"{len(list(d.glob('*.png'))) + 1:02d}-{name}.png"
+        path.write_bytes(png)
+        return path
+
+
+def http_json(url: str):
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return json.loads(r.read())
+
+
+def wait_for(what: str, fn, timeout: float, every: float = 0.25):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            v = fn()
+            if v:
+                return v
+        except Exception as e:  # noqa: BLE001
+            last = e
+        time.sleep(every)
+    raise TimeoutError(f"{what} not ready in {timeout:.0f}s (last error: {last})")
+
+
+# ---------------------------------------------------------------- services
+
+
+def set_pin() -> str:
+    """The browser must find a PIN already set: set it like any FIDO2 tool would."""
+    from fido2.ctap2 import Ctap2
+    from fido2.ctap2.pin import ClientPin
+
+    dev = gt.fido2_device()
+    try:
+        ctap = Ctap2(dev)
+        ClientPin(ctap).set_pin(gt.PIN)
+        info = Ctap2(dev).get_info()
+    finally:
+        dev.close()
+    opts = info.options
+    assert opts.get("clientPin") is True, opts
+    assert opts.get("uv") is True, f"GetInfo must advertise built-in uv: {opts}"
+    assert opts.get("alwaysUv") is True, opts
+    return ", ".join(f"{k}={v}" for k, v in sorted(opts.items()))
+
+
+def start_rp() -> None:
+    log = open(ARGS.out / "rp.log", "wb")
+    STATE["rp"] = subprocess.Popen(
+        [sys.executable, "-B", "-m", "lprp", "--port", str(RP_PORT), "--db", str(gt.WORK / "rp-credentials.json")],
+        cwd=ROOT / "rp", stdout=log, stderr=subprocess.STDOUT)
+    wait_for("the demo relying party", lambda: http_json(f"http://127.0.0.1:{RP_PORT}/api/state"), 30)
+
+
+def start_chromium() -> Cdp:
+    profile = gt.WORK / "chromium-profile"
+    profile.mkdir(parents=True, exist_ok=True)
+    log = open(ARGS.out / "chromium.log", "wb")
+    argv = [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--disable-dev-shm-usage", "--remote-allow-origins=*", f"--remote-debugging-port={CDP_PORT}",
+            f"--user-data-dir={profile}", "--window-size=1150,900",
+            # Chromium's own FIDO log: what it asked the device and why.
+            "--enable-logging=stderr", "--v=0", "--vmodule=device_event_log_impl=1",
+            "about:blank"]
+    STATE["chromium"] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    version = wait_for("Chromium's DevTools endpoint", lambda: http_json(f"http://127.0.0.1:{CDP_PORT}/json/version"), 150)
+    STATE["browser_version"] = version.get("Browser", "?")
+    page = wait_for("a page target", lambda: [t for t in http_json(f"http://127.0.0.1:{CDP_PORT}/json/list")
+                                               if t.get("type") == "page"], 30)[0]
+    cdp = Cdp(page["webSocketDebuggerUrl"])
+    cdp.call("Page.enable")
+    cdp.call("Runtime.enable")
+    cdp.call("Page.navigate", url=ORIGIN + "/")
+    wait_for("the demo page", lambda: cdp.eval("document.readyState === 'complete' && !!window.lp "
+                                                "&& document.getElementById('rpid').textContent === 'localhost'"), 60)
+    return cdp
+
+
+# -------------------------------------------------------------- ceremonies
+
+
+class Blocked(Exception):
+    """The browser stopped at a dialog headless mode cannot answer (not a pass, not our failure)."""
+
+
+def chromium_ui_steps(since: int) -> list[str]:
+    log = (ARGS.out / "chromium.log").read_text(errors="replace")[since:]
+    return re.findall(r"UI step: (k\w+)", log)
+
+
+def log_mark() -> int:
+    return len((ARGS.out / "chromium.log").read_text(errors="replace"))
+
+
+def record(browser: str, ceremony: str, fn) -> dict | None:
+    t0 = time.monotonic()
+    try:
+        detail = fn() or ""
+        status = "PASS"
+    except Blocked as e:
+        status, detail = "BLOCKED", str(e)
+    except Exception as e:  # noqa: BLE001 - a ceremony's failure is data
+        status, detail = "FAIL", f"{type(e).__name__}: {e}"
+        traceback.print_exc(file=sys.stdout)
+    dt = time.monotonic() - t0
+    shot = ""
+    if STATE.get("cdp"):
+        try:
+            shot = STATE["cdp"].screenshot(ceremony).name
+        except Exception as e:  # noqa: BLE001
+            shot = f"(no screenshot: {e})"
+    RESULTS.append({"browser": browser, "ceremony": ceremony, "status": status, "detail": detail,
+                    "seconds": round(dt, 1), "screenshot": shot})
+    say(f"{status:5} [{browser}] {ceremony} ({dt:.1f}s): {detail}" + (f" [{shot}]" if shot else ""))
+    return None
+
+
+def js_register(cdp: Cdp, user: str, timeout_ms: int = JS_TIMEOUT_MS) -> dict:
+    return cdp.eval(f"lp.register({json.dumps(user)}, {timeout_ms})")
+
+
+def js_sign_in(cdp: Cdp, user: str | None, timeout_ms: int = JS_TIMEOUT_MS) -> dict:
+    return cdp.eval(f"lp.signIn({json.dumps(user)}, {timeout_ms})")
+
+
+def expect_ok(r: dict) -> dict:
+    if not r.get("ok"):
+        raise AssertionError(f"page result: {r.get('error')} after {r.get('ms')} ms")
+    return r["server"]
+
+
+def check_flags(s: dict) -> str:
+    f = s["flags"]
+    assert f["UP"] and f["UV"], f"UP/UV missing: {f}"
+    assert not f["BE"] and not f["BS"], f"BE/BS must be 0: {f}"
+    assert s["aaguid"] == AAGUID, s["aaguid"]
+    assert s["fmt"] == "packed", s["fmt"]
+    assert s["device_type"] == "single_device" and s["backed_up"] is False, s
+    return f"UV=1 BE=0 BS=0 AAGUID {s['aaguid']} {s['fmt']}"
+
+
+def register(cdp: Cdp, user: str) -> str:
+    r = js_register(cdp, user)
+    s = expect_ok(r)
+    assert s["user"] == user, s
+    assert s["attestation_type"] == "self", s["attestation_type"]
+    STATE.setdefault("creds", {})[user] = s["credential_id"]
+    return f"server verified: {check_flags(s)} ({s['attestation_type']} attestation), sign count {s['sign_count']}, " \
+           f"transports {s['transports']}; {r['ms']} ms"
+
+
+def sign_in(cdp: Cdp, user: str | None, expect_user: str) -> str:
+    r = js_sign_in(cdp, user)
+    s = expect_ok(r)
+    assert s["user"] == expect_user, f"signed in as {s['user']}, wanted {expect_user}"
+    assert s["credential_id"] == STATE["creds"][expect_user], s
+    assert s["sign_count"] > s["previous_sign_count"], s
+    return f"server verified signature as {s['user']}: {check_flags(s)}, sign count " \
+           f"{s['previous_sign_count']} -> {s['sign_count']}; {r['ms']} ms"
+
+
+def expect_error(r: dict, names: tuple[str, ...]) -> str:
+    assert not r.get("ok"), f"succeeded: {r.get('server')}"
+    err = r["error"]
+    assert err["name"] in names, f"{err['name']}: {err['message']} (wanted {' or '.join(names)})"
+    return f"{err['name']} after {r['ms']} ms ({err['message'][:90]})"
+
+
+def localpasskey(*args: str) -> str:
+    return gt.run([gt.ARGS.bin, "--data-dir", str(gt.WORK / "data"), *args]).stdout
+
+
+def username_less(cdp: Cdp, expect_user: str) -> str:
+    """No allowCredentials. Chromium may stop at its account chooser even for
+    one account (measured: UI step kSelectAccount); headless mode cannot
+    click it, so the page's signal ends the call: that is BLOCKED."""
+    mark = log_mark()
+    r = js_sign_in(cdp, None, FAIL_TIMEOUT_MS)
+    if r.get("ok"):
+        s = r["server"]
+        assert s["user"] == expect_user and s["username_less"], s
+        assert s["sign_count"] > s["previous_sign_count"], s
+        return f"server verified signature as {s['user']} (username-less): {check_flags(s)}, sign count " \
+               f"{s['previous_sign_count']} -> {s['sign_count']}; {r['ms']} ms"
+    steps = chromium_ui_steps(mark)
+    err = r["error"]
+    if "kSelectAccount" in steps and err["name"] in ("AbortError", "TimeoutError"):
+        raise Blocked(f"the authenticator answered; Chromium then waited at its account chooser (UI steps "
+                      f"{' > '.join(steps)}) until the page's signal fired: {err['name']} after {r['ms']} ms")
+    raise AssertionError(f"{err['name']}: {err['message']} after {r['ms']} ms; UI steps {steps}")
+
+
+def chromium(cdp: Cdp) -> None:
+    b = "Chromium"
+    record(b, "register-alice", lambda: register(cdp, "alice"))
+    record(b, "sign-in-username-less", lambda: username_less(cdp, "alice"))
+    record(b, "sign-in-allowCredentials", lambda: sign_in(cdp, "alice", "alice"))
+    record(b, "register-bob", lambda: register(cdp, "bob"))
+
+    # Two accounts: a username-less sign-in must end at the chooser; each
+    # account is then chosen the way headless can: allowCredentials with that
+    # account's passkey (the site asks for the user name first).
+    record(b, "sign-in-username-less-two-accounts", lambda: username_less(cdp, "(chooser)"))
+    record(b, "sign-in-choose-alice", lambda: sign_in(cdp, "alice", "alice"))
+    record(b, "sign-in-choose-bob", lambda: sign_in(cdp, "bob", "bob"))
+
+    def delete_bob():
+        creds = json.loads(localpasskey("list", "--json"))
+        bob = [c for c in creds if c["rp_id"] == "localhost" and c["user_name"] == "bob"]
+        assert len(bob) == 1, creds
+        out = localpasskey("delete", bob[0]["credential_id"][:12])
+        left = json.loads(localpasskey("list", "--json"))
+        assert not [c for c in left if c["user_name"] == "bob" and c["rp_id"] == "localhost"], left
+        return out.strip()
+
+    record("localpasskey", "delete-bob", delete_bob)
+
+    def deleted_fails():
+        r = js_sign_in(cdp, "bob", FAIL_TIMEOUT_MS)
+        return "no signature from the deleted passkey: " + expect_error(
+            r, ("NotAllowedError", "AbortError", "TimeoutError", "InvalidStateError"))
+
+    record(b, "sign-in-deleted-bob-fails", deleted_fails)
+    record(b, "sign-in-username-less-after-delete", lambda: username_less(cdp, "alice"))
+
+    def presence_refused():
+        gt.presence(*["deny"] * 6)
+        mark = log_mark()
+        try:
+            r = js_sign_in(cdp, "alice", FAIL_TIMEOUT_MS)
+        finally:
+            left = gt.presence_left()
+            gt.presence()
+        assert len(left) < 6, "the daemon never asked"
+        assert not r.get("ok"), f"succeeded although the prompt refused: {r.get('server')}"
+        err = r["error"]
+        if err["name"] == "NotAllowedError":
+            return f"{6 - len(left)} prompt(s) refused -> NotAllowedError after {r['ms']} ms"
+        # Measured with Chromium 156: the refusal reaches Chromium as
+        # CTAP2_ERR_OPERATION_DENIED (0x27) to getPinUvAuthTokenUsingUvWithPermissions;
+        # Chromium then shows its "unrecognized error" sheet and the promise
+        # only ends with the page's signal.
+        log = (ARGS.out / "chromium.log").read_text(errors="replace")[mark:]
+        steps = chromium_ui_steps(mark)
+        if "kErrorInternalUnrecognized" in steps and "kCtap2ErrOperationDenied" in log \
+                and err["name"] in ("AbortError", "TimeoutError"):
+            raise Blocked(f"{6 - len(left)} prompt(s) refused; the daemon answered CTAP2_ERR_OPERATION_DENIED to "
+                          f"getPinUvAuthTokenUsingUvWithPermissions, Chromium showed its error sheet "
+                          f"({' > '.join(steps)}); the page got {err['name']} from its signal after {r['ms']} ms, "
+                          "not NotAllowedError")
+        raise AssertionError(f"{err['name']}: {err['message']} after {r['ms']} ms; UI steps {steps}")
+
+    record(b, "presence-refused", presence_refused)
+    record(b, "sign-in-after-refusal", lambda: sign_in(cdp, "alice", "alice"))
+
+
+# Chromium's PIN screens (UI steps) and the clientPIN subcommands that mean
+# "the browser has the PIN": getPinToken (5), setPIN (3), changePIN (4),
+# getPinUvAuthTokenUsingPinWithPermissions (9). Built-in verification is
+# getPinUvAuthTokenUsingUvWithPermissions (6).
+PIN_STEPS = {"kClientPinEntry", "kClientPinSetup", "kClientPinChange"}
+SUBCMD = re.compile(r"<- 0x6 \(kAuthenticatorClientPin\) \{1: \d+, 2: (\d+)")
+
+
+def check_no_pin_screen() -> str:
+    log = (ARGS.out / "chromium.log").read_text(errors="replace")
+    fido = [x[x.index("FIDO: "):] for x in log.splitlines() if "FIDO: " in x]
+    (ARGS.out / "chromium-fido.log").write_text("\n".join(fido) + "\n")
+    steps = re.findall(r"UI step: (k\w+)", log)
+    subcmds = [int(x) for x in SUBCMD.findall(log)]
+    pin_steps = sorted(set(steps) & PIN_STEPS)
+    assert not pin_steps, f"Chromium showed its PIN screen: {pin_steps}"
+    with_pin = sorted(set(subcmds) & {3, 4, 5, 9})
+    assert not with_pin, f"Chromium sent clientPIN subcommands that carry the PIN: {with_pin}"
+    assert 6 in subcmds, f"Chromium never used built-in UV (getPinUvAuthTokenUsingUvWithPermissions): {subcmds}"
+    uniq = sorted(set(steps))
+    return (f"no PIN screen; built-in UV tokens (clientPIN 0x06) {subcmds.count(6)}x; "
+            f"UI steps seen: {', '.join(uniq)}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.parse_args(namespace=ARGS)
+    gt.ARGS.bin, gt.ARGS.out = ARGS.bin, ARGS.out
+    gt.WORK.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    say(f"guest: {os.uname().release}, python {sys.version.split()[0]}")
+    try:
+        gt.start_swtpm()
+        gt.start_daemon()
+        opts = set_pin()
+        say(f"guest: swtpm + daemon up, PIN set ({time.monotonic() - t0:.1f}s); {gt.hidraw()}; GetInfo options: {opts}")
+        start_rp()
+        say(f"guest: demo relying party on {ORIGIN} ({time.monotonic() - t0:.1f}s)")
+        t1 = time.monotonic()
+        cdp = start_chromium()
+        STATE["cdp"] = cdp
+        say(f"guest: {STATE['browser_version']} headless, page ready in {time.monotonic() - t1:.1f}s")
+        STATE["timing_start"] = time.monotonic() - t1
+    except Exception as e:  # noqa: BLE001
+        traceback.print_exc(file=sys.stdout)
+        say(f"FAIL  setup: {type(e).__name__}: {e}")
+        RESULTS.append({"browser": "Chromium", "ceremony": "setup", "status": "FAIL", "detail": str(e)})
+        cdp = None
+    if cdp:
+        chromium(cdp)
+        STATE["cdp"] = None
+        record("Chromium", "never-at-its-own-PIN-screen", check_no_pin_screen)
+    for name in ("chromium",):
+        p = STATE.get(name)
+        if p and p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    for name, p in (("rp", STATE.get("rp")), ("daemon", gt.STATE.get("daemon")), ("swtpm", gt.STATE.get("swtpm"))):
+        if p and p.poll() is None:
+            p.kill()
+    passed = sum(1 for r in RESULTS if r["status"] == "PASS")
+    failed = sum(1 for r in RESULTS if r["status"] == "FAIL")
+    blocked = sum(1 for r in RESULTS if r["status"] == "BLOCKED")
+    compat = {
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
+        "kernel": os.uname().release,
+        "browsers": {"Chromium": STATE.get("browser_version", "?")},
+        "results": RESULTS,
+        "passed": passed,
+        "failed": failed,
+        "blocked": blocked,
+    }
+    (ARGS.out / "compat.json").write_text(json.dumps(compat, indent=1) + "\n")
+    say(f"guest: browser checks took {time.monotonic() - t0:.1f}s")
+    if blocked:
+        say(f"guest: {blocked} BLOCKED (a browser dialog headless mode cannot answer; not counted as passed)")
+    say(f"browser: {passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
