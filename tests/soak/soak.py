@@ -373,7 +373,7 @@ class CrashSoak:
 
 def channels(workdir: Path, seconds: float, seed: int) -> dict:
     rng = random.Random(seed)
-    d = lpk.Daemon(workdir, presence_timeout_ms=2000, extra_args=("--script-pin", PIN))
+    d = lpk.Daemon(workdir, presence_timeout_ms=2000, script_pin=PIN, pin=None)
     d.start()
     n = dict(slow=0, slow_ok=0, busy_seen_slow=0, cancelled=0, busy_seen=0, pings=0, cbor=0, errors=0)
     stop = threading.Event()
