@@ -5,15 +5,22 @@
 # - TPM: the machine's TPM 2.0 (/dev/tpmrm0) when it has one; otherwise a
 #   project-managed software TPM (swtpm) whose state lives in the data
 #   directory — say so loudly, because a software TPM is a file on disk.
-# - Transport: the UDP simulation transport on 127.0.0.1:8111 (the uhid USB
-#   device is the next milestone).
+# - Transport: a real USB security key through /dev/uhid when this user can
+#   open it (every browser and FIDO2 program sees it; prompts come from our
+#   desktop dialog, or pinentry without a display); otherwise the UDP
+#   simulation transport on 127.0.0.1:8111 for CTAP test tools.
+# For a permanent setup (udev rule, module, systemd user unit) use
+# scripts/install.sh instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SUDO=()
 [ "$(id -u)" -eq 0 ] || SUDO=(sudo)
 need=()
-for p in build-essential pkg-config libtss2-dev swtpm swtpm-tools tpm2-tools; do
+packages=(build-essential pkg-config libtss2-dev swtpm swtpm-tools tpm2-tools)
+# The desktop dialog (GTK 4) is only needed for the real USB key.
+[ -e /dev/uhid ] && packages+=(libgtk-4-dev)
+for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
 done
 if [ "${#need[@]}" -gt 0 ]; then
@@ -34,7 +41,7 @@ export TSS2_LOG=${TSS2_LOG:-all+none}
 
 if [ -r /dev/tpmrm0 ] && [ -w /dev/tpmrm0 ]; then
     tpm=device:/dev/tpmrm0
-    echo "Backend: hardware TPM (/dev/tpmrm0) + UDP simulation transport on 127.0.0.1:8111" >&2
+    echo "Backend: hardware TPM (/dev/tpmrm0)" >&2
 else
     port=${LOCALPASSKEY_SWTPM_PORT:-21321}
     state="$data/swtpm"
@@ -59,7 +66,16 @@ else
     echo "Backend: NO hardware TPM here (/dev/tpmrm0 missing or not accessible)." >&2
     echo "         Using a project-managed SOFTWARE TPM (swtpm, state in $state):" >&2
     echo "         keys are TPM-wrapped, but that TPM is a file on this disk." >&2
-    echo "         Transport: UDP simulation on 127.0.0.1:8111." >&2
 fi
 
-"$bin" run --transport udp --data-dir "$data" --tpm "$tpm" --presence approve "$@"
+if [ -r /dev/uhid ] && [ -w /dev/uhid ]; then
+    echo "Transport: USB security key through /dev/uhid (browsers and FIDO2 tools see it);" >&2
+    echo "           prompts: the desktop dialog (pinentry without a display)" >&2
+    cargo build --release --locked -p localpasskey-prompt
+    exec_args=(--transport uhid --presence desktop)
+else
+    echo "Transport: /dev/uhid is missing or not accessible here (modprobe uhid; see" >&2
+    echo "           scripts/install.sh): UDP SIMULATION on 127.0.0.1:8111 for CTAP test tools" >&2
+    exec_args=(--transport udp --presence approve)
+fi
+"$bin" run "${exec_args[@]}" --data-dir "$data" --tpm "$tpm" "$@"
