@@ -58,6 +58,18 @@ cd "$ROOT"
 echo \$? >/tmp/results/exit-status
 JOB
 
+# Paths the job needs that live under the host's /tmp (the guest's own /tmp
+# hides it): the guest's init binds their top-level folders back into place.
+expose=""
+for p in "$ROOT" "$BIN" "$PY" "$HERE"; do
+    case "$p" in
+    /tmp/?*)
+        top=/tmp/$(echo "${p#/tmp/}" | cut -d/ -f1)
+        case " $expose " in *" lp_expose=$top "*) ;; *) expose="$expose lp_expose=$top" ;; esac
+        ;;
+    esac
+done
+
 boot=$SECONDS
 rc=0
 # -cpu max: under TCG it costs nothing and gives the guest the host's crypto
@@ -66,7 +78,7 @@ timeout --foreground "$VM_TIMEOUT" qemu-system-x86_64 \
     -accel tcg,thread=multi -cpu max -smp 2 -m "$MEM" \
     -nic none -nographic -no-reboot -monitor none -serial stdio \
     -kernel "$KERNEL" -initrd "$INITRD" \
-    -append "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init" \
+    -append "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init$expose" \
     -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
     -virtfs "local,path=$OUT,mount_tag=results,security_model=none,multidevs=remap" \
     </dev/null >"$OUT/console.log" 2>&1 || rc=$?
