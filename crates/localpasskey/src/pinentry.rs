@@ -119,12 +119,28 @@ struct Session {
 impl Session {
     fn start(program: &str) -> std::io::Result<Self> {
         // Its own process group, so a kill reaches whatever it started too.
-        let mut child = Command::new(program)
-            .process_group(0)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()?;
+        let spawn = || {
+            Command::new(program)
+                .process_group(0)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+        };
+        // ETXTBSY: the program was just written and another thread's child,
+        // between fork and exec, still holds it open for writing. It passes
+        // within milliseconds; a refusal here would deny the person's request.
+        let mut child = spawn();
+        for _ in 0..20 {
+            match &child {
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    child = spawn();
+                }
+                _ => break,
+            }
+        }
+        let mut child = child?;
         let stdin = child
             .stdin
             .take()

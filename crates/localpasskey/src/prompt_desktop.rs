@@ -158,7 +158,19 @@ impl DesktopPrompt {
                 Ok(())
             });
         }
-        let mut child = match cmd.spawn() {
+        // ETXTBSY: a just-written program still held open by another
+        // thread's child between fork and exec; it passes within milliseconds.
+        let mut spawned = cmd.spawn();
+        for _ in 0..20 {
+            match &spawned {
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                    std::thread::sleep(Duration::from_millis(10));
+                    spawned = cmd.spawn();
+                }
+                _ => break,
+            }
+        }
+        let mut child = match spawned {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(
