@@ -66,7 +66,9 @@ impl Answer {
     }
 
     pub fn to_line(&self) -> Zeroizing<String> {
-        let mut line = Zeroizing::new(serde_json::to_string(self).expect("plain struct serialises"));
+        // Serialising a plain struct cannot fail; if it ever did, the daemon
+        // would read an empty line as "no answer" and deny: never a panic.
+        let mut line = Zeroizing::new(serde_json::to_string(self).unwrap_or_default());
         line.push('\n');
         line
     }

@@ -192,7 +192,11 @@ impl DesktopPrompt {
         }
 
         let (tx, rx) = mpsc::channel();
-        let mut stdout = child.stdout.take().expect("stdout is piped");
+        let Some(mut stdout) = child.stdout.take() else {
+            tracing::error!("the desktop prompt has no stdout; denying");
+            kill(&mut child);
+            return Outcome::Denied;
+        };
         std::thread::spawn(move || {
             // Preallocated and zeroized on drop: the PIN is never copied by a
             // growing buffer and never left behind in freed memory.
