@@ -292,6 +292,7 @@ impl Rig {
             Arc::new(clock.clone()),
             Config {
                 presence_timeout: Duration::from_millis(1),
+                ..Config::default()
             },
         );
         let mut rig = Rig {

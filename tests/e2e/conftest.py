@@ -24,6 +24,7 @@ def pytest_report_header(config):
     return [
         f"localpasskey binary: {b} ({'present' if b.exists() else 'MISSING'})",
         "custodies: " + ", ".join(CUSTODIES) + " (every daemon test runs once per custody)",
+        f"transport: {lpk.TRANSPORT} (LPK_TRANSPORT)",
         "TPM tools: " + ", ".join(f"{t} {'ok' if p else 'MISSING'}" for t, p in tools.items()),
     ]
 
@@ -38,6 +39,39 @@ def pytest_sessionstart(session):
                if shutil.which(t) is None]
     if missing:
         raise pytest.UsageError(f"missing {', '.join(missing)}: run scripts/install-deps.sh (swtpm, tpm2-tools)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Leave out the tests that need another transport (named in the summary, never counted as passed)."""
+    kept, left_out = [], []
+    for item in items:
+        marker = item.get_closest_marker("transport")
+        if marker is None or lpk.TRANSPORT in marker.args:
+            kept.append(item)
+        else:
+            left_out.append(item)
+            config._lpk_left_out.append((item.nodeid, marker.kwargs.get("reason", "")))
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = kept
+
+
+def pytest_configure(config):
+    config._lpk_left_out = []
+
+
+def pytest_sessionfinish(session):
+    # Under xdist the workers collect: hand the left-out list to the controller.
+    if hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["lpk_left_out"] = session.config._lpk_left_out
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    seen = node.config._lpk_left_out
+    for entry in getattr(node, "workeroutput", {}).get("lpk_left_out", []):
+        if tuple(entry) not in seen:
+            seen.append(tuple(entry))
 
 
 def pytest_generate_tests(metafunc):
@@ -152,3 +186,8 @@ def pytest_terminal_summary(terminalreporter):
         tr.write_line(f"  custody {c}: {n} passed")
     tr.write_line(f"  total: {totals['passed']} passed, {totals['failed']} failed, {totals['error']} errors, "
                   f"{totals['skipped']} skipped")
+    left_out = getattr(terminalreporter.config, "_lpk_left_out", [])
+    if left_out:
+        tr.write_line(f"  left out on transport {lpk.TRANSPORT} ({len(left_out)}, they need another transport):")
+        for nodeid, reason in left_out:
+            tr.write_line(f"    {nodeid}: {reason}")

@@ -10,6 +10,9 @@
 - `UdpConnection`: a python-fido2 `CtapHidConnection` over the UDP simulation
   transport (one datagram = one raw 64-byte CTAPHID report), so that fido2's
   own `CtapHidDevice`, `Ctap2` and `Fido2Client` talk to the daemon for real.
+- `HidrawConnection`: the same over a real kernel HID device (`/dev/hidrawN`
+  made by `localpasskey run --transport uhid`), for the run of this suite
+  inside the VM of tests/vm (`LPK_TRANSPORT=uhid`).
 - `RawHid`: hand-made CTAPHID reports, for the framing and bad-input tests.
 - `RelyingParty`: registers and authenticates through `Fido2Client` and checks
   every answer with two relying-party implementations nobody here wrote:
@@ -22,6 +25,8 @@ import hashlib
 import json
 import os
 import random
+import re
+import select
 import signal
 import socket
 import struct
@@ -54,7 +59,9 @@ REPO = Path(__file__).resolve().parents[2]
 # The project's AAGUID (crates/lp-core/src/lib.rs, DESIGN.md promise 4).
 AAGUID = bytes.fromhex("cb8a205c984c4e7e98eb5800f04355ef")
 AAGUID_STR = "cb8a205c-984c-4e7e-98eb-5800f04355ef"
-MAX_MSG_SIZE = 7609
+# GetInfo's maxMsgSize: what CTAPHID frames (UDP), or what the kernel's uhid
+# queue holds without pacing (32 reports; transport/uhid.rs MAX_MESSAGE).
+MAX_MSG_SIZE = 57 + 31 * 59 if os.environ.get("LPK_TRANSPORT") == "uhid" else 7609
 
 # The simulated power-cycle datagram (FACTS.md, "UDP simulation convention").
 POWER_CYCLE = bytes.fromhex(
@@ -147,6 +154,22 @@ FLAG_ED = 0x80
 
 PORT_RANGE = (20000, 31998)
 
+# "udp" (the simulation transport, the default) or "uhid" (a real kernel HID
+# device; needs /dev/uhid, so it runs inside the VM of tests/vm/run.sh).
+TRANSPORT = os.environ.get("LPK_TRANSPORT", "udp")
+assert TRANSPORT in ("udp", "uhid"), f"LPK_TRANSPORT={TRANSPORT!r}: udp or uhid"
+UHID = TRANSPORT == "uhid"
+
+# On uhid a power cycle of the device is a new boot of the machine (the
+# daemon's boot id); this process plays the machine, so its daemons read the
+# boot id from this file (`run --boot-id-file`, test-only), and
+# `Daemon.power_cycle` writes a new one and restarts the daemon.
+BOOT_ID_FILE = Path(os.environ.get("TMPDIR", "/tmp")) / f"lpk-boot-id-{os.getpid()}"
+
+
+def new_boot() -> None:
+    BOOT_ID_FILE.write_text(os.urandom(16).hex() + "\n")
+
 
 def binary() -> Path:
     b = Path(os.environ.get("LOCALPASSKEY_BIN", REPO / "target/debug/localpasskey"))
@@ -222,9 +245,94 @@ class UdpConnection(CtapHidConnection):
         self.sock.close()
 
 
-def hid_device(port: int, **kw) -> CtapHidDevice:
+class SharedMedium:
+    """What a platform does on a HID device that every open handle hears.
+
+    hidraw hands every input report to every reader, so a handle sees the
+    answers meant for other handles too. Like libfido2, keep only reports on
+    a channel this handle has written to, and on the broadcast channel only
+    the INIT answer carrying this handle's own nonce.
+    """
+
+    def __init__(self):
+        self.cids: set[bytes] = set()
+        self.init_nonces: set[bytes] = set()
+
+    def sent(self, report: bytes) -> None:
+        cid = report[:4]
+        self.cids.add(cid)
+        if len(report) >= 15 and cid == b"\xff" * 4 and report[4] == TYPE_INIT | HID_INIT:
+            self.init_nonces.add(report[7:15])
+
+    def ours(self, report: bytes) -> bool:
+        cid = report[:4]
+        if cid not in self.cids:
+            return False
+        if cid == b"\xff" * 4 and report[4] == TYPE_INIT | HID_INIT:
+            return report[7:15] in self.init_nonces
+        return True
+
+
+class HidrawConnection(CtapHidConnection):
+    """python-fido2 HID connection over a real `/dev/hidrawN` (the uhid device).
+
+    python-fido2's own Linux connection blocks in read() forever and takes
+    every report on the node; this one has the same timeouts as
+    `UdpConnection` and keeps to its own channels (`SharedMedium`).
+    """
+
+    def __init__(self, path: str, read_timeout: float = 10.0, call_limit: float = 90.0):
+        self.path = path
+        self.read_timeout = read_timeout
+        self.call_limit = call_limit
+        self.fd = os.open(path, os.O_RDWR)
+        self.medium = SharedMedium()
+        self._last_write = time.monotonic()
+        self._closed = False
+
+    def write_packet(self, data: bytes) -> None:
+        if len(data) != 64:
+            raise ValueError(f"report of {len(data)} bytes")
+        self._last_write = time.monotonic()
+        self.medium.sent(data)
+        os.write(self.fd, b"\0" + data)  # report id 0: the descriptor has none
+
+    def read_packet(self) -> bytes:
+        waited_since = time.monotonic()
+        while True:
+            if self._closed:
+                raise ConnectionAbortedError("connection closed by the test")
+            now = time.monotonic()
+            if now - self._last_write > self.call_limit:
+                raise TimeoutError(f"no final answer {self.call_limit:.0f} s after the last request packet")
+            if now - waited_since > self.read_timeout:
+                raise TimeoutError(f"no CTAPHID report from the daemon within {self.read_timeout} s")
+            # Short slices, so that close() from another thread is noticed.
+            ready, _, _ = select.select([self.fd], [], [], 0.1)
+            if not ready:
+                continue
+            data = os.read(self.fd, 64)
+            if len(data) != 64:
+                raise AssertionError(f"hidraw gave a {len(data)}-byte report: {data.hex()}")
+            if self.medium.ours(data):
+                return data
+            waited_since = time.monotonic()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            time.sleep(0.15)  # let a reader blocked in select() see the flag
+            os.close(self.fd)
+
+
+def hid_device(endpoint: int | str, **kw) -> CtapHidDevice:
+    """python-fido2's CtapHidDevice on a daemon: a UDP port, or a hidraw path."""
+    if isinstance(endpoint, str):
+        from fido2.hid.linux import get_descriptor
+
+        return CtapHidDevice(get_descriptor(endpoint), HidrawConnection(endpoint, **kw))
     descriptor = HidDescriptor(
-        path=f"udp:127.0.0.1:{port}",
+        path=f"udp:127.0.0.1:{endpoint}",
         vid=0,
         pid=0,
         report_size_in=64,
@@ -232,36 +340,63 @@ def hid_device(port: int, **kw) -> CtapHidDevice:
         product_name="LocalPasskey (UDP simulation)",
         serial_number=None,
     )
-    return CtapHidDevice(descriptor, UdpConnection(port, **kw))
+    return CtapHidDevice(descriptor, UdpConnection(endpoint, **kw))
 
 
 class RawHid:
-    """Hand-built CTAPHID reports over UDP (for framing and bad-input tests)."""
+    """Hand-built CTAPHID reports, over UDP (a port) or hidraw (a path), for
+    the framing and bad-input tests."""
 
-    def __init__(self, port: int):
-        self.port = port
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.connect(("127.0.0.1", port))
+    def __init__(self, endpoint: int | str):
+        self.endpoint = endpoint
+        self.hidraw = isinstance(endpoint, str)
+        if self.hidraw:
+            self.fd = os.open(endpoint, os.O_RDWR)
+            self.medium = SharedMedium()
+        else:
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.sock.bind(("127.0.0.1", 0))
+            self.sock.connect(("127.0.0.1", endpoint))
 
     def close(self):
-        self.sock.close()
+        if self.hidraw:
+            os.close(self.fd)
+        else:
+            self.sock.close()
 
     def send_datagram(self, data: bytes) -> None:
-        self.sock.send(data)
+        """Bytes as they are: a UDP datagram, or a hidraw write (report id 0 first)."""
+        if self.hidraw:
+            self.medium.sent(data)
+            os.write(self.fd, b"\0" + data)
+        else:
+            self.sock.send(data)
 
     def send(self, report: bytes) -> None:
         assert len(report) <= 64
-        self.sock.send(report.ljust(64, b"\0"))
+        self.send_datagram(report.ljust(64, b"\0"))
 
     def recv(self, timeout: float = 5.0) -> bytes | None:
-        self.sock.settimeout(timeout)
-        try:
-            data = self.sock.recv(4096)
-        except socket.timeout:
-            return None
-        assert len(data) == 64, f"daemon sent a {len(data)}-byte datagram"
-        return data
+        if not self.hidraw:
+            self.sock.settimeout(timeout)
+            try:
+                data = self.sock.recv(4096)
+            except socket.timeout:
+                return None
+            assert len(data) == 64, f"daemon sent a {len(data)}-byte datagram"
+            return data
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            ready, _, _ = select.select([self.fd], [], [], left)
+            if not ready:
+                return None
+            data = os.read(self.fd, 64)
+            assert len(data) == 64, f"hidraw gave a {len(data)}-byte report"
+            if self.medium.ours(data):
+                return data
 
     def drain(self, quiet: float = 0.2) -> list[bytes]:
         out = []
@@ -499,7 +634,8 @@ class DaemonStartError(Exception):
 
 
 class Daemon:
-    """One `localpasskey run` on the UDP simulation transport.
+    """One `localpasskey run` on the UDP simulation transport, or (with
+    LPK_TRANSPORT=uhid) as a real kernel HID device, `self.hidraw`.
 
     Presence is scripted (`--presence script:FILE`, empty file = approve, and
     a verification prompt that meets `approve` types `--script-pin`) unless
@@ -547,6 +683,7 @@ class Daemon:
         self.emulate_resource_manager = True
         self.proc: subprocess.Popen | None = None
         self.port: int | None = None
+        self.hidraw: str | None = None
         self.logs: list[Path] = []
         self.started_at: float | None = None
         self._devices: list[CtapHidDevice] = []
@@ -562,12 +699,20 @@ class Daemon:
             return ["--custody", "tpm", "--tpm", self.tpm.tcti]
         return ["--custody", "insecure-software"]
 
+    @property
+    def endpoint(self) -> int | str:
+        """Where clients reach this daemon: its UDP port or its hidraw node."""
+        return self.hidraw if UHID else self.port
+
     def command(self, port: int) -> list[str]:
+        # On uhid the scripted prompt and the software custody are test-only
+        # settings that the real device refuses without this flag.
+        transport = (["--transport", "uhid", "--force-insecure-for-tests", "--boot-id-file", str(BOOT_ID_FILE)]
+                     if UHID else ["--transport", "udp", "--listen", f"127.0.0.1:{port}"])
         cmd = [
             str(binary()),
             "run",
-            "--transport", "udp",
-            "--listen", f"127.0.0.1:{port}",
+            *transport,
             "--data-dir", str(self.data_dir),
             *self.custody_args(),
             "--presence", self.presence_mode,
@@ -581,9 +726,11 @@ class Daemon:
     def start(self, port: int | None = None, ready_timeout: float = 10.0) -> "Daemon":
         assert self.proc is None or self.proc.poll() is not None, "already running"
         b = binary()
+        if UHID and not BOOT_ID_FILE.exists():
+            new_boot()
         if not b.exists():
             raise DaemonStartError(f"no daemon binary at {b} (set LOCALPASSKEY_BIN or run cargo build)")
-        attempts = 1 if port else 8
+        attempts = 1 if port or UHID else 8
         last_err = ""
         for _ in range(attempts):
             if self.tpm is not None and self.tpm.used_by_dead_process and self.emulate_resource_manager:
@@ -605,6 +752,8 @@ class Daemon:
                 )
             self.port = p
             try:
+                if UHID:
+                    self.hidraw = self._wait_for_hidraw(ready_timeout)
                 self._wait_ready(ready_timeout)
                 self.started_at = time.monotonic()
                 self._initialise_pin()
@@ -633,13 +782,35 @@ class Daemon:
             return p
         raise DaemonStartError("no free UDP port in 20000-31998")
 
+    def _wait_for_hidraw(self, timeout: float) -> str:
+        """The hidraw node of this daemon's device: the one whose HID_UNIQ is
+        the serial that its start-up line names."""
+        deadline = time.monotonic() + timeout
+        serial = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise DaemonStartError(f"daemon exited with status {self.proc.returncode}:\n" + self.stderr())
+            if serial is None:
+                m = re.search(r'USB HID security key ".*?" [0-9a-f:]+ serial (\w+)', self.logs[-1].read_text(errors="replace"))
+                serial = m and m.group(1)
+            if serial:
+                for node in sorted(Path("/sys/class/hidraw").glob("hidraw*")):
+                    try:
+                        uevent = (node / "device/uevent").read_text()
+                    except OSError:
+                        continue
+                    if f"HID_UNIQ={serial}\n" in uevent and Path(f"/dev/{node.name}").exists():
+                        return f"/dev/{node.name}"
+            time.sleep(0.02)
+        raise DaemonStartError(f"no hidraw node with serial {serial} within {timeout} s:\n" + self.stderr())
+
     def _wait_ready(self, timeout: float) -> None:
         """Send CTAPHID_INIT every 20 ms until one is answered.
 
         An answer may come after the next INIT went out: any nonce sent counts,
         or a slow first answer would keep every later one a step behind."""
         deadline = time.monotonic() + timeout
-        raw = RawHid(self.port)
+        raw = RawHid(self.endpoint)
         sent: set[bytes] = set()
         try:
             while time.monotonic() < deadline:
@@ -659,7 +830,7 @@ class Daemon:
                 if r and r[:5] == struct.pack(">IB", BROADCAST_CID, TYPE_INIT | HID_INIT) and r[7:15] in sent:
                     return
             raise DaemonStartError(
-                f"daemon did not answer CTAPHID_INIT on 127.0.0.1:{self.port} within {timeout} s:\n"
+                f"daemon did not answer CTAPHID_INIT on {self.endpoint} within {timeout} s:\n"
                 + self.stderr()
             )
         finally:
@@ -739,7 +910,7 @@ class Daemon:
     # ---- clients
 
     def device(self, **kw) -> CtapHidDevice:
-        dev = hid_device(self.port, **kw)
+        dev = hid_device(self.endpoint, **kw)
         self._devices.append(dev)
         return dev
 
@@ -776,11 +947,20 @@ class Daemon:
         return self.client_pin().get_pin_retries()
 
     def raw(self) -> RawHid:
-        return RawHid(self.port)
+        return RawHid(self.endpoint)
 
     def power_cycle(self, via_cli: bool = False) -> None:
-        """Send the simulated power-cycle datagram. Open a new device afterwards."""
+        """Unplug and replug. Open a new device afterwards.
+
+        The simulation takes the power-cycle datagram. The real device has no
+        such report (anything that opens the node could send it): its power
+        cycle is a new boot of the machine, played here with a new boot id
+        and a restart of the daemon (`via_cli` makes no difference)."""
         self.close_devices()
+        if UHID:
+            new_boot()
+            self.restart()
+            return
         if via_cli:
             r = run_cli("power-cycle", "--to", f"127.0.0.1:{self.port}")
             assert r.returncode == 0, f"power-cycle failed: {r.stderr}"

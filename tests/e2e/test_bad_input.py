@@ -9,6 +9,8 @@ import struct
 
 import cbor2
 import pytest
+from fido2.ctap import CtapError
+from fido2.ctap2 import ClientPin
 
 import lpk
 
@@ -320,6 +322,7 @@ def test_stray_continuation_packet_is_ignored(raw, cid):
     assert raw.recv(0.5) is None, "stray continuation packet got an answer"
 
 
+@pytest.mark.transport("udp", reason="datagram sizes are the simulation's; hidraw reports are 64 bytes by the descriptor")
 @pytest.mark.parametrize("size", [0, 1, 8, 63, 65, 100, 128, 1024])
 def test_datagrams_of_other_sizes_are_ignored(raw, cid, size):
     nonce = os.urandom(8)
@@ -336,9 +339,36 @@ def test_datagrams_of_other_sizes_are_ignored(raw, cid, size):
     assert raw.recv(0.5) is None, f"a {size}-byte datagram got an answer"
 
 
+@pytest.mark.transport("udp", reason="the power-cycle datagram exists only in the simulation "
+                       "(test_power_cycle_report_is_no_power_cycle_on_the_real_device covers uhid)")
 def test_power_cycle_datagram_alone_gets_no_answer(daemon, raw, cid):
     raw.send_datagram(lpk.POWER_CYCLE)
     assert raw.recv(0.5) is None
+
+
+@pytest.mark.transport("uhid", reason="the real device's answer to the simulation's power-cycle report")
+def test_power_cycle_report_is_no_power_cycle_on_the_real_device(daemon):
+    """Anything that can open the hidraw node could send the simulation's
+    power-cycle report: on the real device it is an ordinary (bad) report and
+    clears nothing: the 3-wrong-PINs block stays."""
+    ctap2 = daemon.ctap2()
+    cp = daemon.client_pin(2, ctap2)
+    for _ in range(3):
+        with pytest.raises(CtapError):
+            cp.get_pin_token("000000", ClientPin.PERMISSION.GET_ASSERTION, "example.com")
+    assert cp.get_pin_retries() == (5, True)
+    raw = daemon.raw()
+    try:
+        raw.send_datagram(lpk.POWER_CYCLE)
+        # An initialisation packet on a channel nobody was given: CTAPHID_ERROR.
+        assert raw.expect_error(int.from_bytes(lpk.POWER_CYCLE[:4], "big")) == lpk.ERR_INVALID_CHANNEL
+    finally:
+        raw.close()
+    lpk.assert_alive(daemon)
+    assert cp.get_pin_retries() == (5, True), "the report cleared the per-boot block"
+    with pytest.raises(CtapError) as e:
+        cp.get_pin_token(daemon.pin, ClientPin.PERMISSION.GET_ASSERTION, "example.com")
+    assert e.value.code == lpk.PIN_AUTH_BLOCKED
 
 
 def test_many_clients_in_turn(daemon):

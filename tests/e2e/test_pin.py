@@ -491,6 +491,7 @@ def _pin_cli(daemon, action: str, *lines: str):
                        input="".join(l + "\n" for l in lines))
 
 
+@pytest.mark.transport("udp", reason="`localpasskey pin --to` speaks the UDP simulation")
 def test_pin_command_line(make_daemon):
     d = make_daemon(pin=None)
     r = lpk.run_cli("pin", "status", "--to", f"127.0.0.1:{d.port}")

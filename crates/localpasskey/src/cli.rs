@@ -153,6 +153,11 @@ struct RunArgs {
     /// program on this machine could then use the passkeys without a person.
     #[arg(long)]
     force_insecure_for_tests: bool,
+    /// TESTS ONLY: read the boot id from this file instead of the kernel's,
+    /// so a test can play a new boot of the machine (a power cycle of the
+    /// real device). Simulation or --force-insecure-for-tests only.
+    #[arg(long, hide = true)]
+    boot_id_file: Option<PathBuf>,
 }
 
 pub fn main() -> ExitCode {
@@ -249,6 +254,33 @@ fn device_serial(store: &mut SqliteStore) -> Result<String> {
     Ok(serial)
 }
 
+/// The kernel boot this store last ran in.
+const BOOT_ID_META: &str = "device_boot_id";
+
+/// The machine holds the TPM that is this security key's secure element, so
+/// a new boot of the machine is this key's power cycle: it clears the "3
+/// wrong PINs in a row" block. A daemon restart in the same boot does not
+/// (anything running as the user can restart it), nor does a report on the
+/// hidraw node (see `Transport::simulates_power_cycle`).
+fn power_up_after_boot(store: &mut SqliteStore, boot_id: Option<String>) -> Result<()> {
+    let Some(boot_id) = boot_id else {
+        tracing::warn!("cannot read the kernel's boot id: the 3-wrong-PINs block lasts until a PIN is right");
+        return Ok(());
+    };
+    if store.get_meta(BOOT_ID_META)?.as_deref() == Some(boot_id.as_bytes()) {
+        return Ok(());
+    }
+    store.set_meta(lp_core::pin::meta::BOOT_FAILURES, &[0])?;
+    store.set_meta(BOOT_ID_META, boot_id.as_bytes())?;
+    tracing::info!("first start in this boot of the machine: the per-boot PIN failures start at 0");
+    Ok(())
+}
+
+fn kernel_boot_id() -> Option<String> {
+    let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    Some(id.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
 fn run(args: RunArgs, dir: PathBuf) -> Result<()> {
     harden_process();
     let mut store = SqliteStore::open(&dir)?;
@@ -256,6 +288,19 @@ fn run(args: RunArgs, dir: PathBuf) -> Result<()> {
     // With the real device anything on this machine that can open a hidraw
     // node talks to us, so the test-only parts need a flag that says so.
     let test_only_ok = simulation || args.force_insecure_for_tests;
+    let boot_id = match &args.boot_id_file {
+        None => kernel_boot_id(),
+        Some(_) if !test_only_ok => {
+            bail!("--boot-id-file is for tests: the real device (--transport uhid) needs --force-insecure-for-tests")
+        }
+        Some(file) => Some(
+            std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?
+                .trim()
+                .to_owned(),
+        ),
+    };
+    power_up_after_boot(&mut store, boot_id)?;
     if args.force_insecure_for_tests && !simulation {
         tracing::warn!(
             "!!! --force-insecure-for-tests: the USB security key accepts TEST-ONLY settings \
@@ -332,6 +377,7 @@ fn run(args: RunArgs, dir: PathBuf) -> Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
     let config = Config {
         presence_timeout: Duration::from_millis(args.presence_timeout_ms),
+        ..Config::default()
     };
     if custody.is_hardware() {
         tracing::info!(
@@ -365,12 +411,20 @@ fn run(args: RunArgs, dir: PathBuf) -> Result<()> {
             let transport =
                 Udp::bind(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
             ready(&|| transport.describe());
+            let config = Config {
+                max_msg_size: transport.max_message_size(),
+                ..config
+            };
             let auth = Authenticator::new(custody, Box::new(store), presence, Arc::clone(&clock), config);
             daemon::run(transport, auth, clock)
         }
         TransportKind::Uhid => {
             let transport = Uhid::create(DeviceIdentity::new(&serial))?;
             ready(&|| transport.describe());
+            let config = Config {
+                max_msg_size: transport.max_message_size(),
+                ..config
+            };
             let auth = Authenticator::new(custody, Box::new(store), presence, Arc::clone(&clock), config);
             daemon::run(transport, auth, clock)
         }
@@ -597,5 +651,37 @@ fn pin(action: PinAction, to: SocketAddr, from_stdin: bool) -> Result<()> {
                 Err(e) => bail!("the authenticator refused: {e}"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lp_core::pin::meta::BOOT_FAILURES;
+
+    #[test]
+    fn only_a_new_boot_clears_the_per_boot_pin_failures() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SqliteStore::open(dir.path()).unwrap();
+        power_up_after_boot(&mut store, Some("boot-a".into())).unwrap();
+        store.set_meta(BOOT_FAILURES, &[3]).unwrap();
+        // A restart in the same boot keeps the block.
+        power_up_after_boot(&mut store, Some("boot-a".into())).unwrap();
+        assert_eq!(store.get_meta(BOOT_FAILURES).unwrap(), Some(vec![3]));
+        // So does a start that cannot tell which boot it is.
+        power_up_after_boot(&mut store, None).unwrap();
+        assert_eq!(store.get_meta(BOOT_FAILURES).unwrap(), Some(vec![3]));
+        // A new boot clears it, once.
+        power_up_after_boot(&mut store, Some("boot-b".into())).unwrap();
+        assert_eq!(store.get_meta(BOOT_FAILURES).unwrap(), Some(vec![0]));
+        store.set_meta(BOOT_FAILURES, &[2]).unwrap();
+        power_up_after_boot(&mut store, Some("boot-b".into())).unwrap();
+        assert_eq!(store.get_meta(BOOT_FAILURES).unwrap(), Some(vec![2]));
+    }
+
+    #[test]
+    fn this_machine_has_a_boot_id() {
+        let id = kernel_boot_id().expect("Linux publishes /proc/sys/kernel/random/boot_id");
+        assert_eq!(id.len(), 36, "{id}");
     }
 }

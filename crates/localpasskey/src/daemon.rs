@@ -129,10 +129,11 @@ impl<T: Transport> Shared<T> {
 
 /// Run until the transport fails. Returns the transport's error.
 pub fn run<T: Transport>(transport: T, mut auth: Authenticator, clock: Arc<dyn Clock>) -> std::io::Error {
+    let hid = Ctaphid::with_max_message(transport.max_message_size());
     let shared = Arc::new(Shared {
         transport,
         link: Mutex::new(Link {
-            hid: Ctaphid::new(),
+            hid,
             peers: HashMap::new(),
         }),
         current: Current::default(),
@@ -217,7 +218,7 @@ fn serve<T: Transport>(shared: &Arc<Shared<T>>, jobs_tx: &mpsc::Sender<Job>) -> 
         let mut link = shared.link();
         let now = shared.clock.now();
         let events = match incoming {
-            Some(i) if i.data == POWER_CYCLE_REPORT => {
+            Some(i) if i.data == POWER_CYCLE_REPORT && shared.transport.simulates_power_cycle() => {
                 tracing::info!("simulated power cycle: volatile state cleared, credentials kept");
                 shared.current.cancelled.store(true, Ordering::SeqCst);
                 link.hid.power_cycle();

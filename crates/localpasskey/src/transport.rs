@@ -27,6 +27,20 @@ pub trait Transport: Send + Sync + 'static {
 
     /// A human-readable description for the start-up log.
     fn describe(&self) -> String;
+
+    /// Whether the simulated power-cycle report stands for unplugging the
+    /// device. Only the simulation says yes: on the real device any program
+    /// that can open the hidraw node could send it, and a power cycle clears
+    /// the "3 wrong PINs in a row" block that a person's unplugging should.
+    fn simulates_power_cycle(&self) -> bool {
+        false
+    }
+
+    /// The longest request this transport carries without losing reports
+    /// (GetInfo's maxMsgSize).
+    fn max_message_size(&self) -> usize {
+        lp_core::MAX_MSG_SIZE
+    }
 }
 
 /// A transport's way to say "a signal asked us to stop, and the device is

@@ -41,12 +41,16 @@ pub const RESET_WINDOW_MS: Millis = 10_000;
 pub struct Config {
     /// How long to wait for the person before CTAP2_ERR_USER_ACTION_TIMEOUT.
     pub presence_timeout: Duration,
+    /// GetInfo's maxMsgSize: the longest request the transport takes (at
+    /// most [`crate::MAX_MSG_SIZE`]); largeBlobs fragments are 64 bytes less.
+    pub max_msg_size: usize,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
             presence_timeout: Duration::from_secs(30),
+            max_msg_size: crate::MAX_MSG_SIZE,
         }
     }
 }
@@ -121,6 +125,12 @@ impl Authenticator {
             listing: None,
             blob_write: None,
         }
+    }
+
+    /// maxMsgSize as GetInfo says it: the configured size, never above what
+    /// CTAPHID can frame, and never below what the spec lets a platform assume.
+    pub(crate) fn max_msg_size(&self) -> usize {
+        self.config.max_msg_size.clamp(1024, crate::MAX_MSG_SIZE)
     }
 
     /// Name of the key custody in use, for logs and `info`.
@@ -267,7 +277,7 @@ impl Authenticator {
             ),
             (0x03, Value::Bytes(crate::AAGUID.to_vec())),
             (0x04, text_map(options)),
-            (0x05, Value::Integer((crate::MAX_MSG_SIZE as u64).into())),
+            (0x05, Value::Integer((self.max_msg_size() as u64).into())),
             (
                 0x06,
                 Value::Array(vec![Value::Integer(2.into()), Value::Integer(1.into())]),

@@ -212,6 +212,8 @@ pub struct Ctaphid {
     /// one request at a time.
     abandoned: Option<u64>,
     lock: Option<Lock>,
+    /// The longest request taken; longer ones get ERR_INVALID_LEN.
+    max_msg: usize,
 }
 
 impl Default for Ctaphid {
@@ -230,6 +232,17 @@ impl Ctaphid {
             outstanding: None,
             abandoned: None,
             lock: None,
+            max_msg: MAX_MSG_SIZE,
+        }
+    }
+
+    /// A device that takes requests of at most `max_msg` bytes (capped at
+    /// [`MAX_MSG_SIZE`]), for a transport that cannot carry longer ones
+    /// reliably; GetInfo's maxMsgSize must say the same.
+    pub fn with_max_message(max_msg: usize) -> Self {
+        Self {
+            max_msg: max_msg.min(MAX_MSG_SIZE),
+            ..Self::new()
         }
     }
 
@@ -410,7 +423,7 @@ impl Ctaphid {
         }
 
         let code = match cmd {
-            cmd::PING | cmd::MSG | cmd::CBOR | cmd::LOCK | cmd::WINK if len > MAX_MSG_SIZE => {
+            cmd::PING | cmd::MSG | cmd::CBOR | cmd::LOCK | cmd::WINK if len > self.max_msg => {
                 Some(err::INVALID_LEN)
             }
             cmd::PING => None,
@@ -978,6 +991,24 @@ mod tests {
         }
         assert!(one(&mut dev, cont_pkt(a, 0, &[0; 59]), 0).is_empty());
         assert_eq!(ping(&mut dev, a, &[5], 0), vec![(a, cmd::PING, vec![5])]);
+    }
+
+    #[test]
+    fn a_smaller_maximum_is_the_limit() {
+        let mut dev = Ctaphid::with_max_message(1886);
+        let a = open(&mut dev, 0);
+        let ev = one(&mut dev, init_pkt(a, cmd::CBOR, 1887, &[0; 57]), 0);
+        assert_eq!(errors(&ev), vec![(a, err::INVALID_LEN)]);
+        let p = pattern(1886);
+        assert_eq!(
+            messages(&send_msg(&mut dev, a, cmd::PING, &p, 0)),
+            vec![(a, cmd::PING, p)]
+        );
+        // Never more than CTAPHID can frame.
+        let mut dev = Ctaphid::with_max_message(usize::MAX);
+        let a = open(&mut dev, 0);
+        let ev = one(&mut dev, init_pkt(a, cmd::PING, 7610, &[0; 57]), 0);
+        assert_eq!(errors(&ev), vec![(a, err::INVALID_LEN)]);
     }
 
     // ---- sequencing ----

@@ -30,7 +30,8 @@ pub const AAGUID: [u8; 16] = [
 ];
 
 /// The largest CTAPHID message: one initialisation packet (57 bytes of
-/// payload) plus 128 continuation packets (59 bytes each).
+/// payload) plus 128 continuation packets (59 bytes each). A transport may
+/// accept less (`Config::max_msg_size`, `Ctaphid::with_max_message`).
 pub const MAX_MSG_SIZE: usize = 7609;
 
 /// Firmware version reported in GetInfo: the crate version as major*10000 + minor*100 + patch.

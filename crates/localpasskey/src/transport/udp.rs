@@ -101,4 +101,8 @@ impl Transport for Udp {
             Err(_) => "UDP simulation".into(),
         }
     }
+
+    fn simulates_power_cycle(&self) -> bool {
+        true
+    }
 }

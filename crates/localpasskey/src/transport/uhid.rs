@@ -92,6 +92,14 @@ mod ev {
 /// `enum uhid_report_type`: UHID_OUTPUT_REPORT.
 const UHID_OUTPUT_REPORT: u8 = 1;
 
+/// The kernel queues at most 32 output reports for us (`UHID_BUFSIZE`) and
+/// drops the next ones when we fall behind; hidraw keeps 64 input reports per
+/// reader. USB would pace the host; uhid cannot. So a request must fit in 32
+/// reports even if this process is not scheduled while the host writes them:
+/// 57 + 31 × 59 bytes. (Measured under load in the VM: a 7609-byte message,
+/// 129 reports, lost some and got ERR_INVALID_SEQ.)
+pub const MAX_MESSAGE: usize = 57 + 31 * 59;
+
 /// `struct uhid_create2_req`.
 #[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
 #[repr(C, packed)]
@@ -531,6 +539,10 @@ fn recreate(
 
 impl Transport for Uhid {
     type Peer = ();
+
+    fn max_message_size(&self) -> usize {
+        MAX_MESSAGE
+    }
 
     fn recv(&self, timeout: Option<Duration>) -> io::Result<Option<Incoming<()>>> {
         let rx = self.rx.lock().unwrap_or_else(|e| e.into_inner());

@@ -14,9 +14,6 @@ use sha2::{Digest, Sha256};
 /// GetInfo's maxSerializedLargeBlobArray.
 pub const MAX_SERIALIZED_LARGE_BLOB_ARRAY: usize = 4096;
 
-/// maxMsgSize − 64, as the spec defines maxFragmentLength.
-const MAX_FRAGMENT: usize = crate::MAX_MSG_SIZE - 64;
-
 const META_KEY: &str = "large_blob_array";
 
 /// A write in progress: the fragments so far.
@@ -52,7 +49,7 @@ impl Authenticator {
                     return Err(CtapError::InvalidParameter);
                 }
                 let get = usize::try_from(get).map_err(|_| CtapError::InvalidLength)?;
-                if get > MAX_FRAGMENT {
+                if get > self.max_fragment() {
                     return Err(CtapError::InvalidLength);
                 }
                 let array = self.store.get_meta(META_KEY)?.unwrap_or_else(initial_array);
@@ -67,6 +64,11 @@ impl Authenticator {
         }
     }
 
+    /// maxMsgSize − 64, as the spec defines maxFragmentLength.
+    fn max_fragment(&self) -> usize {
+        self.max_msg_size() - 64
+    }
+
     fn write_fragment(
         &mut self,
         set: Vec<u8>,
@@ -75,7 +77,7 @@ impl Authenticator {
         param: Option<Vec<u8>>,
         protocol: Option<u64>,
     ) -> CtapResult {
-        if set.len() > MAX_FRAGMENT {
+        if set.len() > self.max_fragment() {
             return Err(CtapError::InvalidLength);
         }
         if offset == 0 {

@@ -59,6 +59,13 @@ fn rig() -> Rig {
 }
 
 fn rig_without_pin() -> Rig {
+    rig_with_config(Config {
+        presence_timeout: Duration::from_millis(50),
+        ..Config::default()
+    })
+}
+
+fn rig_with_config(config: Config) -> Rig {
     let person = Person(Arc::new(Mutex::new(
         Scripted::new([], Step::Approve).with_pin(PIN),
     )));
@@ -68,9 +75,7 @@ fn rig_without_pin() -> Rig {
         Box::new(MemoryStore::new()),
         Box::new(person.clone()),
         Arc::new(clock.clone()),
-        Config {
-            presence_timeout: Duration::from_millis(50),
-        },
+        config,
     );
     Rig { auth, person, clock }
 }
@@ -370,6 +375,31 @@ fn get_info_describes_this_authenticator() {
     let opts = cbor::text_keyed(get(&m, 4).unwrap().clone()).unwrap();
     assert_eq!(opts.get("clientPin"), Some(&Value::Bool(false)));
     assert_eq!(opts.get("uv"), Some(&Value::Bool(false)));
+}
+
+#[test]
+fn a_transport_with_a_smaller_message_limit_says_so_everywhere() {
+    let mut r = rig_with_config(Config {
+        max_msg_size: 1886,
+        ..Config::default()
+    });
+    let m = parse(&r.auth.handle(&[command::GET_INFO], &NoInteraction)).unwrap();
+    assert_eq!(get(&m, 5).unwrap().as_integer().map(i128::from), Some(1886));
+    // maxFragmentLength = maxMsgSize - 64 (CTAP 2.1 §6.10).
+    assert!(blob_get(&mut r, 0, 1822).is_ok());
+    assert_eq!(blob_get(&mut r, 0, 1823), Err(CtapError::InvalidLength.code()));
+    // Nothing below the spec's 1024 nor above what CTAPHID frames.
+    for (asked, said) in [(10, 1024), (100_000, crate::MAX_MSG_SIZE)] {
+        let mut r = rig_with_config(Config {
+            max_msg_size: asked,
+            ..Config::default()
+        });
+        let m = parse(&r.auth.handle(&[command::GET_INFO], &NoInteraction)).unwrap();
+        assert_eq!(
+            get(&m, 5).unwrap().as_integer().map(i128::from),
+            Some(said as i128)
+        );
+    }
 }
 
 #[test]
