@@ -704,6 +704,11 @@ class Daemon:
         """Where clients reach this daemon: its UDP port or its hidraw node."""
         return self.hidraw if UHID else self.port
 
+    @property
+    def target(self) -> str:
+        """The same for the command line's --to."""
+        return self.hidraw if UHID else f"127.0.0.1:{self.port}"
+
     def command(self, port: int) -> list[str]:
         # On uhid the scripted prompt and the software custody are test-only
         # settings that the real device refuses without this flag.

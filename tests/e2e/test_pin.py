@@ -487,14 +487,13 @@ def test_built_in_uv_wrong_pin(daemon):
 
 
 def _pin_cli(daemon, action: str, *lines: str):
-    return lpk.run_cli("pin", action, "--to", f"127.0.0.1:{daemon.port}", "--pin-stdin",
+    return lpk.run_cli("pin", action, "--to", daemon.target, "--pin-stdin",
                        input="".join(l + "\n" for l in lines))
 
 
-@pytest.mark.transport("udp", reason="`localpasskey pin --to` speaks the UDP simulation")
 def test_pin_command_line(make_daemon):
     d = make_daemon(pin=None)
-    r = lpk.run_cli("pin", "status", "--to", f"127.0.0.1:{d.port}")
+    r = lpk.run_cli("pin", "status", "--to", d.target)
     assert r.returncode == 0, r.stderr
     assert "no pin" in r.stdout.lower(), r.stdout
 
@@ -507,7 +506,7 @@ def test_pin_command_line(make_daemon):
     r = _pin_cli(d, "set", "4321", "4321")
     assert r.returncode == 0, r.stderr
     assert "pin set" in r.stdout.lower(), r.stdout
-    r = lpk.run_cli("pin", "status", "--to", f"127.0.0.1:{d.port}")
+    r = lpk.run_cli("pin", "status", "--to", d.target)
     assert "8 of 8" in r.stdout, r.stdout
     r = _pin_cli(d, "set", "5555", "5555")
     assert r.returncode != 0 and "already" in r.stderr.lower(), (r.stdout, r.stderr)
@@ -515,13 +514,13 @@ def test_pin_command_line(make_daemon):
     r = _pin_cli(d, "change", "0000", lpk.PIN, lpk.PIN)
     assert r.returncode != 0, r.stdout
     assert "wrong pin" in r.stderr.lower() and "7" in r.stderr, r.stderr
-    assert "7 of 8" in lpk.run_cli("pin", "status", "--to", f"127.0.0.1:{d.port}").stdout
+    assert "7 of 8" in lpk.run_cli("pin", "status", "--to", d.target).stdout
     r = _pin_cli(d, "change", "4321", lpk.PIN, lpk.PIN + "0")
     assert r.returncode != 0 and "differ" in r.stderr.lower(), r.stderr
     r = _pin_cli(d, "change", "4321", lpk.PIN, lpk.PIN)
     assert r.returncode == 0, r.stderr
     assert "changed" in r.stdout.lower(), r.stdout
-    assert "8 of 8" in lpk.run_cli("pin", "status", "--to", f"127.0.0.1:{d.port}").stdout
+    assert "8 of 8" in lpk.run_cli("pin", "status", "--to", d.target).stdout
     d.pin = lpk.PIN
 
     # The PIN set by the command line is the one the authenticator checks.
@@ -536,5 +535,5 @@ def test_pin_command_line(make_daemon):
         _pin_cli(d, "change", "0000", "1111", "1111")
     r = _pin_cli(d, "change", "0000", "1111", "1111")
     assert r.returncode != 0 and "power" in r.stderr.lower(), r.stderr
-    r = lpk.run_cli("pin", "status", "--to", f"127.0.0.1:{d.port}")
+    r = lpk.run_cli("pin", "status", "--to", d.target)
     assert "power" in r.stdout.lower(), r.stdout

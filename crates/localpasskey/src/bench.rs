@@ -7,7 +7,7 @@
 //! too, and it is the TPM's PIN check) and times GetAssertion with it; then
 //! times MakeCredential the same way.
 
-use crate::client::{self, UdpClient};
+use crate::client::{self, Client};
 use anyhow::{bail, Context, Result};
 use ciborium::value::Value;
 use lp_core::cbor::{int_map, text_map};
@@ -32,11 +32,11 @@ fn report(name: &str, mut samples: Vec<Duration>) -> f64 {
     ms(at(0.50))
 }
 
-fn token(c: &mut UdpClient, pin: &str, perms: u8) -> Result<[u8; 32]> {
+fn token(c: &mut Client, pin: &str, perms: u8) -> Result<[u8; 32]> {
     client::pin_token(c, pin, perms, RP)?.map_err(|e| anyhow::anyhow!("token refused: {e}"))
 }
 
-fn make_credential(c: &mut UdpClient, token: &[u8; 32], user: u32) -> Result<()> {
+fn make_credential(c: &mut Client, token: &[u8; 32], user: u32) -> Result<()> {
     let v = ProtocolVersion::Two;
     let params = int_map([
         (1, Value::Bytes(CDH.to_vec())),
@@ -64,7 +64,7 @@ fn make_credential(c: &mut UdpClient, token: &[u8; 32], user: u32) -> Result<()>
     Ok(())
 }
 
-fn get_assertion(c: &mut UdpClient, token: &[u8; 32]) -> Result<()> {
+fn get_assertion(c: &mut Client, token: &[u8; 32]) -> Result<()> {
     let v = ProtocolVersion::Two;
     let params = int_map([
         (1, Value::Text(RP.into())),
@@ -78,7 +78,7 @@ fn get_assertion(c: &mut UdpClient, token: &[u8; 32]) -> Result<()> {
 }
 
 pub fn run(to: SocketAddr, pin: &str, rounds: usize) -> Result<()> {
-    let mut c = UdpClient::connect(to)?;
+    let mut c = Client::connect(&client::Target::Udp(to))?;
     let status = client::pin_status(&mut c)?;
     if !status.set {
         client::set_pin(&mut c, pin)?.map_err(|e| anyhow::anyhow!("setPIN refused: {e}"))?;

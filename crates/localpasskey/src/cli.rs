@@ -1,6 +1,6 @@
 //! The command line: `run`, `list`, `delete`, `info`, `power-cycle`.
 
-use crate::client::{self, UdpClient};
+use crate::client::{self, Client};
 use crate::daemon;
 use crate::doctor;
 use crate::pinentry::Pinentry;
@@ -58,9 +58,11 @@ enum Command {
     Pin {
         #[command(subcommand)]
         action: PinAction,
-        /// The running daemon (UDP simulation transport).
-        #[arg(long, global = true, default_value_t = SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)))]
-        to: SocketAddr,
+        /// The authenticator: a hidraw node (/dev/hidrawN) or the simulation's
+        /// address (127.0.0.1:8111). Default: our security key's hidraw node
+        /// if the kernel has one, else the simulation.
+        #[arg(long, global = true)]
+        to: Option<client::Target>,
         /// Read PINs from standard input, one per line, instead of the terminal.
         #[arg(long, global = true)]
         pin_stdin: bool,
@@ -204,7 +206,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             action,
             to,
             pin_stdin,
-        } => pin(action, to, pin_stdin),
+        } => pin(action, to.unwrap_or_else(client::default_target), pin_stdin),
         Command::Doctor { tpm, transport } => doctor::run(&dir, &tpm, transport == TransportKind::Uhid),
         Command::Bench { to, pin, rounds } => crate::bench::run(to, &pin, rounds),
         Command::PowerCycle { to } => {
@@ -582,8 +584,8 @@ fn read_pin(prompt: &str, from_stdin: bool) -> Result<zeroize::Zeroizing<String>
     Ok(zeroize::Zeroizing::new(line))
 }
 
-fn pin(action: PinAction, to: SocketAddr, from_stdin: bool) -> Result<()> {
-    let mut c = UdpClient::connect(to)?;
+fn pin(action: PinAction, to: client::Target, from_stdin: bool) -> Result<()> {
+    let mut c = Client::connect(&to)?;
     match action {
         PinAction::Status => {
             let s = client::pin_status(&mut c)?;

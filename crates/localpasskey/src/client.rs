@@ -8,45 +8,196 @@ use lp_core::cbor::{self, int_map};
 use lp_core::ctaphid::{cmd, frame, BROADCAST_CID, REPORT_LEN};
 use lp_core::pin_protocol::{KeyAgreement, ProtocolVersion, SharedSecret};
 use lp_core::status::CtapError;
+use std::fs::File;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
-pub struct UdpClient {
-    socket: UdpSocket,
+/// Which authenticator to talk to.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// The UDP simulation transport of `localpasskey run`.
+    Udp(SocketAddr),
+    /// A security key's hidraw node, such as the real device of `localpasskey run --transport uhid`.
+    Hidraw(PathBuf),
+}
+
+impl std::str::FromStr for Target {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.starts_with('/') {
+            return Ok(Target::Hidraw(s.into()));
+        }
+        s.parse().map(Target::Udp).map_err(|_| {
+            format!("{s:?} is neither a device path (/dev/hidrawN) nor an address (127.0.0.1:8111)")
+        })
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Udp(a) => write!(f, "{a}"),
+            Target::Hidraw(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// Our device's hidraw node if the kernel has one (the HID name uhid.rs
+/// gives it), else the simulation's default address.
+pub fn default_target() -> Target {
+    let found = std::fs::read_dir("/sys/class/hidraw").ok().and_then(|dir| {
+        let mut nodes: Vec<String> = dir
+            .flatten()
+            .filter(|e| {
+                std::fs::read_to_string(e.path().join("device/uevent")).is_ok_and(|u| {
+                    u.lines()
+                        .any(|l| l == format!("HID_NAME={}", crate::transport::uhid::DEVICE_NAME))
+                })
+            })
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        nodes.sort();
+        nodes.into_iter().next()
+    });
+    match found {
+        Some(node) => Target::Hidraw(PathBuf::from("/dev").join(node)),
+        None => Target::Udp(SocketAddr::from((
+            [127, 0, 0, 1],
+            crate::transport::udp::DEFAULT_PORT,
+        ))),
+    }
+}
+
+/// Moves 64-byte reports to and from the authenticator.
+enum Wire {
+    Udp(UdpSocket),
+    /// hidraw has no read timeout: a thread reads, the client waits on the channel.
+    Hidraw {
+        file: File,
+        reports: mpsc::Receiver<[u8; REPORT_LEN]>,
+    },
+}
+
+impl Wire {
+    fn open(target: &Target) -> Result<Self> {
+        match target {
+            Target::Udp(addr) => {
+                let socket = UdpSocket::bind("127.0.0.1:0")?;
+                socket.connect(addr)?;
+                Ok(Wire::Udp(socket))
+            }
+            Target::Hidraw(path) => {
+                let file = File::options()
+                    .read(true)
+                    .write(true)
+                    .open(path)
+                    .with_context(|| format!("cannot open {}", path.display()))?;
+                let mut reader = file.try_clone()?;
+                let (tx, reports) = mpsc::channel();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; REPORT_LEN];
+                    while let Ok(REPORT_LEN) = reader.read(&mut buf) {
+                        if tx.send(buf).is_err() {
+                            return;
+                        }
+                    }
+                });
+                Ok(Wire::Hidraw { file, reports })
+            }
+        }
+    }
+
+    fn send(&mut self, report: &[u8; REPORT_LEN]) -> Result<()> {
+        match self {
+            Wire::Udp(socket) => {
+                socket.send(report)?;
+            }
+            Wire::Hidraw { file, .. } => {
+                // Report id 0 first: the FIDO descriptor has no report ids.
+                let mut out = [0u8; REPORT_LEN + 1];
+                out[1..].copy_from_slice(report);
+                file.write_all(&out)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One report, or None if `timeout` passed first.
+    fn recv(&mut self, timeout: Duration) -> Result<Option<[u8; REPORT_LEN]>> {
+        match self {
+            Wire::Udp(socket) => {
+                socket.set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
+                let mut buf = [0u8; REPORT_LEN];
+                match socket.recv(&mut buf) {
+                    Ok(REPORT_LEN) => Ok(Some(buf)),
+                    Ok(_) => Ok(None),
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        Ok(None)
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            }
+            Wire::Hidraw { reports, .. } => match reports.recv_timeout(timeout) {
+                Ok(r) => Ok(Some(r)),
+                Err(mpsc::RecvTimeoutError::Timeout) => Ok(None),
+                Err(mpsc::RecvTimeoutError::Disconnected) => bail!("the device went away"),
+            },
+        }
+    }
+}
+
+/// A CTAP platform over CTAPHID, on the simulation or on a hidraw node.
+pub struct Client {
+    wire: Wire,
     cid: u32,
 }
 
 /// How long to wait for an answer: a person may be typing at the prompt.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(120);
 
-impl UdpClient {
-    pub fn connect(addr: SocketAddr) -> Result<Self> {
-        let socket = UdpSocket::bind("127.0.0.1:0")?;
-        socket.connect(addr)?;
+impl Client {
+    pub fn connect(target: &Target) -> Result<Self> {
         let mut client = Self {
-            socket,
+            wire: Wire::open(target)?,
             cid: BROADCAST_CID,
         };
         let mut nonce = [0u8; 8];
         rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
-        let reply = client
-            .transact(cmd::INIT, &nonce, Duration::from_secs(2))
-            .with_context(|| format!("no authenticator answers on {addr}: is `localpasskey run` running?"))?;
-        if reply.len() < 12 || reply[..8] != nonce {
-            bail!("unexpected INIT answer");
+        // On hidraw every reader hears every INIT answer: wait for ours.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let reply = client
+                .transact(
+                    cmd::INIT,
+                    &nonce,
+                    deadline.saturating_duration_since(Instant::now()),
+                )
+                .with_context(|| {
+                    format!("no authenticator answers on {target}: is `localpasskey run` running?")
+                })?;
+            if reply.len() >= 12 && reply[..8] == nonce {
+                client.cid = u32::from_be_bytes([reply[8], reply[9], reply[10], reply[11]]);
+                return Ok(client);
+            }
         }
-        client.cid = u32::from_be_bytes([reply[8], reply[9], reply[10], reply[11]]);
-        Ok(client)
     }
 
     fn transact(&mut self, command: u8, payload: &[u8], timeout: Duration) -> Result<Vec<u8>> {
         let packets = frame(self.cid, command, payload).context("message too long")?;
         for p in &packets {
-            self.socket.send(p)?;
+            self.wire.send(p)?;
         }
         let deadline = Instant::now() + timeout;
-        let mut buf = [0u8; REPORT_LEN];
         let mut body: Vec<u8> = Vec::new();
         let mut expected = None;
         let mut seq = 0u8;
@@ -55,20 +206,10 @@ impl UdpClient {
             if left.is_zero() {
                 bail!("timed out waiting for the authenticator");
             }
-            self.socket.set_read_timeout(Some(left))?;
-            let n = match self.socket.recv(&mut buf) {
-                Ok(n) => n,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    continue
-                }
-                Err(e) => return Err(e.into()),
+            let Some(buf) = self.wire.recv(left)? else {
+                continue;
             };
-            if n != REPORT_LEN || u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) != self.cid {
+            if u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) != self.cid {
                 continue;
             }
             match expected {
@@ -139,7 +280,7 @@ const GET_INFO: u8 = 0x04;
 const V: ProtocolVersion = ProtocolVersion::Two;
 
 /// clientPIN's getKeyAgreement, then our half of the ECDH.
-fn agree(c: &mut UdpClient) -> Result<(SharedSecret, Value)> {
+fn agree(c: &mut Client) -> Result<(SharedSecret, Value)> {
     let resp = c
         .ctap(
             CLIENT_PIN,
@@ -172,7 +313,7 @@ pub struct PinStatus {
     pub power_cycle_needed: bool,
 }
 
-pub fn pin_status(c: &mut UdpClient) -> Result<PinStatus> {
+pub fn pin_status(c: &mut Client) -> Result<PinStatus> {
     let info = c
         .ctap(GET_INFO, None)?
         .map_err(|e| anyhow::anyhow!("GetInfo refused: {e}"))?;
@@ -202,7 +343,7 @@ pub fn pin_status(c: &mut UdpClient) -> Result<PinStatus> {
     })
 }
 
-pub fn set_pin(c: &mut UdpClient, pin: &str) -> Result<Result<(), CtapError>> {
+pub fn set_pin(c: &mut Client, pin: &str) -> Result<Result<(), CtapError>> {
     let (shared, platform) = agree(c)?;
     let enc = shared
         .encrypt(&padded(pin)?)
@@ -221,7 +362,7 @@ pub fn set_pin(c: &mut UdpClient, pin: &str) -> Result<Result<(), CtapError>> {
     .map(|_| ()))
 }
 
-pub fn change_pin(c: &mut UdpClient, old: &str, new: &str) -> Result<Result<(), CtapError>> {
+pub fn change_pin(c: &mut Client, old: &str, new: &str) -> Result<Result<(), CtapError>> {
     let (shared, platform) = agree(c)?;
     let new_enc = shared
         .encrypt(&padded(new)?)
@@ -249,7 +390,7 @@ pub fn change_pin(c: &mut UdpClient, old: &str, new: &str) -> Result<Result<(), 
 
 /// getPinUvAuthTokenUsingPinWithPermissions; returns the decrypted token.
 pub fn pin_token(
-    c: &mut UdpClient,
+    c: &mut Client,
     pin: &str,
     permissions: u8,
     rp_id: &str,
@@ -280,4 +421,19 @@ pub fn pin_token(
     let token = Zeroizing::new(shared.decrypt(enc).map_err(|e| anyhow::anyhow!("decrypt: {e}"))?);
     let token: [u8; 32] = token.as_slice().try_into().context("token is not 32 bytes")?;
     Ok(Ok(token))
+}
+
+#[cfg(test)]
+mod target_tests {
+    use super::Target;
+
+    #[test]
+    fn targets_are_paths_or_addresses() {
+        assert!(
+            matches!("/dev/hidraw3".parse(), Ok(Target::Hidraw(p)) if p.to_str() == Some("/dev/hidraw3"))
+        );
+        assert!(matches!("127.0.0.1:8111".parse(), Ok(Target::Udp(a)) if a.port() == 8111));
+        let err = "hidraw3".parse::<Target>().unwrap_err();
+        assert!(err.contains("neither a device path"), "{err}");
+    }
 }
