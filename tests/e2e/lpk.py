@@ -60,8 +60,8 @@ REPO = Path(__file__).resolve().parents[2]
 AAGUID = bytes.fromhex("cb8a205c984c4e7e98eb5800f04355ef")
 AAGUID_STR = "cb8a205c-984c-4e7e-98eb-5800f04355ef"
 # GetInfo's maxMsgSize: what CTAPHID frames (UDP), or what the kernel's uhid
-# queue holds without pacing (32 reports; transport/uhid.rs MAX_MESSAGE).
-MAX_MSG_SIZE = 57 + 31 * 59 if os.environ.get("LPK_TRANSPORT") == "uhid" else 7609
+# queue holds without pacing (transport/uhid.rs MAX_MESSAGE).
+MAX_MSG_SIZE = 1200 if os.environ.get("LPK_TRANSPORT") == "uhid" else 7609
 
 # The simulated power-cycle datagram (FACTS.md, "UDP simulation convention").
 POWER_CYCLE = bytes.fromhex(

@@ -130,6 +130,12 @@ def test_sigkill_loop(make_daemon):
             # Kill at a random moment while requests stream in.
             h = Hammer(d, known, seed=i)
             h.start()
+            # Once the stream is going (the first answer; on a slow machine,
+            # such as the TCG VM, that takes longer than on this one), at a
+            # random moment.
+            deadline = time.monotonic() + 20
+            while not (h.new or h.counters) and h.is_alive() and time.monotonic() < deadline:
+                time.sleep(0.01)
             time.sleep(rnd.uniform(0.0, 0.25))
             d.kill()
             h.join(30)

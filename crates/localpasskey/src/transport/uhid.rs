@@ -92,13 +92,16 @@ mod ev {
 /// `enum uhid_report_type`: UHID_OUTPUT_REPORT.
 const UHID_OUTPUT_REPORT: u8 = 1;
 
-/// The kernel queues at most 32 output reports for us (`UHID_BUFSIZE`) and
-/// drops the next ones when we fall behind; hidraw keeps 64 input reports per
-/// reader. USB would pace the host; uhid cannot. So a request must fit in 32
-/// reports even if this process is not scheduled while the host writes them:
-/// 57 + 31 × 59 bytes. (Measured under load in the VM: a 7609-byte message,
-/// 129 reports, lost some and got ERR_INVALID_SEQ.)
-pub const MAX_MESSAGE: usize = 57 + 31 * 59;
+/// The kernel queues output reports for us in a ring of 32 slots
+/// (`UHID_BUFSIZE`; one stays empty, so 31 events) and drops the next ones
+/// when we fall behind; hidraw keeps 64 input reports per reader. USB would
+/// pace the host; uhid cannot. So a request must fit in that queue even if
+/// this process is not scheduled while the host writes it, with room to spare
+/// for a second client and the kernel's own events: 1200 bytes (21 reports,
+/// the size YubiKeys advertise). Measured under load in the VM: 129-report
+/// requests lost reports (ERR_INVALID_SEQ), and so did 32-report ones (the
+/// last report dropped, ERR_MSG_TIMEOUT).
+pub const MAX_MESSAGE: usize = 1200;
 
 /// `struct uhid_create2_req`.
 #[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
