@@ -13,7 +13,9 @@
 #    driven with the keyboard by xdotool, alone and behind the daemon;
 #    screenshots in test-output/prompt-*.png
 # 5. the VM suite (tests/vm): the daemon as a real USB HID device through uhid
-#    in a throw-away qemu VM, driven by libfido2, OpenSSH and python-fido2
+#    in a throw-away qemu VM, driven by libfido2, OpenSSH and python-fido2;
+#    then the end-to-end suite's protocol files over /dev/hidrawN in such a VM
+#    (tests/vm/e2e.sh; LPK_E2E_FULL=1 for all of it)
 # 6. the crash soak (SIGKILL at random moments, SOAK_KILLS, default 25) and the
 #    two-channel soak (tests/soak)
 # 7. a short fuzz run of every cargo-fuzz target (FUZZ_SECONDS each, default 10)
@@ -123,6 +125,8 @@ if run_step "cargo build" cargo build --workspace --bins; then
     # A real kernel HID device: qemu (TCG) with Debian's kernel, the daemon on
     # uhid + swtpm, and libfido2, OpenSSH and python-fido2 against /dev/hidrawN.
     run_step "VM: uhid + real clients (tests/vm)" "$ROOT/tests/vm/run.sh" "$BIN" || true
+    # The end-to-end suite's protocol files again, over /dev/hidrawN in the VM.
+    run_step "VM: e2e suite over hidraw (tests/vm/e2e.sh)" "$ROOT/tests/vm/e2e.sh" "$BIN" || true
     run_step "crash soak (${SOAK_KILLS:-25} SIGKILLs)" \
         env LOCALPASSKEY_BIN="$BIN" TSS2_LOG=all+none "$ROOT/.venv/bin/python" "$ROOT/tests/soak/soak.py" crash \
         --kills "${SOAK_KILLS:-25}" || true

@@ -293,9 +293,23 @@ class HidrawConnection(CtapHidConnection):
     def write_packet(self, data: bytes) -> None:
         if len(data) != 64:
             raise ValueError(f"report of {len(data)} bytes")
+        if data[4] & TYPE_INIT and data[4] != TYPE_INIT | HID_CANCEL:
+            self._flush()
         self._last_write = time.monotonic()
         self.medium.sent(data)
         os.write(self.fd, b"\0" + data)  # report id 0: the descriptor has none
+
+    def _flush(self) -> None:
+        """Drop what other handles' traffic left in this handle's buffer.
+
+        The kernel keeps 64 reports per open handle and drops the newest when
+        it is full, so a handle left open and unread while another one worked
+        would lose the answer to its next request. Before a new request
+        nothing for this handle can be pending (python-fido2 waits for each
+        answer), so the buffer is emptied first, as platforms do.
+        """
+        while select.select([self.fd], [], [], 0)[0]:
+            os.read(self.fd, 64)
 
     def read_packet(self) -> bytes:
         waited_since = time.monotonic()

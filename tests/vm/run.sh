@@ -54,7 +54,7 @@ export HOME=/tmp/home LANG=C.UTF-8 TERM=dumb
 mkdir -p \$HOME
 busybox ip link set lo up 2>/dev/null || ip link set lo up
 cd "$ROOT"
-$(for v in LPK_E2E_ARGS LPK_E2E_WORKERS; do [ -n "${!v:-}" ] && printf "export %s=%q\n" "$v" "${!v}"; done)
+$(for v in LPK_E2E_ARGS LPK_E2E_WORKERS; do [ -n "${!v:-}" ] && printf "export %s='%s'\n" "$v" "$(printf %s "${!v}" | sed "s/'/'\\\\''/g")"; done)
 "$PY" "$HERE/$GUEST" --bin "$BIN" --out /tmp/results >/tmp/results/guest.log 2>&1
 echo \$? >/tmp/results/exit-status
 JOB
