@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
 import time
 from datetime import datetime
 
@@ -196,3 +197,51 @@ def test_cli_on_missing_data_dir_does_not_crash(tmp_path):
         assert json.loads(r.stdout) == []
     else:
         assert r.stderr.strip(), "failed without a message"
+
+
+def test_uninstall_removes_the_setup_and_keeps_the_passkeys_unless_purged(tmp_path):
+    """`localpasskey uninstall` undoes scripts/install.sh's files (system ones
+    under --root here), stops nothing it cannot find, and deletes the data
+    only with --purge (--yes instead of typing `delete`)."""
+    root, home = tmp_path / "root", tmp_path / "home"
+    files = [root / "etc/udev/rules.d/70-localpasskey.rules", root / "etc/modules-load.d/localpasskey.conf",
+             root / "usr/local/bin/localpasskey", home / ".local/bin/localpasskey",
+             home / ".config/systemd/user/localpasskey.service"]
+    for f in files:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text("x")
+    wants = home / ".config/systemd/user/default.target.wants/localpasskey.service"
+    wants.parent.mkdir(parents=True)
+    wants.symlink_to(files[-1])
+    unrelated = root / "etc/udev/rules.d/60-other.rules"
+    unrelated.write_text("keep")
+    data = home / ".local/share/localpasskey"
+    data.mkdir(parents=True)
+    (data / "localpasskey.db").write_text("passkeys")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XDG_")}
+    env.update(HOME=str(home), LOCALPASSKEY_LOG="warn")
+
+    def uninstall(*args):
+        return subprocess.run([str(lpk.binary()), "uninstall", "--root", str(root), *args], env=env,
+                              capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+                              start_new_session=True)  # no terminal: --purge cannot ask
+
+    r = uninstall()
+    assert r.returncode == 0, r.stderr
+    for f in files + [wants]:
+        assert not os.path.lexists(f), f"{f} left behind:\n{r.stdout}"
+        assert f"removed {f}" in r.stdout, r.stdout
+    assert unrelated.read_text() == "keep"
+    assert (data / "localpasskey.db").read_text() == "passkeys", "uninstall without --purge touched the passkeys"
+    assert "passkeys stay" in r.stdout, r.stdout
+
+    # Again: nothing left to do is not an error.
+    assert uninstall().returncode == 0
+
+    # --purge without a terminal to confirm on keeps them and says why.
+    r = uninstall("--purge")
+    assert r.returncode != 0 and "--yes" in r.stderr, (r.stdout, r.stderr)
+    assert data.exists()
+    r = uninstall("--purge", "--yes")
+    assert r.returncode == 0, r.stderr
+    assert not data.exists()

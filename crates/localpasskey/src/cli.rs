@@ -88,6 +88,19 @@ enum Command {
         #[arg(long, default_value_t = 200)]
         rounds: usize,
     },
+    /// Undo scripts/install.sh: the user service, the binary, the udev rule
+    /// and modules-load file. Your passkeys stay unless --purge.
+    Uninstall {
+        /// Also delete every passkey (asks you to type `delete` first).
+        #[arg(long)]
+        purge: bool,
+        /// With --purge: do not ask.
+        #[arg(long, requires = "purge")]
+        yes: bool,
+        /// Prefix for the system paths (/etc, /usr/local), for tests.
+        #[arg(long, hide = true, default_value = "/")]
+        root: PathBuf,
+    },
     /// Simulate unplugging and replugging a running simulation daemon.
     PowerCycle {
         #[arg(long, default_value_t = SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)))]
@@ -208,6 +221,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             pin_stdin,
         } => pin(action, to.unwrap_or_else(client::default_target), pin_stdin),
         Command::Doctor { tpm, transport } => doctor::run(&dir, &tpm, transport == TransportKind::Uhid),
+        Command::Uninstall { purge, yes, root } => crate::uninstall::run(&dir, purge, yes, &root),
         Command::Bench { to, pin, rounds } => crate::bench::run(to, &pin, rounds),
         Command::PowerCycle { to } => {
             let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;

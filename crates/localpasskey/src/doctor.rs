@@ -204,7 +204,7 @@ pub const UDEV_RULE: &str = "/etc/udev/rules.d/70-localpasskey.rules";
 pub const MODULES_LOAD: &str = "/etc/modules-load.d/localpasskey.conf";
 const INSTALL: &str = "run scripts/install.sh from the LocalPasskey checkout";
 
-fn user_unit_dir() -> Option<std::path::PathBuf> {
+pub fn user_unit_dir() -> Option<std::path::PathBuf> {
     let config = std::env::var_os("XDG_CONFIG_HOME")
         .filter(|x| !x.is_empty())
         .map(std::path::PathBuf::from)

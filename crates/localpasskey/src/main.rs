@@ -10,6 +10,7 @@ mod presence;
 mod prompt_desktop;
 mod store_sqlite;
 mod transport;
+mod uninstall;
 
 fn main() -> std::process::ExitCode {
     cli::main()

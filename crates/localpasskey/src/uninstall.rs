@@ -1,0 +1,137 @@
+//! `localpasskey uninstall`: undo what scripts/install.sh set up (the user
+//! service, the binary, the udev rule, the modules-load file). The passkeys
+//! stay unless `--purge` is given and confirmed: they cannot be made again.
+
+use crate::doctor::{user_unit_dir, MODULES_LOAD, UDEV_RULE};
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+const UNIT: &str = "localpasskey.service";
+
+/// `root` prefixes the system paths (/etc, /usr/local); "/" but in tests.
+pub fn run(data_dir: &Path, purge: bool, yes: bool, root: &Path) -> Result<()> {
+    let system = |p: &str| root.join(p.trim_start_matches('/'));
+
+    // 1. The user service: stop it first, so the device goes away cleanly.
+    let systemd = quiet(Command::new("systemctl").args(["--user", "show-environment"]));
+    if systemd {
+        quiet(Command::new("systemctl").args(["--user", "disable", "--now", UNIT]));
+    }
+    if let Some(dir) = user_unit_dir() {
+        for f in [dir.join(UNIT), dir.join("default.target.wants").join(UNIT)] {
+            remove(&f, false)?;
+        }
+    }
+    if systemd {
+        quiet(Command::new("systemctl").args(["--user", "daemon-reload"]));
+    } else {
+        say("no systemd user session here: nothing to stop");
+    }
+
+    // 2. The binary, wherever install.sh put it.
+    let mut bins = vec![system("/usr/local/bin/localpasskey")];
+    if let Some(home) = std::env::var_os("HOME") {
+        bins.push(PathBuf::from(home).join(".local/bin/localpasskey"));
+    }
+    for b in bins {
+        remove(&b, true)?;
+    }
+
+    // 3. udev and modules-load (root's files: sudo when we are not root).
+    for f in [system(UDEV_RULE), system(MODULES_LOAD)] {
+        remove(&f, true)?;
+    }
+    if root == Path::new("/") {
+        quiet(as_root("udevadm").args(["control", "--reload"]));
+    }
+    say("uhid stays loaded until the next boot; you stay in the tss group (`sudo gpasswd -d $USER tss` leaves it)");
+
+    // 4. The passkeys.
+    if !purge {
+        say(&format!(
+            "your passkeys stay in {} (--purge deletes them)",
+            data_dir.display()
+        ));
+        return Ok(());
+    }
+    if !data_dir.exists() {
+        say(&format!("no passkeys at {}", data_dir.display()));
+        return Ok(());
+    }
+    if !yes && !confirmed(data_dir)? {
+        say(&format!("kept {}", data_dir.display()));
+        return Ok(());
+    }
+    std::fs::remove_dir_all(data_dir).with_context(|| format!("cannot delete {}", data_dir.display()))?;
+    say(&format!("deleted {} and every passkey in it", data_dir.display()));
+    Ok(())
+}
+
+fn say(s: &str) {
+    println!("==> {s}");
+}
+
+/// Runs `cmd` with no output; true if it succeeded.
+fn quiet(cmd: &mut Command) -> bool {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn as_root(program: &str) -> Command {
+    if is_root() {
+        Command::new(program)
+    } else {
+        let mut c = Command::new("sudo");
+        c.arg(program);
+        c
+    }
+}
+
+/// /proc/self belongs to the process's effective user.
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+}
+
+/// Removes `path` if it exists; with `sudo_ok`, through sudo when we may not.
+fn remove(path: &Path, sudo_ok: bool) -> Result<()> {
+    if std::fs::symlink_metadata(path).is_err() {
+        return Ok(());
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && sudo_ok => {
+            let ok = as_root("rm")
+                .arg("-f")
+                .arg(path)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                bail!("cannot remove {} (sudo rm failed)", path.display());
+            }
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot remove {}", path.display())),
+    }
+    say(&format!("removed {}", path.display()));
+    Ok(())
+}
+
+/// The person types `delete` at the terminal; anything else keeps the passkeys.
+fn confirmed(data_dir: &Path) -> Result<bool> {
+    let prompt = format!(
+        "Delete every passkey in {} for good? They cannot be recovered. Type 'delete': ",
+        data_dir.display()
+    );
+    let mut tty = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .context("no terminal to confirm on (--yes purges without asking)")?;
+    std::io::Write::write_all(&mut tty, prompt.as_bytes())?;
+    let mut answer = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(tty), &mut answer)?;
+    Ok(answer.trim() == "delete")
+}
