@@ -17,7 +17,7 @@
 # 6. the crash soak (SIGKILL at random moments, SOAK_KILLS, default 25) and the
 #    two-channel soak (tests/soak)
 # 7. a short fuzz run of every cargo-fuzz target (FUZZ_SECONDS each, default 10)
-# 8. the browser suite (tests/vm/browser.sh, ~6 min): headless Chromium and
+# 8. the browser suite (tests/vm/browser.sh, ~5 min): headless Chromium and
 #    headless Firefox ESR in the same kind of VM registering and signing in
 #    on the demo relying party (rp/). FIREFOX_TESTS=0 leaves Firefox out;
 #    BROWSER_TESTS=0 leaves the step out (reported as SKIPPED, so the run
