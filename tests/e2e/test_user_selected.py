@@ -67,7 +67,7 @@ def test_user_selected_only_when_our_prompt_named_the_one_account(daemon):
     assert a.user["name"] == "alice" and a.user["displayName"] == "Alice"
     lpk.check_flags(a.auth_data, up=True)
     lpk.verify_es256(alice_key, bytes(a.auth_data) + cdh, a.signature)
-    assert _prompts(daemon)[-1] == ("unlock passkeys", "alice (Alice)"), _prompts(daemon)
+    assert _prompts(daemon)[-1] == ("sign in", "alice (Alice)"), _prompts(daemon)
 
     # The same account through an allowList: never userSelected (§6.2.2).
     daemon.presence()

@@ -248,8 +248,15 @@ impl Authenticator {
             (Some(rp), true) => self.single_account(rp)?,
             _ => None,
         };
+        // A token only for signing in, with the account named: the prompt
+        // says exactly that ("sign in", this site, this account).
+        let action = if named.is_some() && perms & permission::MC == 0 {
+            Action::SignIn
+        } else {
+            Action::Unlock
+        };
         self.built_in_uv(
-            Action::Unlock,
+            action,
             rp_id.as_deref().unwrap_or(""),
             named.as_ref().map(|(_, label)| label.as_str()),
             io,

@@ -1788,7 +1788,11 @@ fn user_selected_only_for_the_one_account_the_prompt_named_and_the_person_approv
     // Built-in UV for a GA token at an RP with one passkey: the prompt names it.
     let token = uv_token(&mut r, v, permission::GA, "example.com").unwrap();
     let shown = r.person.seen().last().unwrap().clone();
-    assert_eq!(shown.action, Action::Unlock);
+    assert_eq!(
+        shown.action,
+        Action::SignIn,
+        "a sign-in token naming the account says so"
+    );
     assert_eq!(shown.rp_id, "example.com");
     assert_eq!(shown.user_name.as_deref(), Some("alice@example.com"));
     let asked = r.person.seen().len();
@@ -1877,9 +1881,10 @@ fn no_user_selected_with_two_accounts_or_when_the_named_account_is_not_the_match
     // The token's prompt named alice; by the time of the GA the RP has a
     // second account, so the person's approval cannot stand for a choice.
     let token = uv_token(&mut r, v, permission::GA | permission::MC, "example.com").unwrap();
+    let shown = r.person.seen().last().unwrap().clone();
     assert_eq!(
-        r.person.seen().last().unwrap().user_name.as_deref(),
-        Some("alice@example.com")
+        (shown.action, shown.user_name.as_deref()),
+        (Action::Unlock, Some("alice@example.com"))
     );
     // (A resident credential made without the token: the token stays unspent.)
     let bob = make(&mut r, &Mc::new("example.com", b"bob", true));
@@ -1895,7 +1900,8 @@ fn no_user_selected_with_two_accounts_or_when_the_named_account_is_not_the_match
 
     // Two accounts from the start: the prompt names none, and nothing is selected.
     let token = uv_token(&mut r, v, permission::GA, "example.com").unwrap();
-    assert_eq!(r.person.seen().last().unwrap().user_name, None);
+    let shown = r.person.seen().last().unwrap().clone();
+    assert_eq!((shown.action, shown.user_name), (Action::Unlock, None));
     let m = parse(&r.auth.handle(
         &with_token(&ga("example.com", &[], None), &token, v, 6),
         &NoInteraction,
