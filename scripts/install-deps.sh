@@ -27,17 +27,19 @@ log() { printf '==> %s\n' "$*"; }
 # libgtk-4-dev: builds localpasskey-prompt, the desktop dialog (GTK 4.8 on Debian 12).
 # xvfb, xdotool, imagemagick, fonts-dejavu-core: tests/desktop runs that dialog
 #   on a private X server, types into it, and saves screenshots (`import`).
-# chromium (only with BROWSER_TESTS=1): the real browser of the VM browser test
-#   (tests/vm/browser.sh), started headless inside the VM against rp/.
+# chromium: the real browser of the VM browser test (tests/vm/browser.sh),
+#   started headless inside the VM against rp/.
+# firefox-esr (not with FIREFOX_TESTS=0): the second browser of that test.
 APT_PACKAGES=(
     build-essential pkg-config python3-venv python3-pip
     swtpm swtpm-tools tpm2-tools libtss2-dev fido2-tools openssh-client
     qemu-system-x86 busybox-static kmod cpio
     libgtk-4-dev xvfb xdotool imagemagick fonts-dejavu-core
+    chromium
 )
 
-if [ "${BROWSER_TESTS:-0}" = 1 ]; then
-    APT_PACKAGES+=(chromium)
+if [ "${FIREFOX_TESTS:-1}" != 0 ]; then
+    APT_PACKAGES+=(firefox-esr)
 fi
 
 SUDO=()

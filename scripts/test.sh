@@ -19,9 +19,11 @@
 # 6. the crash soak (SIGKILL at random moments, SOAK_KILLS, default 25) and the
 #    two-channel soak (tests/soak)
 # 7. a short fuzz run of every cargo-fuzz target (FUZZ_SECONDS each, default 10)
-# 8. with BROWSER_TESTS=1 only (work in progress, ~4.5 min): the browser suite
-#    (tests/vm/browser.sh), headless Chromium in the same kind of VM registering
-#    and signing in on the demo relying party (rp/)
+# 8. the browser suite (tests/vm/browser.sh, ~5 min): headless Chromium and
+#    headless Firefox ESR in the same kind of VM registering and signing in
+#    on the demo relying party (rp/). FIREFOX_TESTS=0 leaves Firefox out;
+#    BROWSER_TESTS=0 leaves the step out (reported as SKIPPED, so the run
+#    does not count as passed).
 #
 # Every step runs even when an earlier one failed (the end-to-end suite needs
 # the build), a summary is printed at the end, and the exit status is non-zero
@@ -133,14 +135,17 @@ if run_step "cargo build" cargo build --workspace --bins; then
     run_step "two-channel soak" \
         env LOCALPASSKEY_BIN="$BIN" TSS2_LOG=all+none "$ROOT/.venv/bin/python" "$ROOT/tests/soak/soak.py" channels \
         --seconds "${SOAK_CHANNEL_SECONDS:-15}" || true
-    # Real browsers: headless Chromium in the VM, the demo relying party, the
-    # daemon on uhid with TPM custody and built-in user verification. Not yet
-    # part of every run (see README, "Browsers"): two ceremonies still stop at
-    # Chromium's own dialogs.
-    if [ "${BROWSER_TESTS:-0}" = 1 ]; then
-        run_step "VM: Chromium (tests/vm/browser.sh)" "$ROOT/tests/vm/browser.sh" "$BIN" || true
+    # Real browsers: headless Chromium and Firefox ESR in the VM, the demo relying party, the daemon on uhid with TPM custody
+    # and built-in user verification.
+    if [ "${BROWSER_TESTS:-1}" = 0 ]; then
+        skip_step "VM: real browsers (tests/vm/browser.sh)" "BROWSER_TESTS=0"
     else
-        printf '\n(browser suite not run: BROWSER_TESTS=1 runs it)\n'
+        case "${FIREFOX_TESTS:-1}" in
+        0) browsers="Chromium" ;;
+        only) browsers="Firefox ESR" ;;
+        *) browsers="Chromium + Firefox ESR" ;;
+        esac
+        run_step "VM: $browsers (tests/vm/browser.sh)" "$ROOT/tests/vm/browser.sh" "$BIN" || true
     fi
 else
     skip_step "end-to-end (pytest tests/e2e)" "no binary"

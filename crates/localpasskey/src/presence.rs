@@ -57,7 +57,13 @@ impl UserPresence for FileScript {
         io: &dyn Interaction,
     ) -> Presence {
         let step = self.next_step();
-        tracing::info!(rp = %req.rp_id, action = req.action.describe(), step = step_name(&step), "scripted presence");
+        tracing::info!(
+            rp = %req.rp_id,
+            account = req.user_name.as_deref().unwrap_or("-"),
+            action = req.action.describe(),
+            step = step_name(&step),
+            "scripted presence"
+        );
         play_step(&step, timeout, io)
     }
 
@@ -75,6 +81,7 @@ impl UserPresence for FileScript {
         let step = self.next_step();
         tracing::info!(
             rp = %req.rp_id,
+            account = req.user_name.as_deref().unwrap_or("-"),
             action = req.action.describe(),
             retries,
             step = step_name(&step),

@@ -352,9 +352,19 @@ impl Authenticator {
         ProtocolVersion::from_u64(protocol).map(Some)
     }
 
+    /// The one discoverable credential of `rp_id` and the account name a
+    /// prompt shows for it, if the RP has exactly one here and it has a
+    /// name or display name to show.
+    fn single_account(&self, rp_id: &str) -> Result<Option<(Vec<u8>, String)>, CtapError> {
+        let creds = self.store.discoverable_for_rp(rp_id)?;
+        Ok(match creds.as_slice() {
+            [only] => account_label(only).map(|label| (only.id.clone(), label)),
+            _ => None,
+        })
+    }
+
     /// alwaysUv: every MakeCredential and GetAssertion is verified, by a
-    /// pinUvAuthToken the platform got from us or by our own prompt. Returns
-    /// whether the person's presence was collected along the way.
+    /// pinUvAuthToken the platform got from us or by our own prompt.
     #[allow(clippy::too_many_arguments)]
     fn verify_user(
         &mut self,
@@ -367,7 +377,7 @@ impl Authenticator {
         user_name: Option<&str>,
         silent: bool,
         io: &dyn Interaction,
-    ) -> Result<bool, CtapError> {
+    ) -> Result<Verified, CtapError> {
         if !self.pin_is_set()? {
             // Nothing can verify the user yet: the platform should set a PIN.
             return Err(CtapError::PinNotSet);
@@ -381,10 +391,17 @@ impl Authenticator {
                 return Err(CtapError::PinAuthInvalid);
             }
             let present = grant.user_present;
+            // The account the token's prompt named counts only while the
+            // presence that approved it is unspent.
+            let confirmed = grant.confirmed_credential.clone().filter(|_| grant.user_present);
             if !self.custody.is_unlocked() {
                 return Err(CtapError::PinAuthInvalid);
             }
-            return Ok(present);
+            return Ok(Verified {
+                present,
+                confirmed,
+                prompted: false,
+            });
         }
         // No token. A silent request never opens a prompt, and without a
         // prompt that can take a PIN the platform has to bring a token.
@@ -392,7 +409,11 @@ impl Authenticator {
             return Err(CtapError::PuatRequired);
         }
         self.built_in_uv(action, rp_id, user_name, io)?;
-        Ok(true)
+        Ok(Verified {
+            present: true,
+            confirmed: None,
+            prompted: true,
+        })
     }
 
     /// Our own prompt collects the PIN (performBuiltInUv); the custody checks it.
@@ -533,17 +554,19 @@ impl Authenticator {
             return Err(CtapError::InvalidOption);
         }
         let with_token = req.pin_uv_auth_param.is_some();
-        let mut present = self.verify_user(
-            version,
-            req.pin_uv_auth_param.as_deref(),
-            &req.client_data_hash,
-            permission::MC,
-            Action::Register,
-            &req.rp.id,
-            req.user.name.as_deref(),
-            false,
-            io,
-        )?;
+        let mut present = self
+            .verify_user(
+                version,
+                req.pin_uv_auth_param.as_deref(),
+                &req.client_data_hash,
+                permission::MC,
+                Action::Register,
+                &req.rp.id,
+                req.user.name.as_deref(),
+                false,
+                io,
+            )?
+            .present;
 
         // §6.1.2 step 12: a matching excludeList entry is only revealed after
         // user presence, so a page cannot probe silently.
@@ -712,22 +735,31 @@ impl Authenticator {
         }
         // Verification before the answer (§6.2.2 step 6); the search above
         // reveals nothing by itself.
-        let single_name = if creds.len() == 1 {
-            creds[0].user_name.clone()
-        } else {
-            None
+        // With one match, our prompt names its account.
+        let single: Option<(Vec<u8>, String)> = match (creds.len(), creds.front()) {
+            (1, Some(only)) => account_label(only).map(|label| (only.id.clone(), label)),
+            _ => None,
         };
-        let mut present = self.verify_user(
+        let single_name = single.as_ref().map(|(_, label)| label.as_str());
+        let verified = self.verify_user(
             version,
             req.pin_uv_auth_param.as_deref(),
             &req.client_data_hash,
             permission::GA,
             Action::SignIn,
             &req.rp_id,
-            single_name.as_deref(),
+            single_name,
             !up,
             io,
         )?;
+        let mut present = verified.present;
+        // The credential whose account a prompt the person approved showed
+        // them: the token's, or ours just now.
+        let mut confirmed = if verified.prompted {
+            single.as_ref().map(|(id, _)| id.clone())
+        } else {
+            verified.confirmed
+        };
         // verify_user succeeded, so the user is verified: credProtect hides
         // nothing here, but the rule is applied all the same (§12.1).
         creds.retain(|c| extensions::visible(c.cred_protect, true, from_allow_list));
@@ -735,9 +767,18 @@ impl Authenticator {
             return Err(CtapError::NoCredentials);
         }
         if up && !present {
-            self.ask(Action::SignIn, &req.rp_id, single_name.as_deref(), io)?;
+            self.ask(Action::SignIn, &req.rp_id, single_name, io)?;
             present = true;
+            confirmed = single.as_ref().map(|(id, _)| id.clone());
         }
+        // userSelected (§6.2.2, 0x06): only without an allowList, only for a
+        // single match, and only if that match is the account the person saw
+        // named and approved; never on an assertion without presence.
+        let user_selected = up
+            && present
+            && !from_allow_list
+            && creds.len() == 1
+            && confirmed.is_some_and(|id| creds.front().is_some_and(|c| c.id == id));
         if up && with_token {
             self.token.spend();
         }
@@ -761,6 +802,7 @@ impl Authenticator {
             flag_bits,
             &ext,
             (total > 1).then_some(total),
+            user_selected,
         )?;
         if !creds.is_empty() {
             self.pending = Some(PendingAssertions {
@@ -808,6 +850,7 @@ impl Authenticator {
             pending.flags,
             &pending.ext,
             None,
+            false,
         )?;
         tracing::debug!(rp = %pending.rp_id, left = pending.remaining.len(), "next assertion");
         if !pending.remaining.is_empty() {
@@ -826,6 +869,7 @@ impl Authenticator {
         flag_bits: u8,
         ext: &extensions::GaInputs,
         count: Option<usize>,
+        user_selected: bool,
     ) -> Result<Value, CtapError> {
         let uv = flag_bits & flags::UV != 0;
         let mut outputs: Vec<(&str, Value)> = Vec::new();
@@ -871,6 +915,9 @@ impl Authenticator {
         }
         if let Some(n) = count {
             entries.push((0x05, Value::Integer((n as u64).into())));
+        }
+        if user_selected {
+            entries.push((0x06, Value::Bool(true)));
         }
         if ext.large_blob_key {
             if let Some(k) = &cred.large_blob_key {
@@ -926,6 +973,29 @@ impl Authenticator {
         self.listing = None;
         tracing::warn!("authenticator reset: every credential erased");
         Ok(None)
+    }
+}
+
+/// What verify_user found out.
+struct Verified {
+    /// The person's presence was collected (our prompt, or a token that carried it).
+    present: bool,
+    /// The credential the token's prompt named and the person approved.
+    confirmed: Option<Vec<u8>>,
+    /// Our prompt ran just now, showing the account name it was given.
+    prompted: bool,
+}
+
+/// The account as a prompt shows it: the user name, with the display name
+/// when it says something else; `None` when the credential has neither.
+fn account_label(cred: &Credential) -> Option<String> {
+    match (cred.user_name.as_deref(), cred.user_display_name.as_deref()) {
+        (Some(name), Some(display)) if !display.is_empty() && display != name => {
+            Some(format!("{name} ({display})"))
+        }
+        (Some(name), _) if !name.is_empty() => Some(name.to_owned()),
+        (_, Some(display)) if !display.is_empty() => Some(display.to_owned()),
+        _ => None,
     }
 }
 

@@ -115,6 +115,11 @@ pub struct Grant {
     /// The token was obtained with the person present (built-in UV).
     pub user_present: bool,
     pub user_verified: bool,
+    /// The credential our own prompt named (RP ID and account) when the
+    /// person verified for this token, i.e. the account they approved. A
+    /// GetAssertion that finds exactly this credential, and no other, may
+    /// then say `userSelected` (CTAP 2.1 §6.2.2). Spent with the presence.
+    pub confirmed_credential: Option<Vec<u8>>,
     issued: Millis,
     expires: Millis,
 }
@@ -154,10 +159,19 @@ impl Token {
             rp_id,
             user_present,
             user_verified: true,
+            confirmed_credential: None,
             issued: now,
             expires: now + TOKEN_IDLE_MS,
         });
         &self.value
+    }
+
+    /// Records that the prompt which verified the person for the live token
+    /// named this credential's account, and the person approved it.
+    pub fn confirm_credential(&mut self, id: Vec<u8>) {
+        if let Some(g) = self.grant.as_mut() {
+            g.confirmed_credential = Some(id);
+        }
     }
 
     /// stopUsingPinUvAuthToken, and a new value so the old one is worthless.
@@ -226,6 +240,7 @@ impl Token {
         if let Some(g) = self.grant.as_mut() {
             g.user_present = false;
             g.user_verified = false;
+            g.confirmed_credential = None;
             g.permissions &= permission::LBW;
         }
     }
@@ -351,9 +366,18 @@ mod tests {
             )
             .is_err());
         t.issue(permission::GA | permission::LBW, None, true, 0);
+        t.confirm_credential(vec![7; 32]);
+        assert_eq!(
+            t.grant().unwrap().confirmed_credential.as_deref(),
+            Some(&[7u8; 32][..])
+        );
         t.spend();
         let g = t.grant().unwrap();
         assert_eq!(g.permissions, permission::LBW);
         assert!(!g.user_present);
+        assert_eq!(
+            g.confirmed_credential, None,
+            "the approval is spent with the presence"
+        );
     }
 }

@@ -241,10 +241,32 @@ impl Authenticator {
         if self.retries()? == 0 {
             return Err(CtapError::UvBlocked);
         }
-        self.built_in_uv(Action::Unlock, rp_id.as_deref().unwrap_or(""), None, io)?;
+        // A token for signing in at an RP that has exactly one passkey here:
+        // the prompt names that account, so approving it is the person
+        // choosing it (what `userSelected` reports at GetAssertion).
+        let named = match (&rp_id, perms & permission::GA != 0) {
+            (Some(rp), true) => self.single_account(rp)?,
+            _ => None,
+        };
+        // A token only for signing in, with the account named: the prompt
+        // says exactly that ("sign in", this site, this account).
+        let action = if named.is_some() && perms & permission::MC == 0 {
+            Action::SignIn
+        } else {
+            Action::Unlock
+        };
+        self.built_in_uv(
+            action,
+            rp_id.as_deref().unwrap_or(""),
+            named.as_ref().map(|(_, label)| label.as_str()),
+            io,
+        )?;
         let now = self.clock.now();
         // The person typed their PIN into our prompt: they were present.
         let token = *self.token.issue(perms, rp_id, true, now);
+        if let Some((id, _)) = named {
+            self.token.confirm_credential(id);
+        }
         let encrypted = shared.encrypt(&token)?;
         Ok(Some(int_map([(0x02, Value::Bytes(encrypted))])))
     }

@@ -1787,3 +1787,167 @@ fn a_silent_probe_without_a_token_hears_none_here_only() {
     );
     assert_eq!(r.person.seen().len(), asked, "no prompt for a probe");
 }
+
+/// getPinUvAuthTokenUsingUvWithPermissions; returns the decrypted token.
+fn uv_token(r: &mut Rig, v: ProtocolVersion, perms: u8, rp: &str) -> Result<[u8; 32], u8> {
+    let (shared, platform) = agree(r, v);
+    let resp = client_pin(
+        r,
+        v,
+        6,
+        vec![(3, platform), (9, Value::Integer(perms.into())), (10, text(rp))],
+    )?;
+    Ok(shared
+        .decrypt(&bytes_of(get(&resp, 2)))
+        .unwrap()
+        .try_into()
+        .unwrap())
+}
+
+fn user_selected(m: &[(i128, Value)]) -> Option<&Value> {
+    get(m, 6)
+}
+
+#[test]
+fn user_selected_only_for_the_one_account_the_prompt_named_and_the_person_approved() {
+    let mut r = rig();
+    let v = ProtocolVersion::Two;
+    let alice = make(&mut r, &Mc::new("example.com", b"alice", true));
+    make(&mut r, &Mc::new("other.example", b"zed", true));
+
+    // Built-in UV for a GA token at an RP with one passkey: the prompt names it.
+    let token = uv_token(&mut r, v, permission::GA, "example.com").unwrap();
+    let shown = r.person.seen().last().unwrap().clone();
+    assert_eq!(
+        shown.action,
+        Action::SignIn,
+        "a sign-in token naming the account says so"
+    );
+    assert_eq!(shown.rp_id, "example.com");
+    assert_eq!(shown.user_name.as_deref(), Some("alice@example.com"));
+    let asked = r.person.seen().len();
+    let m = parse(&r.auth.handle(
+        &with_token(&ga("example.com", &[], None), &token, v, 6),
+        &NoInteraction,
+    ))
+    .unwrap();
+    assert_eq!(user_selected(&m), Some(&Value::Bool(true)));
+    assert_eq!(
+        bytes_of(
+            get(&m, 1)
+                .and_then(|d| cbor::text_keyed(d.clone()).ok()?.get("id").cloned())
+                .as_ref()
+        ),
+        alice.id
+    );
+    assert!(get(&m, 5).is_none(), "a single match has no numberOfCredentials");
+    verify(&alice.key, &bytes_of(get(&m, 2)), &bytes_of(get(&m, 3)));
+    assert_eq!(
+        r.person.seen().len(),
+        asked,
+        "the token's prompt was the presence"
+    );
+
+    // The same account, but the site gave an allowList: never userSelected (§6.2.2).
+    let token = uv_token(&mut r, v, permission::GA, "example.com").unwrap();
+    let req = with_token(
+        &ga("example.com", std::slice::from_ref(&alice.id), None),
+        &token,
+        v,
+        6,
+    );
+    let m = parse(&r.auth.handle(&req, &NoInteraction)).unwrap();
+    assert_eq!(user_selected(&m), None);
+
+    // A token for mc only names nobody, and a PIN token was never shown to
+    // the person with an account: a silent (up=false) GA says nothing.
+    uv_token(&mut r, v, permission::MC, "example.com").unwrap();
+    assert_eq!(r.person.seen().last().unwrap().user_name, None);
+    let token = pin_token(&mut r, PIN, v, permission::GA, "example.com").unwrap();
+    let silent = ga("example.com", &[], Some(text_map([("up", Value::Bool(false))])));
+    let m = parse(&r.auth.handle(&with_token(&silent, &token, v, 6), &NoInteraction)).unwrap();
+    assert_eq!(user_selected(&m), None, "no presence, no selection");
+    assert_eq!(bytes_of(get(&m, 2))[32], flags::UV);
+
+    // A PIN token carries no presence: our presence prompt asks, naming the
+    // account; approving it is the person choosing it.
+    let token = pin_token(&mut r, PIN, v, permission::GA, "example.com").unwrap();
+    let m = parse(&r.auth.handle(
+        &with_token(&ga("example.com", &[], None), &token, v, 6),
+        &NoInteraction,
+    ))
+    .unwrap();
+    let shown = r.person.seen().last().unwrap().clone();
+    assert_eq!(
+        (shown.action, shown.user_name.as_deref()),
+        (Action::SignIn, Some("alice@example.com"))
+    );
+    assert_eq!(user_selected(&m), Some(&Value::Bool(true)));
+
+    // The uv option (no token): our prompt names the account too.
+    let uv = ga("example.com", &[], Some(text_map([("uv", Value::Bool(true))])));
+    let m = parse(&r.auth.handle(&uv, &NoInteraction)).unwrap();
+    assert_eq!(
+        r.person.seen().last().unwrap().user_name.as_deref(),
+        Some("alice@example.com")
+    );
+    assert_eq!(user_selected(&m), Some(&Value::Bool(true)));
+
+    // A declined prompt is OPERATION_DENIED and costs no PIN try.
+    r.person.push(Step::Deny);
+    assert_eq!(
+        uv_token(&mut r, v, permission::GA, "example.com"),
+        Err(CtapError::OperationDenied.code())
+    );
+    assert_eq!(retries(&mut r), (pin::MAX_RETRIES, false));
+}
+
+#[test]
+fn no_user_selected_with_two_accounts_or_when_the_named_account_is_not_the_match() {
+    let mut r = rig();
+    let v = ProtocolVersion::Two;
+    let alice = make(&mut r, &Mc::new("example.com", b"alice", true));
+
+    // The token's prompt named alice; by the time of the GA the RP has a
+    // second account, so the person's approval cannot stand for a choice.
+    let token = uv_token(&mut r, v, permission::GA | permission::MC, "example.com").unwrap();
+    let shown = r.person.seen().last().unwrap().clone();
+    assert_eq!(
+        (shown.action, shown.user_name.as_deref()),
+        (Action::Unlock, Some("alice@example.com"))
+    );
+    // (A resident credential made without the token: the token stays unspent.)
+    let bob = make(&mut r, &Mc::new("example.com", b"bob", true));
+    let m = parse(&r.auth.handle(
+        &with_token(&ga("example.com", &[], None), &token, v, 6),
+        &NoInteraction,
+    ))
+    .unwrap();
+    assert_eq!(get(&m, 5), Some(&Value::Integer(2.into())));
+    assert_eq!(user_selected(&m), None);
+    let next = parse(&r.auth.handle(&[command::GET_NEXT_ASSERTION], &NoInteraction)).unwrap();
+    assert_eq!(user_selected(&next), None, "never on GetNextAssertion");
+
+    // Two accounts from the start: the prompt names none, and nothing is selected.
+    let token = uv_token(&mut r, v, permission::GA, "example.com").unwrap();
+    let shown = r.person.seen().last().unwrap().clone();
+    assert_eq!((shown.action, shown.user_name), (Action::Unlock, None));
+    let m = parse(&r.auth.handle(
+        &with_token(&ga("example.com", &[], None), &token, v, 6),
+        &NoInteraction,
+    ))
+    .unwrap();
+    assert_eq!(user_selected(&m), None);
+
+    // The token named the one account of example.com, but the assertion is
+    // for a credential the allowList picks: no userSelected either.
+    let token = uv_token(&mut r, v, permission::GA, "example.com").unwrap();
+    let req = with_token(
+        &ga("example.com", &[bob.id.clone(), alice.id.clone()], None),
+        &token,
+        v,
+        6,
+    );
+    let m = parse(&r.auth.handle(&req, &NoInteraction)).unwrap();
+    assert_eq!(user_selected(&m), None);
+}
