@@ -26,11 +26,11 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 case "${FIREFOX_TESTS:-1}" in
-0) browsers='["chromium"]' ;;
-only) browsers='["firefox"]' ;;
-*) browsers='["chromium", "firefox"]' ;;
+0) browsers=chromium ;;
+only) browsers=firefox ;;
+*) browsers=chromium,firefox ;;
 esac
-if [ "$browsers" != '["firefox"]' ]; then
+if [ "$browsers" != firefox ]; then
     [ -x /usr/lib/chromium/chromium ] || { echo "browser: no /usr/lib/chromium/chromium (scripts/install-deps.sh installs chromium)" >&2; exit 1; }
 fi
 case "$browsers" in
@@ -44,13 +44,10 @@ esac
 "$ROOT/.venv/bin/python" -c 'import websocket, webauthn' 2>/dev/null ||
     { echo "browser: .venv lacks websocket-client or webauthn (scripts/install-deps.sh)" >&2; exit 1; }
 
-# The guest reads the host's tree (read-only): it finds the selection here.
-mkdir -p "$ROOT/test-output"
-echo "{\"browsers\": $browsers}" >"$ROOT/test-output/browser-selection.json"
 echo "browser: running $browsers"
 
 rc=0
-LOCALPASSKEY_VM_NAME=browser LOCALPASSKEY_VM_GUEST=browser_tests.py LOCALPASSKEY_VM_MEM=${LOCALPASSKEY_VM_MEM:-$mem} \
+LPK_BROWSERS=$browsers LOCALPASSKEY_VM_ENV=LPK_BROWSERS LOCALPASSKEY_VM_NAME=browser LOCALPASSKEY_VM_GUEST=browser_tests.py LOCALPASSKEY_VM_MEM=${LOCALPASSKEY_VM_MEM:-$mem} \
     LOCALPASSKEY_VM_TIMEOUT=${LOCALPASSKEY_VM_TIMEOUT:-$timeout} "$HERE/run.sh" "$@" || rc=$?
 OUT="$ROOT/test-output/browser"
 if [ -s "$OUT/compat.json" ]; then

@@ -12,9 +12,8 @@ drives the page over the DevTools protocol with Runtime.evaluate only
 real device with a virtual one. Each ceremony is a real
 navigator.credentials.create()/get() on the page, with an AbortSignal.
 
-With Firefox selected (tests/vm/browser.sh with FIREFOX_TESTS=1 writes the
-selection to test-output/browser-selection.json, which the guest reads from
-the host's tree), headless Firefox ESR runs a smaller set afterwards, driven
+With Firefox selected (LPK_BROWSERS, set by tests/vm/browser.sh from
+FIREFOX_TESTS), headless Firefox ESR runs a smaller set afterwards, driven
 over WebDriver BiDi (session, browsingContext and script.evaluate with
 awaitPromise on the websocket of --remote-debugging-port) -- again never a
 virtual authenticator.
@@ -52,7 +51,6 @@ CDP_PORT = 9222
 CHROMIUM = "/usr/lib/chromium/chromium"
 FIREFOX = "/usr/lib/firefox-esr/firefox-esr"
 BIDI_PORT = 9223
-SELECTION = ROOT / "test-output" / "browser-selection.json"
 AAGUID = "cb8a205c-984c-4e7e-98eb-5800f04355ef"
 JS_TIMEOUT_MS = 30000  # the AbortSignal of each successful ceremony
 FAIL_TIMEOUT_MS = 10000  # ... of a ceremony that is expected to fail
@@ -526,14 +524,12 @@ def check_no_pin_screen() -> str:
 
 
 def selected_browsers() -> list[str]:
-    """tests/vm/browser.sh writes which browsers to run; Chromium alone by default."""
-    try:
-        chosen = json.loads(SELECTION.read_text())["browsers"]
-    except (OSError, ValueError, KeyError):
-        chosen = ["chromium"]
+    """tests/vm/browser.sh says which browsers to run (LPK_BROWSERS, handed
+    over by tests/vm/run.sh); Chromium alone by default."""
+    chosen = [b for b in os.environ.get("LPK_BROWSERS", "chromium").split(",") if b]
     unknown = set(chosen) - {"chromium", "firefox"}
     if unknown:
-        raise SystemExit(f"unknown browsers in {SELECTION}: {sorted(unknown)}")
+        raise SystemExit(f"unknown browsers in LPK_BROWSERS: {sorted(unknown)}")
     return chosen
 
 

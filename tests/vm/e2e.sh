@@ -20,6 +20,6 @@ if [ -z "${LPK_E2E_ARGS:-}" ] && [ "${LPK_E2E_FULL:-0}" != 1 ]; then
     LPK_E2E_ARGS="$(printf 'tests/e2e/test_%s.py ' $files)-k soft -m 'not slow'"
 fi
 export LPK_E2E_ARGS
-LOCALPASSKEY_VM_NAME=e2e-hidraw LOCALPASSKEY_VM_GUEST=e2e_hidraw.py \
+LOCALPASSKEY_VM_ENV="LPK_E2E_ARGS LPK_E2E_WORKERS" LOCALPASSKEY_VM_NAME=e2e-hidraw LOCALPASSKEY_VM_GUEST=e2e_hidraw.py \
     LOCALPASSKEY_VM_MEM=${LOCALPASSKEY_VM_MEM:-2048} \
     LOCALPASSKEY_VM_TIMEOUT=${LOCALPASSKEY_VM_TIMEOUT:-1500} exec "$HERE/run.sh" "$@"

@@ -18,7 +18,9 @@
 # The same VM runs other guest suites: LOCALPASSKEY_VM_NAME (default vm: the
 # output folder test-output/NAME and the "NAME: N passed, M failed" line),
 # LOCALPASSKEY_VM_GUEST (default guest_tests.py, a script in tests/vm) and
-# LOCALPASSKEY_VM_MEM (MiB, default 1024). tests/vm/browser.sh uses them.
+# LOCALPASSKEY_VM_MEM (MiB, default 1024), and LOCALPASSKEY_VM_ENV, the names
+# of variables handed to the guest suite. tests/vm/browser.sh and
+# tests/vm/e2e.sh use them.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -54,7 +56,7 @@ export HOME=/tmp/home LANG=C.UTF-8 TERM=dumb
 mkdir -p \$HOME
 busybox ip link set lo up 2>/dev/null || ip link set lo up
 cd "$ROOT"
-$(for v in LPK_E2E_ARGS LPK_E2E_WORKERS; do [ -n "${!v:-}" ] && printf "export %s='%s'\n" "$v" "$(printf %s "${!v}" | sed "s/'/'\\\\''/g")"; done)
+$(for v in ${LOCALPASSKEY_VM_ENV:-}; do [ -n "${!v:-}" ] && printf "export %s='%s'\n" "$v" "$(printf %s "${!v}" | sed "s/'/'\\\\''/g")"; done)
 "$PY" "$HERE/$GUEST" --bin "$BIN" --out /tmp/results >/tmp/results/guest.log 2>&1
 echo \$? >/tmp/results/exit-status
 JOB
