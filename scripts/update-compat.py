@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""Turn a browser run's compat.json into the README's compatibility table.
+"""Turn a VM run's compat.json into the README's compatibility table.
 
     scripts/update-compat.py test-output/browser/compat.json [--out compat.md] [--readme README.md]
+    scripts/update-compat.py test-output/vm/compat.json --readme README.md
 
-The table is written from the run's own output (browser, version, date and
-each ceremony's result), never by hand. With --readme, the part of README.md
+tests/vm/browser.sh writes one for the browsers, tests/vm/run.sh one for the
+other clients (libfido2, OpenSSH, python-fido2). The table is written from the
+run's own output (browser or client, version, date and each check's result),
+never by hand. With --readme, the part of README.md
 between the markers <!-- compat:begin --> and <!-- compat:end --> is replaced.
 Other rows already in that section (another browser from another run) are
 kept: a run only replaces the rows of the browsers it ran.
@@ -17,7 +20,7 @@ import sys
 from pathlib import Path
 
 BEGIN, END = "<!-- compat:begin -->", "<!-- compat:end -->"
-HEADER = ["| browser | version | date | ceremonies (passed / run) | result |", "|---|---|---|---|---|"]
+HEADER = ["| browser or client | version | date | checks (passed / run) | result |", "|---|---|---|---|---|"]
 
 
 def rows(compat: dict) -> dict[str, str]:
@@ -61,7 +64,7 @@ def main() -> int:
         kept = {}
         for line in m.group(1).splitlines():
             cells = [c.strip() for c in line.strip("|").split("|")]
-            if line.startswith("| ") and cells[0] not in ("browser",) and not line.startswith("|---"):
+            if line.startswith("| ") and cells[0] not in ("browser", "browser or client") and not line.startswith("|---"):
                 kept[cells[0]] = line
         kept.update(new)
         body = "\n".join(HEADER + list(kept.values())) + "\n"

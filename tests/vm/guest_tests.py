@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import json
 import os
 import pty
 import re
@@ -50,6 +51,7 @@ VENDOR, PRODUCT = 0x1209, 0x0001
 ARGS = argparse.Namespace()
 WORK = Path("/tmp/lpk")
 RESULTS: list[tuple[str, str, str]] = []  # (status, name, detail)
+CLIENT_OF: dict[str, str] = {}  # check name -> the client that ran it
 STATE: dict = {}
 
 
@@ -72,6 +74,7 @@ def check(name: str, client: str, what: str):
                 traceback.print_exc(file=sys.stdout)
             dt = time.monotonic() - t0
             RESULTS.append((status, name, detail))
+            CLIENT_OF[name] = client
             say(f"{status:5} [{client}] {name} ({dt:.1f}s): {what}" + (f" -- {detail}" if detail else ""))
 
         run.__name__ = name
@@ -594,6 +597,36 @@ def t_sigterm():
     return f"exit 0, {node} gone"
 
 
+# The README's compatibility table (scripts/update-compat.py): each client
+# family, the version that ran, and its checks.
+FAMILIES = {"libfido2": "libfido2 (fido2-tools)", "OpenSSH": "OpenSSH", "python-fido2": "python-fido2"}
+
+
+def client_versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    lib = run(["dpkg-query", "-W", "-f=${Version}", "libfido2-1"], check_rc=False).stdout.strip()
+    ssh = run(["ssh", "-V"], check_rc=False).stderr.strip().split(",")[0]
+    return {FAMILIES["libfido2"]: lib or "?", FAMILIES["OpenSSH"]: ssh or "?",
+            FAMILIES["python-fido2"]: version("fido2")}
+
+
+def write_compat() -> None:
+    try:
+        versions = client_versions()
+    except Exception as e:  # noqa: BLE001 - the table is a by-product; say why it is missing
+        say(f"guest: no compat.json ({type(e).__name__}: {e})")
+        return
+    results = []
+    for status, name, detail in RESULTS:
+        family = FAMILIES.get(CLIENT_OF.get(name, "").split(" ")[0])
+        if family:
+            results.append({"browser": family, "ceremony": name, "status": status, "detail": detail})
+    compat = {"date": time.strftime("%Y-%m-%d", time.gmtime()), "kernel": os.uname().release,
+              "browsers": versions, "results": results}
+    (ARGS.out / "compat.json").write_text(json.dumps(compat, indent=1) + "\n")
+
+
 def main() -> int:
     global WORK
     ap = argparse.ArgumentParser()
@@ -630,6 +663,7 @@ def main() -> int:
     with open(ARGS.out / "summary.txt", "w") as f:
         for s, n, d in RESULTS:
             f.write(f"{s}\t{n}\t{d}\n")
+    write_compat()
     say(f"guest: checks took {time.monotonic() - t0:.1f}s")
     say(f"vm: {passed} passed, {failed} failed")
     return 1 if failed else 0
