@@ -67,8 +67,9 @@ def say(msg: str) -> None:
 # ------------------------------------------------------------ DevTools client
 
 
-class Cdp:
-    """The DevTools protocol over one page's websocket: commands only (events are skipped)."""
+class JsonWebsocket:
+    """Numbered JSON commands over a browser's websocket, each waiting for
+    the message with its own id (events and other answers are skipped)."""
 
     def __init__(self, ws_url: str):
         import websocket  # websocket-client
@@ -76,18 +77,26 @@ class Cdp:
         self.ws = websocket.create_connection(ws_url, timeout=300, suppress_origin=True)
         self.next_id = 0
 
-    def call(self, method: str, **params):
-        if method.startswith("WebAuthn."):
-            raise AssertionError("never the DevTools WebAuthn domain: it swaps the real device for a virtual one")
+    def request(self, method: str, params: dict) -> dict:
         self.next_id += 1
         mid = self.next_id
         self.ws.send(json.dumps({"id": mid, "method": method, "params": params}))
         while True:
             msg = json.loads(self.ws.recv())
             if msg.get("id") == mid:
-                if "error" in msg:
-                    raise RuntimeError(f"{method}: {msg['error']}")
-                return msg["result"]
+                return msg
+
+
+class Cdp(JsonWebsocket):
+    """The DevTools protocol over one page's websocket: commands only (events are skipped)."""
+
+    def call(self, method: str, **params):
+        if method.startswith("WebAuthn."):
+            raise AssertionError("never the DevTools WebAuthn domain: it swaps the real device for a virtual one")
+        msg = self.request(method, params)
+        if "error" in msg:
+            raise RuntimeError(f"{method}: {msg['error']}")
+        return msg["result"]
 
     def eval(self, expr: str):
         r = self.call("Runtime.evaluate", expression=expr, awaitPromise=True, returnByValue=True)
@@ -107,29 +116,21 @@ def save_screenshot(name: str, b64: str) -> Path:
     return path
 
 
-class Bidi:
+class Bidi(JsonWebsocket):
     """WebDriver BiDi over Firefox's websocket: session, browsingContext and
     script only (no virtual authenticator exists there, and none is used)."""
 
     def __init__(self, ws_url: str):
-        import websocket  # websocket-client
-
-        self.ws = websocket.create_connection(ws_url, timeout=300, suppress_origin=True)
-        self.next_id = 0
+        super().__init__(ws_url)
         self.context = ""
 
     def call(self, method: str, **params):
         if "authenticator" in method.lower() or method.lower().startswith("webauthn"):
             raise AssertionError("never a virtual authenticator: the real device must answer")
-        self.next_id += 1
-        mid = self.next_id
-        self.ws.send(json.dumps({"id": mid, "method": method, "params": params}))
-        while True:
-            msg = json.loads(self.ws.recv())
-            if msg.get("id") == mid:
-                if msg.get("type") == "error":
-                    raise RuntimeError(f"{method}: {msg.get('error')}: {msg.get('message')}")
-                return msg["result"]
+        msg = self.request(method, params)
+        if msg.get("type") == "error":
+            raise RuntimeError(f"{method}: {msg.get('error')}: {msg.get('message')}")
+        return msg["result"]
 
     def eval(self, expr: str):
         # The page's result objects go back as JSON text: BiDi's own value
