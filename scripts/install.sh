@@ -9,7 +9,8 @@
 #
 # What it installs (the README explains each piece; `localpasskey doctor`
 # checks each one and prints the fix):
-#   1. the release binary: ~/.local/bin/localpasskey (or /usr/local/bin)
+#   1. the release binaries: ~/.local/bin/localpasskey and, beside it, the
+#      desktop dialog localpasskey-prompt (or both in /usr/local/bin)
 #   2. /etc/udev/rules.d/70-localpasskey.rules: the logged-in user may open
 #      /dev/uhid (to create the security key) and our hidraw node (browsers);
 #      /dev/tpmrm0 belongs to group tss
@@ -70,7 +71,8 @@ if [ "$MODE" = uninstall ]; then
     rm -f "$UNIT"
     have_user_systemd && systemctl --user daemon-reload || true
     log "removed the user service"
-    for b in "$HOME/.local/bin/localpasskey" /usr/local/bin/localpasskey; do
+    for b in "$HOME/.local/bin/localpasskey" /usr/local/bin/localpasskey \
+        "$HOME/.local/bin/localpasskey-prompt" /usr/local/bin/localpasskey-prompt; do
         if [ -e "$b" ]; then
             if [ -w "$(dirname "$b")" ]; then rm -f "$b"; else "${SUDO[@]}" rm -f "$b"; fi
             log "removed $b"
@@ -99,7 +101,7 @@ fi
 # -------------------------------------------------------------------- install
 # 1. Build. Only what the build needs (scripts/install-deps.sh is for tests).
 need=()
-for p in build-essential pkg-config libtss2-dev; do
+for p in build-essential pkg-config libtss2-dev libgtk-4-dev; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
 done
 if [ "${#need[@]}" -gt 0 ]; then
@@ -107,22 +109,26 @@ if [ "${#need[@]}" -gt 0 ]; then
         log "installing build packages: ${need[*]}"
         "${SUDO[@]}" apt-get install -y --no-install-recommends "${need[@]}"
     else
-        warn "not Debian/Ubuntu: make sure a C compiler, pkg-config and tpm2-tss (libtss2) are installed"
+        warn "not Debian/Ubuntu: make sure a C compiler, pkg-config, tpm2-tss (libtss2) and GTK 4 are installed"
     fi
 fi
 export PATH="$HOME/.cargo/bin:$PATH"
 command -v cargo >/dev/null || { echo "cargo is missing: install Rust from https://rustup.rs" >&2; exit 1; }
-log "building the release binary"
-cargo build --release -p localpasskey
+log "building the release binaries"
+cargo build --release -p localpasskey -p localpasskey-prompt
 
-# 2. The binary.
-if [ "$SYSTEM" -eq 1 ]; then
-    "${SUDO[@]}" install -D -m 0755 target/release/localpasskey "$BIN"
-else
-    install -D -m 0755 target/release/localpasskey "$BIN"
+# 2. The binaries. The daemon finds the dialog next to itself.
+for b in localpasskey localpasskey-prompt; do
+    if [ "$SYSTEM" -eq 1 ]; then
+        "${SUDO[@]}" install -D -m 0755 "target/release/$b" "$BIN_DIR/$b"
+    else
+        install -D -m 0755 "target/release/$b" "$BIN_DIR/$b"
+    fi
+done
+if [ "$SYSTEM" -ne 1 ]; then
     case ":$PATH:" in *":$BIN_DIR:"*) ;; *) warn "$BIN_DIR is not on your PATH" ;; esac
 fi
-log "installed $BIN"
+log "installed $BIN and $BIN_DIR/localpasskey-prompt"
 
 # 3. udev: uaccess gives the user of the active local session (and only
 #    them) an ACL on the node, applied by systemd-logind at login and seat
@@ -180,7 +186,7 @@ StartLimitBurst=5
 [Service]
 Type=simple
 ExecStartPre=/bin/sh -c 'for i in \$(seq 240); do [ -r /dev/uhid ] && [ -w /dev/uhid ] && [ -r /dev/tpmrm0 ] && [ -w /dev/tpmrm0 ] && exit 0; sleep 0.5; done; echo "/dev/uhid or /dev/tpmrm0 is missing or not yours after 2 minutes: run localpasskey doctor" >&2; exit 1'
-ExecStart=$BIN run --transport uhid --custody tpm --tpm device:/dev/tpmrm0 --presence pinentry
+ExecStart=$BIN run --transport uhid --custody tpm --tpm device:/dev/tpmrm0 --presence desktop
 Restart=on-failure
 RestartSec=10s
 TimeoutStartSec=150

@@ -198,8 +198,45 @@ def test_reset_asks_for_presence_in_the_dialog(x, desktop_daemon):
     assert info.options.get("clientPin") is False, "Reset must erase the PIN"
 
 
-def test_without_a_display_the_daemon_falls_back_to_pinentry_and_says_so(x, desktop_daemon, monkeypatch):
+def _fake_user_manager(tmp_path, monkeypatch, environment: str | None) -> None:
+    """A `systemctl` first on PATH: `--user show-environment` prints
+    `environment`, or fails (no user manager) when it is None."""
+    bin_dir = tmp_path / "fake-bin"
+    bin_dir.mkdir(exist_ok=True)
+    fake = bin_dir / "systemctl"
+    if environment is None:
+        fake.write_text("#!/bin/sh\nexit 1\n")
+    else:
+        fake.write_text('#!/bin/sh\n[ "$*" = "--user show-environment" ] || exit 1\n'
+                        f"cat <<'END'\n{environment}END\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+
+
+def test_the_display_may_come_from_the_user_manager(x, desktop_daemon, tmp_path, monkeypatch):
+    """A user service started before the desktop told systemd its display:
+    the daemon's own environment has none, the user manager's has it by the
+    time of the request, and the dialog appears there."""
+    xvfb_display = x.env["DISPLAY"]
     monkeypatch.delenv("DISPLAY")
+    _fake_user_manager(tmp_path, monkeypatch, f"HOME=/nowhere\nDISPLAY={xvfb_display}\n")
+    d = desktop_daemon()
+    ctap2 = d.ctap2()
+    _, cdh = lpk.client_data_hash()
+    call = Call(ctap2.make_credential, cdh, RP, _user(), ES256_ONLY)
+    x.wait_window(waiting=call)
+    time.sleep(ARMED)
+    x.type(PIN)
+    x.keys("Return")
+    att = call.wait()
+    assert att.auth_data.is_user_verified()
+    own = Path(f"/proc/{d.proc.pid}/environ").read_bytes().split(b"\0")
+    assert not [v for v in own if v.startswith((b"DISPLAY=", b"WAYLAND_DISPLAY="))], "the daemon had a display of its own"
+
+
+def test_without_a_display_the_daemon_falls_back_to_pinentry_and_says_so(x, desktop_daemon, tmp_path, monkeypatch):
+    monkeypatch.delenv("DISPLAY")
+    _fake_user_manager(tmp_path, monkeypatch, None)
     # A pinentry that cannot run: the request is refused, never approved.
     monkeypatch.setenv("PINENTRY_PROGRAM", "/nonexistent/pinentry")
     d = desktop_daemon()
@@ -208,5 +245,7 @@ def test_without_a_display_the_daemon_falls_back_to_pinentry_and_says_so(x, desk
     call = Call(ctap2.make_credential, cdh, RP, _user(), ES256_ONLY)
     assert call.status() == lpk.OPERATION_DENIED
     err = d.stderr()
-    assert "no display (neither DISPLAY nor WAYLAND_DISPLAY): falling back to pinentry" in err
+    assert "no display yet (neither DISPLAY nor WAYLAND_DISPLAY): pinentry until there is one" in err
+    # ... and at the request itself.
+    assert "no display (neither DISPLAY nor WAYLAND_DISPLAY) for the dialog: asking through pinentry" in err
     assert "/nonexistent/pinentry" in err

@@ -206,6 +206,7 @@ def test_uninstall_removes_the_setup_and_keeps_the_passkeys_unless_purged(tmp_pa
     root, home = tmp_path / "root", tmp_path / "home"
     files = [root / "etc/udev/rules.d/70-localpasskey.rules", root / "etc/modules-load.d/localpasskey.conf",
              root / "usr/local/bin/localpasskey", home / ".local/bin/localpasskey",
+             root / "usr/local/bin/localpasskey-prompt", home / ".local/bin/localpasskey-prompt",
              home / ".config/systemd/user/localpasskey.service"]
     for f in files:
         f.parent.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ use crate::daemon;
 use crate::doctor;
 use crate::pinentry::Pinentry;
 use crate::presence::FileScript;
-use crate::prompt_desktop::DesktopPrompt;
+use crate::prompt_desktop::{DesktopOrPinentry, DesktopPrompt};
 use crate::store_sqlite::SqliteStore;
 use crate::transport::udp::{Udp, DEFAULT_PORT};
 use crate::transport::uhid::{DeviceIdentity, Uhid};
@@ -362,16 +362,21 @@ fn run(args: RunArgs, dir: PathBuf) -> Result<()> {
         Box::new(p)
     };
     let presence: Box<dyn UserPresence> = match presence_mode.as_str() {
+        // The display is looked for at each request (the session's may come
+        // later than the service); pinentry when there is none.
         "desktop" => {
-            let display = ["DISPLAY", "WAYLAND_DISPLAY"]
-                .iter()
-                .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()));
-            if display {
-                Box::new(DesktopPrompt::locate()?)
-            } else {
-                tracing::warn!("no display (neither DISPLAY nor WAYLAND_DISPLAY): falling back to pinentry");
-                pinentry()
+            let desktop = DesktopPrompt::locate()?;
+            if !desktop.has_display() {
+                tracing::warn!(
+                    "no display yet (neither DISPLAY nor WAYLAND_DISPLAY): pinentry until there is one"
+                );
             }
+            let pinentry = Pinentry::from_env();
+            tracing::info!(
+                "without a display, prompts go through the pinentry program {:?} (PINENTRY_PROGRAM)",
+                pinentry.program()
+            );
+            Box::new(DesktopOrPinentry { desktop, pinentry })
         }
         "pinentry" => pinentry(),
         "approve" if test_only_ok => Box::new(AlwaysApprove),

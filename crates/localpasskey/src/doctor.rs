@@ -326,6 +326,11 @@ fn check_setup(r: &mut Report) {
     if !found {
         r.info("no LocalPasskey security key is up right now (the service creates it)");
     }
+    // The desktop dialog the service asks through sits next to the daemon.
+    match crate::prompt_desktop::DesktopPrompt::locate() {
+        Ok(_) => r.ok("the desktop dialog (localpasskey-prompt) is installed next to localpasskey"),
+        Err(e) => r.bad(&format!("{e:#}"), INSTALL),
+    }
     let Some(dir) = user_unit_dir() else {
         r.info("HOME is not set: cannot look for the systemd user service");
         return;

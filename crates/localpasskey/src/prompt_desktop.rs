@@ -87,21 +87,19 @@ impl DesktopPrompt {
             );
         }
         tracing::info!("desktop prompt: {}", program.display());
-        let prompt = Self::with_program(program);
-        if prompt.display().is_none() {
-            tracing::warn!(
-                "neither DISPLAY nor WAYLAND_DISPLAY is set: the desktop prompt cannot be shown, \
-                 and every request will be denied until the daemon runs in a graphical session"
-            );
-        }
-        Ok(prompt)
+        Ok(Self::with_program(program))
     }
 
     pub fn with_program(program: PathBuf) -> Self {
         Self {
             program,
-            env: Box::new(|name| std::env::var_os(name)),
+            env: Box::new(session_var),
         }
+    }
+
+    /// Whether there is a display to show the dialog on right now.
+    pub fn has_display(&self) -> bool {
+        self.display().is_some()
     }
 
     /// Which display the dialog would appear on, for logs.
@@ -143,6 +141,12 @@ impl DesktopPrompt {
             + "\n";
 
         let mut cmd = Command::new(&self.program);
+        // The session's display variables, wherever they were found.
+        for name in SESSION_VARS {
+            if let Some(v) = (self.env)(name).filter(|v| !v.is_empty()) {
+                cmd.env(name, v);
+            }
+        }
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -292,6 +296,83 @@ fn kill(child: &mut Child) -> Option<std::process::ExitStatus> {
     }
     let _ = child.kill();
     child.wait().ok()
+}
+
+/// What the dialog needs from the graphical session.
+const SESSION_VARS: [&str; 4] = ["WAYLAND_DISPLAY", "DISPLAY", "XAUTHORITY", "XDG_RUNTIME_DIR"];
+
+/// A variable of the graphical session: our own environment first, else the
+/// systemd user manager's. The user service starts at login, often before
+/// the desktop has told the manager its DISPLAY or WAYLAND_DISPLAY, and a
+/// running service never sees that later; asking the manager at each
+/// request does.
+fn session_var(name: &str) -> Option<OsString> {
+    if let Some(v) = std::env::var_os(name).filter(|v| !v.is_empty()) {
+        return Some(v);
+    }
+    let out = Command::new("systemctl")
+        .args(["--user", "show-environment"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    manager_var(&String::from_utf8_lossy(&out.stdout), name).map(OsString::from)
+}
+
+/// `NAME=value` from `systemctl --user show-environment`; values it had to
+/// quote (`$'...'`) are not display names and are skipped.
+fn manager_var(listing: &str, name: &str) -> Option<String> {
+    listing
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
+        .filter(|v| !v.is_empty() && !v.starts_with("$'"))
+        .map(str::to_owned)
+}
+
+/// `--presence desktop`: the dialog when there is a display at the moment of
+/// the request, else pinentry (a terminal's), each time anew.
+pub struct DesktopOrPinentry {
+    pub desktop: DesktopPrompt,
+    pub pinentry: crate::pinentry::Pinentry,
+}
+
+impl DesktopOrPinentry {
+    fn pick(&mut self) -> &mut dyn UserPresence {
+        if self.desktop.has_display() {
+            &mut self.desktop
+        } else {
+            tracing::warn!(
+                "no display (neither DISPLAY nor WAYLAND_DISPLAY) for the dialog: asking through pinentry"
+            );
+            &mut self.pinentry
+        }
+    }
+}
+
+impl UserPresence for DesktopOrPinentry {
+    fn can_verify(&self) -> bool {
+        true
+    }
+
+    fn request_presence(
+        &mut self,
+        req: &PresenceRequest,
+        timeout: Duration,
+        io: &dyn Interaction,
+    ) -> Presence {
+        self.pick().request_presence(req, timeout, io)
+    }
+
+    fn request_verification(
+        &mut self,
+        req: &PresenceRequest,
+        retries: u8,
+        timeout: Duration,
+        io: &dyn Interaction,
+    ) -> Verification {
+        self.pick().request_verification(req, retries, timeout, io)
+    }
 }
 
 impl UserPresence for DesktopPrompt {
@@ -576,6 +657,21 @@ mod tests {
                 .request_verification(&sign_in(), 8, Duration::from_millis(100), &NoInteraction),
             Verification::TimedOut
         ));
+    }
+
+    #[test]
+    fn display_variables_from_the_user_manager() {
+        let listing = "HOME=/home/a\nDISPLAY=:0\nWAYLAND_DISPLAY=wayland-0\nODD=$'a\\nb'\nEMPTY=\n";
+        assert_eq!(manager_var(listing, "DISPLAY").as_deref(), Some(":0"));
+        assert_eq!(
+            manager_var(listing, "WAYLAND_DISPLAY").as_deref(),
+            Some("wayland-0")
+        );
+        assert_eq!(manager_var(listing, "ODD"), None);
+        assert_eq!(manager_var(listing, "EMPTY"), None);
+        assert_eq!(manager_var(listing, "XAUTHORITY"), None);
+        // A name that is only the start of another is not it.
+        assert_eq!(manager_var("DISPLAYX=1\n", "DISPLAY"), None);
     }
 
     #[test]

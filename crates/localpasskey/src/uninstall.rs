@@ -30,9 +30,12 @@ pub fn run(data_dir: &Path, purge: bool, yes: bool, root: &Path) -> Result<()> {
     }
 
     // 2. The binary, wherever install.sh put it.
-    let mut bins = vec![system("/usr/local/bin/localpasskey")];
-    if let Some(home) = std::env::var_os("HOME") {
-        bins.push(PathBuf::from(home).join(".local/bin/localpasskey"));
+    let mut bins = Vec::new();
+    for name in ["localpasskey", "localpasskey-prompt"] {
+        bins.push(system(&format!("/usr/local/bin/{name}")));
+        if let Some(home) = std::env::var_os("HOME") {
+            bins.push(PathBuf::from(home).join(".local/bin").join(name));
+        }
     }
     for b in bins {
         remove(&b, true)?;
