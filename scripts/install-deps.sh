@@ -24,6 +24,7 @@ log() { printf '==> %s\n' "$*"; }
 # fido2-tools, openssh-client: the real clients of the VM tests (tests/vm).
 # qemu-system-x86, busybox-static, kmod, cpio: the throw-away VM with a kernel
 # that has uhid (tests/vm/build-image.sh downloads Debian's kernel package).
+# systemd: systemd-analyze checks the user unit scripts/install.sh writes.
 # libgtk-4-dev: builds localpasskey-prompt, the desktop dialog (GTK 4.8 on Debian 12).
 # xvfb, xdotool, imagemagick, fonts-dejavu-core: tests/desktop runs that dialog
 #   on a private X server, types into it, and saves screenshots (`import`).
@@ -35,6 +36,7 @@ APT_PACKAGES=(
     swtpm swtpm-tools tpm2-tools libtss2-dev fido2-tools openssh-client
     qemu-system-x86 busybox-static kmod cpio
     libgtk-4-dev xvfb xdotool imagemagick fonts-dejavu-core
+    systemd
     chromium
 )
 

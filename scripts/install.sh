@@ -38,13 +38,51 @@ for arg in "$@"; do
         --purge) PURGE=1 ;;
         --system) SYSTEM=1 ;;
         --no-start) START=0 ;;
+        --print-unit) MODE=print-unit ;;
         -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
         *) echo "unknown argument $arg (see --help)" >&2; exit 2 ;;
     esac
 done
 
+# The systemd user unit for the daemon at $1 (step 6 below explains it).
+# `--print-unit BIN` prints it alone: tests check it with systemd-analyze.
+unit_text() {
+    local BIN=$1
+    cat <<UNIT
+# LocalPasskey: a FIDO2 security key whose passkeys live in the TPM.
+# Installed by scripts/install.sh; \`localpasskey doctor\` checks it.
+[Unit]
+Description=LocalPasskey security key (TPM-backed FIDO2 authenticator)
+Documentation=file://$ROOT/README.md
+StartLimitIntervalSec=300
+StartLimitBurst=5
+
+[Service]
+Type=simple
+ExecStartPre=/bin/sh -c 'for i in \$(seq 240); do [ -r /dev/uhid ] && [ -w /dev/uhid ] && [ -r /dev/tpmrm0 ] && [ -w /dev/tpmrm0 ] && exit 0; sleep 0.5; done; echo "/dev/uhid or /dev/tpmrm0 is missing or not yours after 2 minutes: run localpasskey doctor" >&2; exit 1'
+ExecStart=$BIN run --transport uhid --custody tpm --tpm device:/dev/tpmrm0 --presence desktop
+Restart=on-failure
+RestartSec=10s
+TimeoutStartSec=150
+# The daemon removes the device on SIGTERM.
+KillSignal=SIGTERM
+NoNewPrivileges=yes
+PrivateTmp=yes
+LockPersonality=yes
+RestrictRealtime=yes
+
+[Install]
+WantedBy=default.target
+UNIT
+}
+
 log() { printf '==> %s\n' "$*"; }
 warn() { printf 'warning: %s\n' "$*" >&2; }
+
+if [ "$MODE" = print-unit ]; then
+    unit_text "${LOCALPASSKEY_BIN:-$HOME/.local/bin/localpasskey}"
+    exit 0
+fi
 
 if [ "$(id -u)" -eq 0 ]; then
     echo "Run this as the user who will use the passkeys, not as root: it installs a systemd" >&2
@@ -174,32 +212,7 @@ fi
 #    still fails, Restart=on-failure retries every 10 s, at most 5 times in 5
 #    minutes, and `localpasskey doctor` says why.
 mkdir -p "$UNIT_DIR"
-cat >"$UNIT" <<UNIT
-# LocalPasskey: a FIDO2 security key whose passkeys live in the TPM.
-# Installed by scripts/install.sh; \`localpasskey doctor\` checks it.
-[Unit]
-Description=LocalPasskey security key (TPM-backed FIDO2 authenticator)
-Documentation=file://$ROOT/README.md
-StartLimitIntervalSec=300
-StartLimitBurst=5
-
-[Service]
-Type=simple
-ExecStartPre=/bin/sh -c 'for i in \$(seq 240); do [ -r /dev/uhid ] && [ -w /dev/uhid ] && [ -r /dev/tpmrm0 ] && [ -w /dev/tpmrm0 ] && exit 0; sleep 0.5; done; echo "/dev/uhid or /dev/tpmrm0 is missing or not yours after 2 minutes: run localpasskey doctor" >&2; exit 1'
-ExecStart=$BIN run --transport uhid --custody tpm --tpm device:/dev/tpmrm0 --presence desktop
-Restart=on-failure
-RestartSec=10s
-TimeoutStartSec=150
-# The daemon removes the device on SIGTERM.
-KillSignal=SIGTERM
-NoNewPrivileges=yes
-PrivateTmp=yes
-LockPersonality=yes
-RestrictRealtime=yes
-
-[Install]
-WantedBy=default.target
-UNIT
+unit_text "$BIN" >"$UNIT"
 log "installed $UNIT"
 
 if have_user_systemd; then

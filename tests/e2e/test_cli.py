@@ -246,3 +246,25 @@ def test_uninstall_removes_the_setup_and_keeps_the_passkeys_unless_purged(tmp_pa
     r = uninstall("--purge", "--yes")
     assert r.returncode == 0, r.stderr
     assert not data.exists()
+
+
+def test_the_user_unit_passes_systemd_analyze_and_its_command_line_parses(tmp_path):
+    """The unit scripts/install.sh writes, checked by systemd's own parser
+    (every key known, ExecStart= an executable), and its ExecStart= accepted
+    by the daemon's argument parser."""
+    env = dict(os.environ, LOCALPASSKEY_BIN=str(lpk.binary()))
+    unit = subprocess.run([str(lpk.REPO / "scripts/install.sh"), "--print-unit"], env=env,
+                          capture_output=True, text=True, timeout=30, check=True).stdout
+    path = tmp_path / "localpasskey.service"
+    path.write_text(unit)
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    r = subprocess.run(["systemd-analyze", "verify", "--user", str(path)], capture_output=True, text=True,
+                       timeout=60, env=dict(os.environ, XDG_RUNTIME_DIR=str(runtime)))
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    assert not [l for l in out.splitlines() if "localpasskey.service" in l], out
+    exec_start = next(l for l in unit.splitlines() if l.startswith("ExecStart="))[len("ExecStart="):].split()
+    assert exec_start[0] == str(lpk.binary()) and "--presence" in exec_start, exec_start
+    r = subprocess.run(exec_start + ["--help"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, f"{exec_start}: {r.stderr}"
