@@ -253,6 +253,15 @@ def t_token_set_pin():
     return "PIN set; options now include clientPin"
 
 
+@check("localpasskey-pin-status", "localpasskey pin",
+       "`localpasskey pin status` with no --to finds our hidraw node by itself and sees the PIN fido2-token set")
+def t_cli_pin_status():
+    r = run([ARGS.bin, "pin", "status"], timeout=60)
+    assert f"authenticator: {hidraw()}" in r.stderr, r.stderr
+    assert "A PIN is set. Tries left: 8 of 8." in r.stdout, r.stdout
+    return f"{r.stderr.strip()}; {r.stdout.strip()}"
+
+
 @check("fido2-cred-M", "libfido2 fido2-cred", "-M -r -v makes a resident ES256 credential (PIN on the tty)")
 def t_cred_make():
     user_id = os.urandom(16)
@@ -645,7 +654,7 @@ def main() -> int:
         say("0 passed, 1 failed")
         return 1
     checks = [
-        t_kernel_device, t_token_list, t_token_info, t_token_set_pin,
+        t_kernel_device, t_token_list, t_token_info, t_token_set_pin, t_cli_pin_status,
         t_cred_make, t_cred_verify, t_assert_get, t_assert_verify,
         t_token_list_rps, t_token_list_creds,
         t_ssh_keygen, t_ssh_sign, t_ssh_keygen_rk, t_ssh_sign_rk, t_ssh_download,

@@ -604,6 +604,7 @@ fn read_pin(prompt: &str, from_stdin: bool) -> Result<zeroize::Zeroizing<String>
 }
 
 fn pin(action: PinAction, to: client::Target, from_stdin: bool) -> Result<()> {
+    eprintln!("authenticator: {to}");
     let mut c = Client::connect(&to)?;
     match action {
         PinAction::Status => {
