@@ -1,9 +1,11 @@
-"""`localpasskey list / delete / info` and the data files' permissions."""
+"""`localpasskey list / delete / info`, which authenticator `localpasskey pin`
+finds by itself, and the data files' permissions."""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import stat
 import subprocess
 import time
@@ -197,6 +199,62 @@ def test_cli_on_missing_data_dir_does_not_crash(tmp_path):
         assert json.loads(r.stdout) == []
     else:
         assert r.stderr.strip(), "failed without a message"
+
+
+@pytest.mark.skipif(lpk.UHID, reason="the simulation's fallback; over hidraw the node is found")
+def test_pin_without_to_never_falls_back_to_the_simulation(daemon):
+    """With no --to and no hidraw node of ours, `pin` fails and says how to
+    reach the simulation, instead of sending the PIN to whoever listens on
+    127.0.0.1:8111 (any local user may). An explicit --to still works."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        listener.bind(("127.0.0.1", 8111))
+    except OSError:
+        listener.close()
+        listener = None  # something else has the port: still check the message
+    try:
+        r = daemon.cli("pin", "status", check=False)
+        assert r.returncode != 0, r.stdout
+        assert "panicked" not in r.stderr, r.stderr
+        assert "no LocalPasskey security key found" in r.stderr, r.stderr
+        assert "--to 127.0.0.1:8111" in r.stderr, r.stderr
+        assert "authenticator:" not in r.stderr, r.stderr
+        if listener is not None:
+            # The CLI has exited: anything it sent is queued by now.
+            listener.settimeout(0.2)
+            try:
+                data = listener.recv(100)
+            except socket.timeout:
+                data = None
+            assert data is None, f"`pin status` sent {data!r} to 127.0.0.1:8111"
+    finally:
+        if listener is not None:
+            listener.close()
+    r = daemon.cli("pin", "status", "--to", daemon.target)
+    assert f"authenticator: {daemon.target}" in r.stderr, r.stderr
+    assert "A PIN is set" in r.stdout, r.stdout
+
+
+def test_pin_without_to_and_without_a_data_dir_creates_nothing(tmp_path):
+    missing = tmp_path / "never-ran"
+    r = lpk.run_cli("pin", "status", "--data-dir", str(missing))
+    assert r.returncode != 0, r.stdout
+    assert "panicked" not in r.stderr, r.stderr
+    assert "no LocalPasskey security key found" in r.stderr, r.stderr
+    assert not missing.exists(), "`pin` created a data directory"
+
+
+@pytest.mark.skipif(not lpk.UHID, reason="needs the daemon's hidraw node (LPK_TRANSPORT=uhid)")
+def test_pin_without_to_finds_the_node_with_our_serial(daemon, make_daemon):
+    r = daemon.cli("pin", "status")
+    assert f"authenticator: {daemon.hidraw}" in r.stderr, r.stderr
+    assert "A PIN is set" in r.stdout, r.stdout
+    # A second device named LocalPasskey, with another serial: still ours only.
+    other = make_daemon(name="other")
+    r = daemon.cli("pin", "status")
+    assert f"authenticator: {daemon.hidraw}" in r.stderr, r.stderr
+    r = other.cli("pin", "status")
+    assert f"authenticator: {other.hidraw}" in r.stderr, r.stderr
 
 
 def test_uninstall_removes_the_setup_and_keeps_the_passkeys_unless_purged(tmp_path):

@@ -254,9 +254,9 @@ def t_token_set_pin():
 
 
 @check("localpasskey-pin-status", "localpasskey pin",
-       "`localpasskey pin status` with no --to finds our hidraw node by itself and sees the PIN fido2-token set")
+       "`localpasskey pin status` with no --to finds our hidraw node by its serial and sees the PIN fido2-token set")
 def t_cli_pin_status():
-    r = run([ARGS.bin, "pin", "status"], timeout=60)
+    r = run([ARGS.bin, "pin", "status", "--data-dir", str(WORK / "data")], timeout=60)
     assert f"authenticator: {hidraw()}" in r.stderr, r.stderr
     assert "A PIN is set. Tries left: 8 of 8." in r.stdout, r.stdout
     return f"{r.stderr.strip()}; {r.stdout.strip()}"

@@ -59,8 +59,9 @@ enum Command {
         #[command(subcommand)]
         action: PinAction,
         /// The authenticator: a hidraw node (/dev/hidrawN) or the simulation's
-        /// address (127.0.0.1:8111). Default: our security key's hidraw node
-        /// if the kernel has one, else the simulation.
+        /// address (127.0.0.1:8111). Default: the hidraw node of the security
+        /// key `localpasskey run --transport uhid` made for this data
+        /// directory (name and serial must match); never the simulation.
         #[arg(long, global = true)]
         to: Option<client::Target>,
         /// Read PINs from standard input, one per line, instead of the terminal.
@@ -219,7 +220,13 @@ fn dispatch(cli: Cli) -> Result<()> {
             action,
             to,
             pin_stdin,
-        } => pin(action, to.unwrap_or_else(client::default_target), pin_stdin),
+        } => {
+            let to = match to {
+                Some(to) => to,
+                None => client::default_target(our_serial(&dir)?.as_deref(), &dir)?,
+            };
+            pin(action, to, pin_stdin)
+        }
         Command::Doctor { tpm, transport } => doctor::run(&dir, &tpm, transport == TransportKind::Uhid),
         Command::Uninstall { purge, yes, root } => crate::uninstall::run(&dir, purge, yes, &root),
         Command::Bench { to, pin, rounds } => crate::bench::run(to, &pin, rounds),
@@ -601,6 +608,24 @@ fn read_pin(prompt: &str, from_stdin: bool) -> Result<zeroize::Zeroizing<String>
             .context("cannot read the PIN from the terminal (use --pin-stdin)")?
     };
     Ok(zeroize::Zeroizing::new(line))
+}
+
+/// The serial `run` gave the security key it made for `dir`, as the kernel
+/// shows it (`HID_UNIQ`), so `pin` can tell our hidraw node from others
+/// named LocalPasskey. The store already records it for `run` (so the
+/// serial stays the same across restarts), and the CLI knows the data
+/// directory, so no other record is needed. `None` when no daemon ever ran
+/// with `dir`; nothing is created then.
+fn our_serial(dir: &std::path::Path) -> Result<Option<String>> {
+    if !dir.join(crate::store_sqlite::DB_FILE_NAME).exists() {
+        return Ok(None);
+    }
+    let store = SqliteStore::open(dir)
+        .with_context(|| format!("cannot read our security key's serial from {}", dir.display()))?;
+    Ok(store
+        .get_meta(DEVICE_SERIAL_META)?
+        .and_then(|s| String::from_utf8(s).ok())
+        .map(|s| DeviceIdentity::new(&s).uniq))
 }
 
 fn pin(action: PinAction, to: client::Target, from_stdin: bool) -> Result<()> {

@@ -11,7 +11,7 @@ use lp_core::status::CtapError;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, UdpSocket};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
@@ -47,29 +47,113 @@ impl std::fmt::Display for Target {
     }
 }
 
-/// Our device's hidraw node if the kernel has one (the HID name uhid.rs
-/// gives it), else the simulation's default address.
-pub fn default_target() -> Target {
-    let found = std::fs::read_dir("/sys/class/hidraw").ok().and_then(|dir| {
-        let mut nodes: Vec<String> = dir
-            .flatten()
-            .filter(|e| {
-                std::fs::read_to_string(e.path().join("device/uevent")).is_ok_and(|u| {
-                    u.lines()
-                        .any(|l| l == format!("HID_NAME={}", crate::transport::uhid::DEVICE_NAME))
-                })
+/// Where the kernel lists hidraw nodes, each with its HID device's uevent.
+const SYS_HIDRAW: &str = "/sys/class/hidraw";
+
+/// A hidraw node whose HID device bears our name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Candidate {
+    node: PathBuf,
+    /// `HID_UNIQ`: whatever serial the device's creator chose.
+    serial: String,
+}
+
+/// The hidraw nodes named like our device, in node order. A node whose
+/// uevent cannot be read is not ours to use, so it is skipped.
+fn named_nodes(sys_hidraw: &Path) -> Vec<Candidate> {
+    let Ok(dir) = std::fs::read_dir(sys_hidraw) else {
+        return Vec::new();
+    };
+    let name_line = format!("HID_NAME={}", crate::transport::uhid::DEVICE_NAME);
+    let mut found: Vec<Candidate> = dir
+        .flatten()
+        .filter_map(|e| {
+            let uevent = std::fs::read_to_string(e.path().join("device/uevent")).ok()?;
+            if !uevent.lines().any(|l| l == name_line) {
+                return None;
+            }
+            let serial = uevent
+                .lines()
+                .find_map(|l| l.strip_prefix("HID_UNIQ="))
+                .unwrap_or_default()
+                .to_owned();
+            Some(Candidate {
+                node: PathBuf::from("/dev").join(e.file_name()),
+                serial,
             })
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        nodes.sort();
-        nodes.into_iter().next()
-    });
-    match found {
-        Some(node) => Target::Hidraw(PathBuf::from("/dev").join(node)),
-        None => Target::Udp(SocketAddr::from((
-            [127, 0, 0, 1],
-            crate::transport::udp::DEFAULT_PORT,
-        ))),
+        })
+        .collect();
+    found.sort_by(|a, b| a.node.cmp(&b.node));
+    found
+}
+
+/// Our security key's hidraw node: the one named LocalPasskey whose serial
+/// (`HID_UNIQ`) is `serial`, the serial `localpasskey run` gave the device
+/// it created for the data directory `data_dir` (see `our_serial` in
+/// cli.rs). The PIN is sent to whatever this picks, and any program allowed
+/// to open /dev/uhid can create a device with our name, so:
+///
+/// - the name alone picks nothing;
+/// - several nodes with our serial is refused, not guessed at: the serial is
+///   not a secret (sysfs shows it to every local user), so an imitation may
+///   copy it while ours is up;
+/// - no match is an error, never a silent switch to the UDP simulation,
+///   where any local user may be the one listening on 127.0.0.1:8111.
+///
+/// An imitation that copied the serial while our daemon is down is not
+/// caught here; `--to` names a node outright.
+pub fn default_target(serial: Option<&str>, data_dir: &Path) -> Result<Target> {
+    pick(&named_nodes(Path::new(SYS_HIDRAW)), serial, data_dir)
+}
+
+fn pick(candidates: &[Candidate], serial: Option<&str>, data_dir: &Path) -> Result<Target> {
+    const SIMULATION: &str = "`--to 127.0.0.1:8111` talks to the UDP simulation instead";
+    const CHOOSE: &str = "`--to /dev/hidrawN` names the node to use";
+    let seen = || {
+        candidates
+            .iter()
+            // Debug: the serial is the creator's choice and may hold escapes.
+            .map(|c| format!("{} (serial {:?})", c.node.display(), c.serial))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if candidates.is_empty() {
+        bail!(
+            "no LocalPasskey security key found: no hidraw node is named {:?} \
+             (is `localpasskey run --transport uhid` running?); {SIMULATION}",
+            crate::transport::uhid::DEVICE_NAME
+        );
+    }
+    let Some(serial) = serial.filter(|s| !s.is_empty()) else {
+        bail!(
+            "no LocalPasskey security key found: the data directory {} records no serial \
+             for one (`localpasskey run` writes it there; `--data-dir` names the one the \
+             daemon uses), so none of the nodes named LocalPasskey can be told from an \
+             imitation. Seen: {}. {CHOOSE}; {SIMULATION}",
+            data_dir.display(),
+            seen()
+        );
+    };
+    let ours: Vec<&Candidate> = candidates.iter().filter(|c| c.serial == serial).collect();
+    match ours.as_slice() {
+        [one] => Ok(Target::Hidraw(one.node.clone())),
+        [] => bail!(
+            "no LocalPasskey security key found with the serial {serial:?} recorded in {} \
+             (`--data-dir` names the daemon's data directory if it is another). Seen: {}. \
+             {CHOOSE}; {SIMULATION}",
+            data_dir.display(),
+            seen()
+        ),
+        many => bail!(
+            "{} hidraw nodes claim to be our security key (name LocalPasskey, serial \
+             {serial:?}): {}. Another program may be imitating it to catch the PIN; \
+             {CHOOSE}",
+            many.len(),
+            many.iter()
+                .map(|c| c.node.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }
 
@@ -425,7 +509,7 @@ pub fn pin_token(
 
 #[cfg(test)]
 mod target_tests {
-    use super::Target;
+    use super::*;
 
     #[test]
     fn targets_are_paths_or_addresses() {
@@ -435,5 +519,99 @@ mod target_tests {
         assert!(matches!("127.0.0.1:8111".parse(), Ok(Target::Udp(a)) if a.port() == 8111));
         let err = "hidraw3".parse::<Target>().unwrap_err();
         assert!(err.contains("neither a device path"), "{err}");
+    }
+
+    /// A stand-in for /sys/class/hidraw: `(node, uevent)` pairs.
+    fn sysfs(nodes: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (node, uevent) in nodes {
+            let d = dir.path().join(node).join("device");
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("uevent"), uevent).unwrap();
+        }
+        dir
+    }
+
+    fn uevent(name: &str, uniq: &str) -> String {
+        format!("DRIVER=hid-generic\nHID_ID=0003:00001209:00000001\nHID_NAME={name}\nHID_PHYS=localpasskey/uhid\nHID_UNIQ={uniq}\nMODALIAS=hid:b0003g0001v00001209p00000001\n")
+    }
+
+    fn pick_in(nodes: &[(&str, &str)], serial: Option<&str>) -> Result<Target> {
+        let sys = sysfs(nodes);
+        pick(&named_nodes(sys.path()), serial, Path::new("/data"))
+    }
+
+    #[test]
+    fn only_the_node_with_our_name_and_serial_is_picked() {
+        let ours = uevent("LocalPasskey", "0A1B2C3D4E5F6071");
+        let other_serial = uevent("LocalPasskey", "FFFFFFFFFFFFFFFF");
+        let other_name = uevent("YubiKey", "0A1B2C3D4E5F6071");
+        let t = pick_in(
+            &[
+                ("hidraw0", &other_serial),
+                ("hidraw1", &other_name),
+                ("hidraw7", &ours),
+            ],
+            Some("0A1B2C3D4E5F6071"),
+        )
+        .unwrap();
+        assert!(matches!(t, Target::Hidraw(p) if p == Path::new("/dev/hidraw7")));
+        // A name that merely starts like ours is not ours.
+        let longer = uevent("LocalPasskey2", "0A1B2C3D4E5F6071");
+        let err = pick_in(&[("hidraw0", &longer)], Some("0A1B2C3D4E5F6071")).unwrap_err();
+        assert!(format!("{err}").contains("no hidraw node is named"), "{err}");
+    }
+
+    #[test]
+    fn a_name_without_our_serial_is_refused_and_the_nodes_are_listed() {
+        let imitation = uevent("LocalPasskey", "EVIL\u{1b}[2J");
+        let err = pick_in(&[("hidraw3", &imitation)], Some("0A1B2C3D4E5F6071")).unwrap_err();
+        let msg = format!("{err}");
+        assert!(msg.starts_with("no LocalPasskey security key found"), "{msg}");
+        assert!(msg.contains("\"0A1B2C3D4E5F6071\""), "{msg}");
+        assert!(msg.contains("/dev/hidraw3 (serial \"EVIL\\u{1b}[2J\")"), "{msg}");
+        assert!(!msg.contains('\u{1b}'), "{msg}");
+        assert!(msg.contains("--to /dev/hidrawN"), "{msg}");
+        assert!(msg.contains("--to 127.0.0.1:8111"), "{msg}");
+        // No serial recorded: nothing named LocalPasskey is trusted.
+        let err = pick_in(&[("hidraw3", &imitation)], None).unwrap_err();
+        let msg = format!("{err}");
+        assert!(msg.contains("/data records no serial"), "{msg}");
+        assert!(msg.contains("/dev/hidraw3"), "{msg}");
+    }
+
+    #[test]
+    fn two_nodes_with_our_serial_are_refused() {
+        let ours = uevent("LocalPasskey", "0A1B2C3D4E5F6071");
+        let err = pick_in(
+            &[("hidraw2", &ours), ("hidraw5", &ours)],
+            Some("0A1B2C3D4E5F6071"),
+        )
+        .unwrap_err();
+        let msg = format!("{err}");
+        assert!(
+            msg.starts_with("2 hidraw nodes claim to be our security key"),
+            "{msg}"
+        );
+        assert!(msg.contains("/dev/hidraw2, /dev/hidraw5"), "{msg}");
+        assert!(msg.contains("--to /dev/hidrawN"), "{msg}");
+    }
+
+    #[test]
+    fn no_node_is_an_error_not_the_simulation() {
+        for serial in [Some("0A1B2C3D4E5F6071"), None] {
+            let err = pick_in(&[], serial).unwrap_err();
+            let msg = format!("{err}");
+            assert!(msg.starts_with("no LocalPasskey security key found"), "{msg}");
+            assert!(
+                msg.contains("`--to 127.0.0.1:8111` talks to the UDP simulation"),
+                "{msg}"
+            );
+        }
+        // Neither a missing sysfs directory nor unreadable nodes are an error of their own.
+        assert!(named_nodes(Path::new("/nonexistent/hidraw")).is_empty());
+        let sys = sysfs(&[]);
+        std::fs::create_dir(sys.path().join("hidraw9")).unwrap();
+        assert!(named_nodes(sys.path()).is_empty());
     }
 }

@@ -20,6 +20,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
+#[path = "../../localpasskey-prompt/src/display_text.rs"]
+mod display_text;
+use display_text::{displayable, MAX_RP_ID_CHARS, MAX_USER_NAME_CHARS, NON_ASCII_RP_ID_WARNING};
+
 /// Assuan error codes pinentry answers with (gpg-error: GPG_ERR_SOURCE_PINENTRY
 /// << 24 | code): 99 canceled, 62 timeout, 83886179/83886142 in full.
 const GPG_ERR_CANCELED: u32 = 99;
@@ -80,20 +84,57 @@ fn unescape(s: &str) -> Vec<u8> {
     out
 }
 
+/// libassuan's line limit (`ASSUAN_LINELENGTH` less CR LF): pinentry
+/// refuses a longer line, and a refused SETDESC would leave the person asked
+/// for the PIN without being told which site wants it.
+const MAX_LINE: usize = 1000;
+
+/// The request's text as pinentry shows it, sanitised by the dialog's rules.
+struct Shown {
+    rp_id: String,
+    user: Option<String>,
+}
+
+impl Shown {
+    /// `shrink` halves the dialog's length limits that many times: a limit
+    /// in characters is not one in bytes, and escapes are up to 9 bytes.
+    fn new(req: &PresenceRequest, shrink: u32) -> Self {
+        Self {
+            rp_id: displayable(&req.rp_id, MAX_RP_ID_CHARS >> shrink),
+            user: req
+                .user_name
+                .as_deref()
+                .map(|u| displayable(u, MAX_USER_NAME_CHARS >> shrink)),
+        }
+    }
+}
+
+fn title(req: &PresenceRequest, shown: &Shown) -> String {
+    match req.action {
+        Action::Reset => "LocalPasskey: erase all passkeys?".to_string(),
+        _ if req.rp_id.is_empty() => "LocalPasskey".to_string(),
+        _ => format!("LocalPasskey: {}", shown.rp_id),
+    }
+}
+
 /// What the person is shown: the RP ID first, since that is what the
 /// browser checked.
-fn description(req: &PresenceRequest, retries: Option<u8>) -> String {
+fn description(req: &PresenceRequest, shown: &Shown, retries: Option<u8>) -> String {
     let mut d = match req.action {
         Action::Reset => "A program asks to ERASE ALL PASSKEYS on this computer.".to_string(),
         Action::Select => {
             "A program asks to use this computer's passkeys (select this security key).".to_string()
         }
-        _ => format!("{} asks to {}.", req.rp_id, req.action.describe()),
+        _ if req.rp_id.is_empty() => format!("A program asks to {}.", req.action.describe()),
+        _ => format!("{} asks to {}.", shown.rp_id, req.action.describe()),
     };
     if !req.rp_id.is_empty() {
-        d.push_str(&format!("\n\nSite (RP ID): {}", req.rp_id));
+        d.push_str(&format!("\n\nSite (RP ID): {}", shown.rp_id));
+        if !req.rp_id.is_ascii() {
+            d.push_str(&format!("\n{NON_ASCII_RP_ID_WARNING}"));
+        }
     }
-    if let Some(user) = &req.user_name {
+    if let Some(user) = &shown.user {
         d.push_str(&format!("\nAccount: {user}"));
     }
     if let Some(r) = retries {
@@ -102,6 +143,28 @@ fn description(req: &PresenceRequest, retries: Option<u8>) -> String {
         d.push_str("\n\nAllow only if you started this yourself.");
     }
     d
+}
+
+/// An Assuan command with a text parameter, if it fits on one line.
+fn text_command(command: &str, text: &str) -> Option<String> {
+    let line = format!("{command} {}", escape(text));
+    (line.len() <= MAX_LINE).then_some(line)
+}
+
+/// The SETTITLE and SETDESC lines: with the dialog's length limits when they
+/// fit, else with tighter ones (each cut still says how much is hidden). At
+/// the tightest, 16 characters of RP ID and 8 of user name, the worst case
+/// (every character a 9-byte escape) is well under the limit.
+fn title_and_description(req: &PresenceRequest, retries: Option<u8>) -> std::io::Result<(String, String)> {
+    (0..=4)
+        .find_map(|shrink| {
+            let shown = Shown::new(req, shrink);
+            Some((
+                text_command("SETTITLE", &title(req, &shown))?,
+                text_command("SETDESC", &description(req, &shown, retries))?,
+            ))
+        })
+        .ok_or_else(|| std::io::Error::other("the request's text does not fit a pinentry line"))
 }
 
 enum Reply {
@@ -198,14 +261,16 @@ impl Session {
         retries: Option<u8>,
         timeout: Duration,
     ) -> std::io::Result<()> {
-        let title = match req.action {
-            Action::Reset => "LocalPasskey: erase all passkeys?".to_string(),
-            _ if req.rp_id.is_empty() => "LocalPasskey".to_string(),
-            _ => format!("LocalPasskey: {}", req.rp_id),
-        };
-        // Options a pinentry does not know are answered with ERR: ignore them.
-        self.command(&format!("SETTITLE {}", escape(&title)))?;
-        self.command(&format!("SETDESC {}", escape(&description(req, retries))))?;
+        let (title, desc) = title_and_description(req, retries)?;
+        // Options a pinentry does not know are answered with ERR: ignore
+        // them, except the description, without which the person would not
+        // know what they allow.
+        self.command(&title)?;
+        if !matches!(self.command(&desc)?, Reply::Ok) {
+            return Err(std::io::Error::other(
+                "pinentry refused the description (the site and the account)",
+            ));
+        }
         self.command(&format!("SETTIMEOUT {}", timeout.as_secs().max(1)))?;
         Ok(())
     }
@@ -294,7 +359,7 @@ impl UserPresence for Pinentry {
         timeout: Duration,
         io: &dyn Interaction,
     ) -> Presence {
-        tracing::info!(rp = %req.rp_id, action = req.action.describe(), "asking through pinentry (presence)");
+        tracing::info!(rp = ?req.rp_id, action = req.action.describe(), "asking through pinentry (presence)");
         let r = with_dialog(&self.program, timeout, io, |s| {
             s.setup(req, None, timeout)?;
             s.command("SETOK Allow")?;
@@ -320,7 +385,7 @@ impl UserPresence for Pinentry {
         timeout: Duration,
         io: &dyn Interaction,
     ) -> Verification {
-        tracing::info!(rp = %req.rp_id, action = req.action.describe(), "asking through pinentry (PIN)");
+        tracing::info!(rp = ?req.rp_id, action = req.action.describe(), "asking through pinentry (PIN)");
         let r = with_dialog(&self.program, timeout, io, |s| {
             s.setup(req, Some(retries), timeout)?;
             s.command("SETPROMPT PIN:")?;
@@ -351,8 +416,8 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
     use std::path::Path;
 
-    /// A fake pinentry: logs every command, answers OK, and answers GETPIN
-    /// and CONFIRM as its script file says.
+    /// A fake pinentry: logs every line it is sent byte for byte, answers
+    /// OK, and answers GETPIN and CONFIRM as its script file says.
     fn fake(dir: &Path, getpin: &str, confirm: &str) -> String {
         let log = dir.join("log");
         let path = dir.join("pinentry");
@@ -360,9 +425,9 @@ mod tests {
             &path,
             format!(
                 "#!/bin/sh\necho 'OK Pleased to meet you'\n\
-                 while read -r cmd rest; do\n\
-                   echo \"$cmd $rest\" >> '{log}'\n\
-                   case \"$cmd\" in\n\
+                 while IFS= read -r line; do\n\
+                   printf '%s\\n' \"$line\" >> '{log}'\n\
+                   case \"${{line%% *}}\" in\n\
                      GETPIN) {getpin} ;;\n\
                      CONFIRM) {confirm} ;;\n\
                      BYE) echo OK; exit 0 ;;\n\
@@ -458,6 +523,166 @@ mod tests {
             p.request_presence(&req(), Duration::from_secs(1), &NoInteraction),
             Presence::Denied
         );
+    }
+
+    /// The lines a fake pinentry got, exactly as sent (without the LF).
+    fn sent_lines(dir: &Path) -> Vec<Vec<u8>> {
+        let log = std::fs::read(dir.join("log")).unwrap();
+        let mut lines: Vec<Vec<u8>> = log.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect();
+        assert_eq!(lines.pop(), Some(vec![]), "the log ends with a newline");
+        lines
+    }
+
+    /// What the Assuan protocol allows on a line: no control bytes (a CR or
+    /// LF would end the line and start a command of the sender's choosing),
+    /// `%` only as the start of an escape, at most [`MAX_LINE`] bytes.
+    fn assert_wire_safe(line: &[u8]) {
+        let text = String::from_utf8_lossy(line);
+        assert!(line.len() <= MAX_LINE, "{} bytes: {text}", line.len());
+        assert!(
+            !line.iter().any(|&b| b < 0x20 || b == 0x7f),
+            "control byte in {text:?}"
+        );
+        for (i, _) in line.iter().enumerate().filter(|(_, &b)| b == b'%') {
+            let esc = line.get(i + 1..i + 3).unwrap_or_default();
+            assert!(
+                esc.len() == 2 && esc.iter().all(u8::is_ascii_hexdigit),
+                "bare % at {i} in {text:?}"
+            );
+        }
+        // No bidi override, raw or smuggled as an escape.
+        assert!(!text.contains('\u{202E}'), "U+202E in {text:?}");
+        assert!(
+            !unescape(&text).windows(3).any(|w| w == "\u{202E}".as_bytes()),
+            "{text:?}"
+        );
+        // No C1 control (CSI, U+009B), which a terminal pinentry would obey.
+        assert!(!text.contains('\u{9B}'), "{text:?}");
+    }
+
+    fn hostile(rp_id: &str, user: &str) -> PresenceRequest {
+        PresenceRequest {
+            action: Action::SignIn,
+            rp_id: rp_id.into(),
+            user_name: Some(user.into()),
+        }
+    }
+
+    #[test]
+    fn hostile_rp_id_and_user_name_reach_pinentry_escaped() {
+        let dir = tempfile::tempdir().unwrap();
+        let prog = fake(dir.path(), "echo 'D 1234'; echo OK", "echo OK");
+        let rp = "evil.example\nSETOK Allow\r%0A\u{1b}[2J\u{202E}moc.elgoog";
+        let user = "bob\n\nSite (RP ID): google.com\u{9b}31m%";
+        let mut p = Pinentry::new(Some(prog));
+        let v = p.request_verification(&hostile(rp, user), 5, Duration::from_secs(10), &NoInteraction);
+        assert!(matches!(v, Verification::Pin(_)), "{v:?}");
+        let lines = sent_lines(dir.path());
+        for l in &lines {
+            assert_wire_safe(l);
+        }
+        let shown_rp = "evil.example\\u{000A}SETOK Allow\\u{000D}%250A\\u{001B}[2J\\u{202E}moc.elgoog";
+        let shown_user = "bob\\u{000A}\\u{000A}Site (RP ID): google.com\\u{009B}31m%25";
+        let expected: Vec<Vec<u8>> = [
+            format!("SETTITLE LocalPasskey: {shown_rp}"),
+            format!(
+                "SETDESC {shown_rp} asks to sign in.%0A%0ASite (RP ID): {shown_rp}%0A\
+                 {NON_ASCII_RP_ID_WARNING}%0AAccount: {shown_user}%0A%0AEnter your LocalPasskey PIN (5 tries left)."
+            ),
+            "SETTIMEOUT 10".into(),
+            "SETPROMPT PIN:".into(),
+            "SETOK Allow".into(),
+            "SETCANCEL Deny".into(),
+            "GETPIN".into(),
+            "BYE".into(),
+        ]
+        .into_iter()
+        .map(String::into_bytes)
+        .collect();
+        let readable: Vec<_> = lines.iter().map(|l| String::from_utf8_lossy(l)).collect();
+        assert_eq!(lines, expected, "{readable:#?}");
+    }
+
+    #[test]
+    fn ten_kilobytes_of_text_are_cut_to_fit_one_line_and_say_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let prog = fake(dir.path(), "echo 'D 1234'; echo OK", "echo OK");
+        let cases = [
+            ("a".repeat(10_000), "b".repeat(10_000)),
+            ("%".repeat(10_000), "\n".repeat(10_000)),
+            ("\u{202E}".repeat(10_000), "\u{E0001}".repeat(10_000)),
+            (format!("{}.example", "é".repeat(10_000)), "\u{1b}".repeat(10_000)),
+        ];
+        for (rp, user) in &cases {
+            let mut p = Pinentry::new(Some(prog.clone()));
+            let v = p.request_verification(&hostile(rp, user), 8, Duration::from_secs(10), &NoInteraction);
+            assert!(matches!(v, Verification::Pin(_)), "{v:?}");
+            let lines = sent_lines(dir.path());
+            std::fs::remove_file(dir.path().join("log")).unwrap();
+            for l in &lines {
+                assert_wire_safe(l);
+            }
+            let title = String::from_utf8(lines[0].clone()).unwrap();
+            let desc = String::from_utf8(lines[1].clone()).unwrap();
+            assert!(title.starts_with("SETTITLE LocalPasskey: "), "{title}");
+            assert!(title.contains(" more characters)"), "{title}");
+            assert!(desc.starts_with("SETDESC "), "{desc}");
+            // Both fields were cut, each with a note, and nothing after them was lost.
+            assert_eq!(desc.matches(" more characters)").count(), 3, "{desc}");
+            assert!(
+                desc.ends_with("%0A%0AEnter your LocalPasskey PIN (8 tries left)."),
+                "{desc}"
+            );
+            assert_eq!(lines.len(), 8, "{lines:?}");
+        }
+        // The dialog's limits are kept when they fit: 256 characters of RP ID.
+        let shown = Shown::new(&hostile(&cases[0].0, &cases[0].1), 0);
+        assert_eq!(
+            shown.rp_id,
+            format!("{}… (9744 more characters)", "a".repeat(256))
+        );
+        let (title, _) = title_and_description(&hostile(&cases[0].0, "bob"), None).unwrap();
+        assert_eq!(title, format!("SETTITLE LocalPasskey: {}", shown.rp_id));
+    }
+
+    #[test]
+    fn the_worst_text_still_fits_at_the_tightest_limits() {
+        let rp = "\u{E0001}".repeat(10_000);
+        let req = hostile(&rp, &rp);
+        let (title_line, desc_line) = title_and_description(&req, Some(8)).unwrap();
+        assert!(title_line.len() <= MAX_LINE && desc_line.len() <= MAX_LINE);
+        let tightest = Shown::new(&req, 4);
+        assert!(text_command("SETTITLE", &title(&req, &tightest)).is_some());
+        assert!(text_command("SETDESC", &description(&req, &tightest, Some(8))).is_some());
+    }
+
+    #[test]
+    fn non_ascii_rp_ids_are_flagged() {
+        let look_alike = hostile("g\u{043E}\u{043E}gle.com", "alice");
+        let (_, desc) = title_and_description(&look_alike, None).unwrap();
+        assert!(
+            desc.contains(&format!("%0A{NON_ASCII_RP_ID_WARNING}%0A")),
+            "{desc}"
+        );
+        let (_, desc) = title_and_description(&req(), None).unwrap();
+        assert!(!desc.contains(NON_ASCII_RP_ID_WARNING), "{desc}");
+    }
+
+    #[test]
+    fn a_pinentry_that_refuses_the_description_is_not_asked_for_the_pin() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pinentry");
+        std::fs::write(
+            &path,
+            "#!/bin/sh\necho OK\nwhile IFS= read -r line; do\n\
+               case \"$line\" in SETDESC*) echo 'ERR 536870918 Line too long' ;; \
+               GETPIN) echo 'D 1234'; echo OK ;; *) echo OK ;; esac\ndone\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut p = Pinentry::new(Some(path.display().to_string()));
+        let v = p.request_verification(&req(), 8, Duration::from_secs(10), &NoInteraction);
+        assert!(matches!(v, Verification::Denied), "{v:?}");
     }
 
     #[test]

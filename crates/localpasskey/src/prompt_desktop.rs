@@ -124,7 +124,7 @@ impl DesktopPrompt {
         let Some(screen) = self.display() else {
             tracing::error!(
                 action,
-                rp = %req.rp_id,
+                rp = ?req.rp_id,
                 "the desktop prompt cannot be shown: neither DISPLAY nor WAYLAND_DISPLAY is set; denying"
             );
             return Outcome::Denied;
@@ -184,7 +184,7 @@ impl DesktopPrompt {
                 return Outcome::Denied;
             }
         };
-        tracing::info!(action, rp = %req.rp_id, needs_pin, %screen, pid = child.id(), "desktop prompt shown");
+        tracing::info!(action, rp = ?req.rp_id, needs_pin, %screen, pid = child.id(), "desktop prompt shown");
 
         // The request is far smaller than a pipe buffer, so this cannot block.
         if let Some(mut stdin) = child.stdin.take() {
@@ -226,12 +226,12 @@ impl DesktopPrompt {
             }
             if io.is_cancelled() {
                 kill(&mut child);
-                tracing::info!(action, rp = %req.rp_id, "desktop prompt closed: the platform cancelled");
+                tracing::info!(action, rp = ?req.rp_id, "desktop prompt closed: the platform cancelled");
                 return Outcome::Cancelled;
             }
             if Instant::now() >= deadline {
                 kill(&mut child);
-                tracing::info!(action, rp = %req.rp_id, "desktop prompt closed: nobody answered in time");
+                tracing::info!(action, rp = ?req.rp_id, "desktop prompt closed: nobody answered in time");
                 return Outcome::TimedOut;
             }
         };
@@ -251,7 +251,7 @@ impl DesktopPrompt {
             Outcome::TimedOut => "timed out",
             Outcome::Cancelled => "cancelled",
         };
-        tracing::info!(action, rp = %req.rp_id, "desktop prompt: {said}");
+        tracing::info!(action, rp = ?req.rp_id, "desktop prompt: {said}");
         outcome
     }
 }
@@ -657,6 +657,56 @@ mod tests {
                 .request_verification(&sign_in(), 8, Duration::from_millis(100), &NoInteraction),
             Verification::TimedOut
         ));
+    }
+
+    /// Collects what the log subscriber writes.
+    #[derive(Clone, Default)]
+    struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The log lines `run` writes while `f` asks for presence.
+    fn logged(f: &mut Fake, req: &PresenceRequest) -> String {
+        let capture = Capture::default();
+        let writer = capture.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            f.prompt.request_presence(req, LONG, &NoInteraction);
+        });
+        let bytes = capture.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn an_rp_id_cannot_forge_log_lines() {
+        let req = PresenceRequest {
+            action: Action::SignIn,
+            rp_id: "evil.example\n2030-01-01T00:00:00Z  INFO forged\r\u{1b}[2J\u{202E}moc".into(),
+            user_name: Some("alice".into()),
+        };
+        let escaped = r#"rp="evil.example\n2030-01-01T00:00:00Z  INFO forged\r\u{1b}[2J\u{202e}moc""#;
+        // Shown and answered: two lines.
+        let mut f = fake(r#"read -r req; echo '{"answer":"deny"}'"#);
+        let out = logged(&mut f, &req);
+        assert_eq!(out.lines().count(), 2, "{out}");
+        assert_eq!(out.matches(escaped).count(), 2, "{out}");
+        // No display: one line.
+        f.prompt.env = Box::new(|_| None);
+        let out = logged(&mut f, &req);
+        assert_eq!(out.lines().count(), 1, "{out}");
+        assert!(out.contains(escaped), "{out}");
+        assert!(!out.contains(['\r', '\u{1b}', '\u{202E}']), "{out:?}");
     }
 
     #[test]
