@@ -96,6 +96,9 @@ impl From<CustodyError> for CtapError {
             CustodyError::InvalidBlob => CtapError::InvalidCredential,
             CustodyError::AuthFailed | CustodyError::Locked => CtapError::PinAuthInvalid,
             CustodyError::Lockout => CtapError::PinAuthBlocked,
+            // Permanent: nothing but Reset makes a PIN work again.
+            CustodyError::PinBlocked | CustodyError::Revoked => CtapError::PinBlocked,
+            CustodyError::Unprotected(_) => CtapError::NotAllowed,
             CustodyError::Backend(_) => CtapError::Other,
         }
     }
@@ -164,15 +167,17 @@ impl Authenticator {
     }
 
     /// Time-driven work. The vault stays unlocked only while something the
-    /// user verified is still running: a live token, or the rest of a
-    /// GetAssertion sequence (GetNextAssertion signs without asking again).
+    /// user verified is still running: a live, unspent token, or the rest of
+    /// a GetAssertion sequence (GetNextAssertion signs without asking again).
+    /// A spent token keeps at most largeBlobWrite, which needs no key.
     pub fn tick(&mut self) {
         let now = self.clock.now();
         self.token.expire(now);
         if self.pending.as_ref().is_some_and(|p| now > p.expires) {
             self.pending = None;
         }
-        if !self.token.is_live(now) && self.pending.is_none() && self.custody.is_unlocked() {
+        let verified = self.token.is_live(now) && self.token.grant().is_some_and(|g| g.user_verified);
+        if !verified && self.pending.is_none() && self.custody.is_unlocked() {
             tracing::debug!("nothing verified is running: vault locked");
             self.custody.lock();
         }
@@ -454,9 +459,12 @@ impl Authenticator {
         }
     }
 
-    /// The one place a PIN is checked. The retry counter is decremented and
-    /// persisted *before* the custody sees the PIN, so killing the process
-    /// mid-check never refunds a try; a right PIN restores it afterwards.
+    /// The one place a PIN is checked. The stored retry counter is
+    /// decremented and persisted *before* the custody sees the PIN, so
+    /// killing the process mid-check never refunds a try; a right PIN
+    /// restores it afterwards. Where the custody counts too (the TPM's PIN
+    /// index), the lower of the two counts is the truth: no copy of the
+    /// store brings back a try the TPM has counted.
     fn verify_pin_hash(&mut self, hash: &[u8; 16]) -> Result<(), CtapError> {
         let vault = self
             .store
@@ -473,7 +481,10 @@ impl Authenticator {
         }
         self.store.set_meta(pin::meta::RETRIES, &[retries - 1])?;
         match self.custody.unlock(&vault, &pin::vault_auth(hash, &salt)) {
-            Ok(()) => {
+            Ok(replaced) => {
+                if let Some(vault) = replaced {
+                    self.store.set_meta(pin::meta::VAULT, &vault)?;
+                }
                 self.store.set_meta(pin::meta::RETRIES, &[pin::MAX_RETRIES])?;
                 self.store.set_meta(pin::meta::BOOT_FAILURES, &[0])?;
                 Ok(())
@@ -489,6 +500,11 @@ impl Authenticator {
                 } else {
                     Err(CtapError::PinInvalid)
                 }
+            }
+            // The custody says no PIN will ever open this vault again.
+            Err(e @ (CustodyError::PinBlocked | CustodyError::Revoked)) => {
+                self.store.set_meta(pin::meta::RETRIES, &[0])?;
+                Err(e.into())
             }
             // The custody never judged the PIN (TPM lockout, a broken blob, a
             // TPM error): the try was not used, so it is given back. A crash
@@ -508,11 +524,27 @@ impl Authenticator {
         Ok(self.store.get_meta(key)?.and_then(|v| v.first().copied()))
     }
 
-    fn retries(&self) -> Result<u8, CtapError> {
-        if !self.pin_is_set()? {
+    /// PIN retries left: the stored counter, and the custody's own where it
+    /// counts (the TPM's PIN index), whichever is lower. The TPM's count
+    /// being lower means someone tried PINs at the TPM without this daemon:
+    /// said in the log, and shown to the person as the retries left.
+    fn retries(&mut self) -> Result<u8, CtapError> {
+        let Some(vault) = self.store.get_meta(pin::meta::VAULT)? else {
             return Ok(pin::MAX_RETRIES);
+        };
+        let stored = self.meta_u8(pin::meta::RETRIES)?.unwrap_or(pin::MAX_RETRIES);
+        match self.custody.pin_retries(&vault) {
+            Ok(Some(counted)) if counted < stored => {
+                tracing::warn!(
+                    tpm = counted,
+                    ours = stored,
+                    "the TPM counted wrong PINs that did not come through this authenticator"
+                );
+                Ok(counted)
+            }
+            Ok(_) => Ok(stored),
+            Err(e) => Err(e.into()),
         }
-        Ok(self.meta_u8(pin::meta::RETRIES)?.unwrap_or(pin::MAX_RETRIES))
     }
 
     fn boot_failures(&self) -> Result<u8, CtapError> {
@@ -962,12 +994,15 @@ impl Authenticator {
             return Err(CtapError::NotAllowed);
         }
         self.ask(Action::Reset, "", None, io)?;
+        // Revoke inside the custody first: if that fails nothing is erased,
+        // so no copy of the data directory outlives a Reset that succeeded.
+        let vault = self.store.get_meta(pin::meta::VAULT)?;
+        self.custody.reset(vault.as_deref())?;
         self.store.delete_all()?;
         for key in pin::meta::ALL {
             self.store.delete_meta(key)?;
         }
         self.forget_large_blobs()?;
-        self.custody.reset()?;
         self.token.revoke();
         self.key_agreement.regenerate();
         self.listing = None;

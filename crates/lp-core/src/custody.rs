@@ -3,9 +3,9 @@
 //! The authenticator never sees a private key. It asks custody to create a
 //! P-256 key and gets back an opaque, custody-wrapped blob (stored next to the
 //! credential) plus the public key; to sign, it hands the blob back with a
-//! SHA-256 digest. The real implementation is the TPM (next issue); the one
-//! in [`insecure_software`] keeps keys in process memory and exists only for
-//! unit tests and the simulation.
+//! SHA-256 digest. The real implementation is the TPM (crate `lp-tpm`); the
+//! one in [`insecure_software`] keeps keys in process memory and exists only
+//! for unit tests and the simulation.
 
 pub mod insecure_software;
 
@@ -39,6 +39,17 @@ pub enum CustodyError {
     /// even the right PIN is refused until it recovers.
     #[error("custody refused: dictionary-attack lockout")]
     Lockout,
+    /// The custody's own PIN counter has reached its limit: every PIN is
+    /// refused for good, the right one too. Only Reset helps.
+    #[error("custody refused: the PIN is blocked")]
+    PinBlocked,
+    /// The vault was revoked inside the custody (a later PIN change or
+    /// Reset): this copy of it opens nothing, ever.
+    #[error("custody refused: the vault is revoked")]
+    Revoked,
+    /// A PIN cannot be protected as promised here (says why and the fix).
+    #[error("custody refused: {0}")]
+    Unprotected(String),
     /// Anything else (TPM communication failure, ...). Never includes secrets.
     #[error("custody failure: {0}")]
     Backend(String),
@@ -69,8 +80,9 @@ pub trait KeyCustody: Send {
     /// HMAC-SHA-256 of `message` with the key in `blob`, computed by the custody.
     fn hmac(&mut self, blob: &[u8], message: &[u8]) -> Result<[u8; 32], CustodyError>;
 
-    /// Forget everything (authenticatorReset). Blobs made before are useless afterwards.
-    fn reset(&mut self) -> Result<(), CustodyError>;
+    /// authenticatorReset: revoke `vault` inside the custody, so that no copy
+    /// of it (or of any key under it) works again, and forget everything.
+    fn reset(&mut self, vault: Option<&[u8]>) -> Result<(), CustodyError>;
 
     /// Create a new vault whose authorisation is `auth` and leave it
     /// unlocked. Returns the vault's wrapped blob, for the store.
@@ -78,11 +90,27 @@ pub trait KeyCustody: Send {
 
     /// Check `auth` against the vault, in the custody, and keep the vault
     /// unlocked until [`KeyCustody::lock`]. A wrong `auth` is `AuthFailed`.
-    fn unlock(&mut self, vault: &[u8], auth: &[u8; 32]) -> Result<(), CustodyError>;
+    /// `Some(blob)`: the stored vault must be replaced by this one (the
+    /// custody finished an interrupted PIN change, or upgraded the vault).
+    fn unlock(&mut self, vault: &[u8], auth: &[u8; 32]) -> Result<Option<Vec<u8>>, CustodyError>;
 
-    /// Re-authorise the vault from `old` to `new`; returns the new blob.
-    /// Credential keys under it stay valid.
+    /// Wrong PINs the custody itself still allows before it blocks, if it
+    /// counts them (the TPM's PIN index does; None: it does not).
+    fn pin_retries(&mut self, vault: &[u8]) -> Result<Option<u8>, CustodyError>;
+
+    /// PIN change, step 1: returns a vault that opens with `old` and, once
+    /// committed, only with `new`. Store it, then call [`KeyCustody::commit_change`].
+    /// Credential keys under the vault stay valid.
     fn change_auth(&mut self, vault: &[u8], old: &[u8; 32], new: &[u8; 32]) -> Result<Vec<u8>, CustodyError>;
+
+    /// PIN change, step 2: make `new` the only PIN (the old one is revoked
+    /// in the custody); returns the vault to store.
+    fn commit_change(
+        &mut self,
+        vault: &[u8],
+        old: &[u8; 32],
+        new: &[u8; 32],
+    ) -> Result<Vec<u8>, CustodyError>;
 
     /// Forget the authorisation and unload everything loaded under the vault.
     fn lock(&mut self);

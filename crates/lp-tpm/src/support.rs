@@ -110,6 +110,12 @@ pub(crate) fn tpm_rc(e: &tss_esapi::Error) -> Option<u32> {
 
 /// TPM_RC_LOCKOUT (0x921): the TPM is in dictionary-attack lockout.
 const RC_LOCKOUT: u32 = 0x921;
+/// TPM_RC_AUTH_UNAVAILABLE (0x12F): a PIN index at its pinLimit refuses
+/// every authorisation.
+const RC_AUTH_UNAVAILABLE: u32 = 0x12F;
+/// TPM_RC_POLICY (0x126): a policy assertion is false (PolicyNV: a counter
+/// moved past the vault).
+pub(crate) const RC_POLICY: u32 = 0x126;
 /// TPM_RC_OBJECT_MEMORY (0x902): out of transient object slots.
 const RC_OBJECT_MEMORY: u32 = 0x902;
 /// Format-1 error numbers (`rc & 0x3F` when bit 7 is set).
@@ -126,6 +132,7 @@ pub(crate) fn is_object_memory(e: &tss_esapi::Error) -> bool {
 pub(crate) fn classify(e: tss_esapi::Error, loading: bool) -> TpmError {
     match tpm_rc(&e) {
         Some(RC_LOCKOUT) => TpmError::Lockout,
+        Some(RC_AUTH_UNAVAILABLE) => TpmError::PinBlocked,
         Some(rc) if rc & 0x80 != 0 => match rc & 0x3F {
             RC1_AUTH_FAIL | RC1_BAD_AUTH => TpmError::AuthFailed,
             _ if loading => TpmError::InvalidBlob,
@@ -205,4 +212,53 @@ pub(crate) fn flush_leftovers(ctx: &mut Context) -> Result<usize, TpmError> {
         }
     }
     Ok(flushed)
+}
+
+/// A strict reader for our own blob formats: every read checks the length,
+/// and [`Reader::end`] refuses trailing bytes.
+pub(crate) struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+        Reader(bytes)
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], TpmError> {
+        if self.0.len() < n {
+            return Err(TpmError::InvalidBlob);
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    pub(crate) fn u8(&mut self) -> Result<u8, TpmError> {
+        Ok(self.take(1)?[0])
+    }
+
+    pub(crate) fn u32(&mut self) -> Result<u32, TpmError> {
+        let b = self.take(4)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    pub(crate) fn u64(&mut self) -> Result<u64, TpmError> {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(self.take(8)?);
+        Ok(u64::from_be_bytes(a))
+    }
+
+    /// A whole TPM2B (size prefix included).
+    pub(crate) fn tpm2b(&mut self) -> Result<&'a [u8], TpmError> {
+        let (whole, _, rest) = take_tpm2b(self.0).ok_or(TpmError::InvalidBlob)?;
+        self.0 = rest;
+        Ok(whole)
+    }
+
+    pub(crate) fn end(&self) -> Result<(), TpmError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(TpmError::InvalidBlob)
+        }
+    }
 }

@@ -140,6 +140,9 @@ pub enum TctiNameConf {
     ///
     /// For more information about configuration, see [this page](https://www.mankier.com/3/Tss2_Tcti_Mssim_Init)
     Swtpm(NetworkTPMConfig),
+    /// Connect to a swtpm through its unix socket (`swtpm:path=SOCKET`; the
+    /// control channel is `SOCKET.ctrl`). LocalPasskey addition to the vendored 7.7.0.
+    SwtpmSocket(PathBuf),
     /// Connect to a TPM through an Access Broker/Resource Manager daemon
     ///
     /// For more information about configuration, see [this page](https://www.mankier.com/3/Tss2_Tcti_Tabrmd_Init)
@@ -173,7 +176,7 @@ impl TryFrom<TctiNameConf> for CString {
         let tcti_name = match tcti {
             TctiNameConf::Device(..) => DEVICE,
             TctiNameConf::Mssim(..) => MSSIM,
-            TctiNameConf::Swtpm(..) => SWTPM,
+            TctiNameConf::Swtpm(..) | TctiNameConf::SwtpmSocket(..) => SWTPM,
             TctiNameConf::Tabrmd(..) => TABRMD,
         };
 
@@ -194,6 +197,12 @@ impl TryFrom<TctiNameConf> for CString {
                 }
                 format!("host={},port={}", config.host, config.port)
             }
+            TctiNameConf::SwtpmSocket(path) => format!(
+                "path={}",
+                path.to_str()
+                    .filter(|p| !p.contains(','))
+                    .ok_or(Error::WrapperError(WrapperErrorKind::InvalidParam))?
+            ),
             TctiNameConf::Device(DeviceConfig { path }) => path
                 .to_str()
                 .ok_or(Error::WrapperError(WrapperErrorKind::InvalidParam))?
@@ -228,6 +237,13 @@ impl FromStr for TctiNameConf {
             return Ok(TctiNameConf::Mssim(NetworkTPMConfig::from_str(
                 captures.get(2).map_or("", |m| m.as_str()),
             )?));
+        }
+
+        let swtpm_socket_pattern = Regex::new(r"^swtpm:path=([^,]+)$").unwrap(); //should not fail
+        if let Some(captures) = swtpm_socket_pattern.captures(config_str) {
+            return Ok(TctiNameConf::SwtpmSocket(PathBuf::from(
+                captures.get(1).map_or("", |m| m.as_str()),
+            )));
         }
 
         let swtpm_pattern = Regex::new(r"^swtpm(:(.*))?$").unwrap(); //should not fail

@@ -194,7 +194,11 @@ impl Authenticator {
         let salt = self.store.get_meta(pin::meta::SALT)?.ok_or(CtapError::Other)?;
         let old_auth = pin::vault_auth(&old_hash, &salt);
         let new_auth = pin::vault_auth(&pin::pin_hash(&new_pin), &salt);
-        let new_vault = self.custody.change_auth(&vault, &old_auth, &new_auth)?;
+        // Two steps, each stored before the next: a crash anywhere leaves a
+        // vault that opens with the old PIN or the new one (see the custody).
+        let prepared = self.custody.change_auth(&vault, &old_auth, &new_auth)?;
+        self.store.set_meta(pin::meta::VAULT, &prepared)?;
+        let new_vault = self.custody.commit_change(&prepared, &old_auth, &new_auth)?;
         self.store.set_meta(pin::meta::VAULT, &new_vault)?;
         self.store
             .set_meta(pin::meta::CODE_POINTS, &[code_points as u8])?;

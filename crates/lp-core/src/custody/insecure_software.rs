@@ -123,7 +123,9 @@ impl KeyCustody for InsecureSoftwareCustody {
         Ok(mac.finalize().into_bytes().into())
     }
 
-    fn reset(&mut self) -> Result<(), CustodyError> {
+    /// Nothing to revoke: this custody has no state outside its blobs, so
+    /// an old copy of the database opens again (one reason it is insecure).
+    fn reset(&mut self, _vault: Option<&[u8]>) -> Result<(), CustodyError> {
         self.unlocked = false;
         Ok(())
     }
@@ -135,17 +137,31 @@ impl KeyCustody for InsecureSoftwareCustody {
         Ok(Self::vault_for(auth, &salt))
     }
 
-    fn unlock(&mut self, vault: &[u8], auth: &[u8; 32]) -> Result<(), CustodyError> {
+    fn unlock(&mut self, vault: &[u8], auth: &[u8; 32]) -> Result<Option<Vec<u8>>, CustodyError> {
         self.unlocked = false;
         Self::check(vault, auth)?;
         self.unlocked = true;
-        Ok(())
+        Ok(None)
+    }
+
+    /// This custody does not count: the authenticator's stored counter does.
+    fn pin_retries(&mut self, _vault: &[u8]) -> Result<Option<u8>, CustodyError> {
+        Ok(None)
     }
 
     fn change_auth(&mut self, vault: &[u8], old: &[u8; 32], new: &[u8; 32]) -> Result<Vec<u8>, CustodyError> {
         Self::check(vault, old)?;
         let salt = &vault[VAULT_TAG.len()..VAULT_TAG.len() + 32];
         Ok(Self::vault_for(new, salt))
+    }
+
+    fn commit_change(
+        &mut self,
+        vault: &[u8],
+        _old: &[u8; 32],
+        _new: &[u8; 32],
+    ) -> Result<Vec<u8>, CustodyError> {
+        Ok(vault.to_vec())
     }
 
     fn lock(&mut self) {
