@@ -19,6 +19,10 @@ impl Report {
     fn info(&self, what: &str) {
         println!("  info  {what}");
     }
+    /// Not a fault of the setup, but something the person must know.
+    fn warn(&self, what: &str) {
+        println!("  WARN  {what}");
+    }
     fn bad(&mut self, what: &str, fix: &str) {
         self.problems += 1;
         println!("  FAIL  {what}");
@@ -29,9 +33,9 @@ impl Report {
 pub fn run(dir: &Path, tpm: &str, uhid: bool) -> Result<()> {
     let mut r = Report { problems: 0 };
     println!("TPM");
-    check_tpm(&mut r, &normalise_tcti(tpm));
+    let mut tpm = check_tpm(&mut r, &normalise_tcti(tpm));
     println!("Data directory ({})", dir.display());
-    check_data_dir(&mut r, dir);
+    check_data_dir(&mut r, dir, tpm.as_mut());
     println!("USB HID device (uhid) and setup");
     if uhid {
         check_setup(&mut r);
@@ -46,16 +50,16 @@ pub fn run(dir: &Path, tpm: &str, uhid: bool) -> Result<()> {
     }
 }
 
-fn check_tpm(r: &mut Report, tcti: &str) {
+fn check_tpm(r: &mut Report, tcti: &str) -> Option<lp_tpm::TpmCustody> {
     if let Some(path) = tcti.strip_prefix("device:") {
         let path = Path::new(path);
         if !path.exists() {
             r.bad(
                 &format!("{} does not exist: this machine shows no TPM 2.0", path.display()),
                 "enable the TPM (often called fTPM, PTT or Security Chip) in the firmware setup; \
-                 for testing, run a software TPM (swtpm) and pass --tpm swtpm:host=127.0.0.1,port=PORT",
+                 for testing, run a software TPM (swtpm) and pass --tpm swtpm:path=SOCKET",
             );
-            return;
+            return None;
         }
         match std::fs::OpenOptions::new().read(true).write(true).open(path) {
             Ok(_) => r.ok(&format!("{} can be opened", path.display())),
@@ -64,7 +68,7 @@ fn check_tpm(r: &mut Report, tcti: &str) {
                     &format!("{} cannot be opened: {e}", path.display()),
                     "add yourself to the `tss` group (sudo usermod -aG tss $USER, then log in again)",
                 );
-                return;
+                return None;
             }
         }
     }
@@ -75,7 +79,7 @@ fn check_tpm(r: &mut Report, tcti: &str) {
                 &format!("cannot talk to the TPM at {tcti}: {e}"),
                 "check that the TPM (or swtpm) is running and that libtss2 is installed (apt install libtss2-dev)",
             );
-            return;
+            return None;
         }
     };
     r.ok(&format!(
@@ -83,9 +87,16 @@ fn check_tpm(r: &mut Report, tcti: &str) {
     ));
     match tpm.describe() {
         Ok(d) => {
+            if d.software {
+                r.warn(
+                    "this is a SOFTWARE TPM (swtpm): its state is a file, and whoever can copy that \
+                     file copies every key and rolls back every counter; only a hardware TPM keeps \
+                     LocalPasskey's promises",
+                );
+            }
             r.info(&format!(
-                "manufacturer {} ({}), firmware {}",
-                d.manufacturer, d.vendor, d.firmware_version
+                "manufacturer {} ({}), firmware {}, TPM 2.0 library revision {}",
+                d.manufacturer, d.vendor, d.firmware_version, d.revision
             ));
             if d.ecc_p256 {
                 r.ok("ECDSA P-256 signing keys are supported");
@@ -96,10 +107,17 @@ fn check_tpm(r: &mut Report, tcti: &str) {
                 );
             }
             r.info(&format!(
-                "{} transient object slots; {} kept for cached credential keys",
+                "{} transient object slots; {}",
                 d.transient_slots
                     .map_or("an unknown number of".to_string(), |n| n.to_string()),
-                d.key_cache_size
+                if d.isolated {
+                    format!(
+                        "{} kept for cached credential keys (the kernel keeps them ours)",
+                        d.key_cache_size
+                    )
+                } else {
+                    "credential keys are flushed after each use (other processes can reach this TPM)".into()
+                }
             ));
         }
         Err(e) => r.bad(
@@ -107,35 +125,99 @@ fn check_tpm(r: &mut Report, tcti: &str) {
             "see the TPM error above",
         ),
     }
+    let software = tpm.is_software();
     match tpm.da_status() {
-        Ok(da) => {
-            let line = format!(
-                "dictionary-attack protection: {} of {} failures counted, one forgiven every {} s",
-                da.counter, da.max_tries, da.recovery_secs
-            );
-            if da.in_lockout {
-                r.bad(
-                    &format!("{line}; the TPM is in LOCKOUT and refuses every PIN"),
-                    "wait for the recovery time to pass (or clear it with the lockout authorisation: tpm2_dictionarylockout -c)",
-                );
-            } else {
-                r.ok(&line);
-            }
-            if da.max_tries < 8 {
-                r.info(&format!(
-                    "the TPM locks out after {} wrong PINs, before LocalPasskey's own limit of 8",
-                    da.max_tries
-                ));
-            }
-        }
+        Ok(da) => check_lockout(r, &da, software),
         Err(e) => r.bad(
             &format!("cannot read the lockout state: {e}"),
             "see the TPM error above",
         ),
     }
+    Some(tpm)
 }
 
-fn check_data_dir(r: &mut Report, dir: &Path) {
+/// Who holds the lockout authorisation, and the dictionary-attack settings
+/// we live under (see lp-tpm's lockout.rs for why they matter).
+fn check_lockout(r: &mut Report, da: &lp_tpm::DaStatus, software: bool) {
+    if da.lockout_auth_set {
+        r.ok("the lockout authorisation is set: nobody without it can reset the dictionary-attack counter");
+    } else if software {
+        r.info(
+            "the lockout authorisation is empty; this software TPM is LocalPasskey's own, so the \
+             daemon takes it before the first PIN is set",
+        );
+    } else {
+        r.bad(
+            "the lockout authorisation is EMPTY: anyone who can open the TPM may reset its \
+             dictionary-attack counter, so the TPM would not bound PIN guesses",
+            "localpasskey tpm-protect (it explains what it changes and asks first)",
+        );
+    }
+    let ours = (da.max_tries, da.recovery_secs) == (lp_tpm::DA_MAX_TRIES, lp_tpm::DA_RECOVERY_SECS);
+    let line = format!(
+        "dictionary-attack settings: {} of {} failures counted, one forgiven every {} s{}",
+        da.counter,
+        da.max_tries,
+        da.recovery_secs,
+        if ours { " (LocalPasskey's)" } else { "" }
+    );
+    if da.in_lockout {
+        r.bad(
+            &format!("{line}; the TPM is in LOCKOUT and refuses every PIN"),
+            "wait: one failure is forgiven every recovery period, and nobody can clear it sooner",
+        );
+    } else {
+        r.ok(&line);
+    }
+    if da.lockout_auth_set && !ours {
+        r.info(&format!(
+            "someone else (another OS, or the machine's owner) set these: a guess that goes around \
+             the PIN index costs one of {} tries, then one per {} s",
+            da.max_tries, da.recovery_secs
+        ));
+    }
+    if da.owner_auth_set {
+        r.info("the owner authorisation is set: LocalPasskey cannot make its PIN index without it");
+    }
+}
+
+/// How the stored PIN is guarded: by the TPM's PIN index (and how many wrong
+/// PINs it has counted), or by the dictionary-attack lockout alone.
+fn check_pin_gate(r: &mut Report, vault: &[u8], tpm: Option<&mut lp_tpm::TpmCustody>) {
+    let Ok(vault) = lp_tpm::VaultBlob::from_bytes(vault) else {
+        r.info("a PIN is set (software custody: the TPM is not involved)");
+        return;
+    };
+    if !vault.is_gated() {
+        r.warn(
+            "a PIN is set, but it is guarded by the dictionary-attack lockout alone (made before \
+             the PIN index, or on a TPM without one); it moves onto a PIN index at the next right PIN",
+        );
+        return;
+    }
+    let Some(tpm) = tpm else {
+        r.info("a PIN is set, counted by a TPM PIN index (the TPM did not answer)");
+        return;
+    };
+    match tpm.pin_counts(&vault) {
+        Ok(Some(c)) if c.failures >= c.limit => r.bad(
+            "the TPM's PIN index is BLOCKED: no PIN opens this vault any more",
+            "only authenticatorReset helps (it erases every passkey): fido2-token -R",
+        ),
+        Ok(Some(c)) => r.ok(&format!(
+            "a PIN is set, counted by the TPM's PIN index: {} wrong since the last right one, {} left",
+            c.failures,
+            c.limit - c.failures
+        )),
+        Ok(None) => r.info("a PIN is set, counted by a TPM PIN index whose counts cannot be read here"),
+        Err(e) => r.bad(
+            &format!("cannot read the PIN index: {e}"),
+            "see the TPM error above",
+        ),
+    }
+}
+
+fn check_data_dir(r: &mut Report, dir: &Path, tpm: Option<&mut lp_tpm::TpmCustody>) {
     let meta = match std::fs::metadata(dir) {
         Ok(m) => m,
         Err(_) => {
@@ -191,8 +273,24 @@ fn check_data_dir(r: &mut Report, dir: &Path) {
                 );
             }
             match store.get_meta(lp_core::pin::meta::VAULT) {
-                Ok(Some(_)) => r.ok("a PIN is set"),
-                _ => r.info("no PIN is set yet: `localpasskey pin set` while the daemon runs"),
+                Ok(Some(vault)) => check_pin_gate(r, &vault, tpm),
+                _ => {
+                    r.info("no PIN is set yet: `localpasskey pin set` while the daemon runs");
+                    if let Some(tpm) = tpm {
+                        match tpm.probe_pin_index() {
+                            Ok(()) => {
+                                r.ok("this TPM makes PIN indices: wrong PINs will be counted by the TPM")
+                            }
+                            Err(e) => r.bad(
+                                &format!(
+                                    "{e}: wrong PINs could only be counted by the dictionary-attack lockout"
+                                ),
+                                "a TPM 2.0 with PIN indices and an empty owner authorisation is needed; \
+                                 `localpasskey run --accept-weak-pin-limit` accepts the weaker guarantee",
+                            ),
+                        }
+                    }
+                }
             }
         }
         Err(e) => r.bad(&format!("cannot open the database: {e:#}"), "see the error above"),

@@ -9,6 +9,7 @@ mod pinentry;
 mod presence;
 mod prompt_desktop;
 mod store_sqlite;
+mod tpm_protect;
 mod transport;
 mod uninstall;
 

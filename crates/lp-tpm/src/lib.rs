@@ -571,6 +571,9 @@ pub struct TpmCustody {
     isolated: bool,
     /// swtpm or the reference simulator: a TPM that is a file.
     software: bool,
+    /// The person accepted a PIN guarded by the DA lockout alone where the
+    /// TPM cannot make our PIN index (`accept_weak_pin_limit`).
+    allow_unguarded: bool,
 }
 
 impl TpmCustody {
@@ -641,7 +644,15 @@ impl TpmCustody {
             cache_size,
             isolated,
             software,
+            allow_unguarded: false,
         })
+    }
+
+    /// Where this TPM cannot make our PIN index, let a PIN be set anyway,
+    /// guarded by the dictionary-attack lockout alone (the person said so
+    /// explicitly; the daemon says so at every start).
+    pub fn accept_weak_pin_limit(&mut self, yes: bool) {
+        self.allow_unguarded = yes;
     }
 
     /// A software TPM (swtpm): its promises hold only as far as its state
@@ -1850,7 +1861,8 @@ impl KeyCustody for TpmCustody {
     }
 
     fn create_vault(&mut self, auth: &[u8; 32]) -> Result<Vec<u8>, CustodyError> {
-        Ok(TpmCustody::create_vault(self, auth)?.to_bytes())
+        let allow = self.allow_unguarded;
+        Ok(TpmCustody::create_vault_with(self, auth, allow)?.to_bytes())
     }
 
     fn unlock(&mut self, vault: &[u8], auth: &[u8; 32]) -> Result<Option<Vec<u8>>, CustodyError> {
