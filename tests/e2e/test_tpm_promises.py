@@ -5,7 +5,8 @@
 2. the stored key blobs are TPM objects with fixedTPM | fixedParent |
    sensitiveDataOrigin | userWithAuth | sign, read by tpm2-tools' own decoder;
 3. the blobs work only in the TPM that made them;
-4. a wrong PIN is counted by the TPM itself; no PIN or PIN hash is on disk;
+4. a wrong PIN is counted by the TPM itself (its PIN index, not the
+   dictionary-attack counter); no PIN or PIN hash is on disk;
 5. `localpasskey doctor` checks the TPM and says how to fix what is missing.
 """
 
@@ -25,6 +26,7 @@ from fido2.ctap import CtapError
 from fido2.ctap2 import ClientPin
 
 import lpk
+import tpm_gate
 
 pytestmark = pytest.mark.custody("tpm")
 
@@ -33,8 +35,12 @@ P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 DB = "credentials.sqlite3"
 
 # TPMA_OBJECT names as tpm2_print spells them.
-CREDENTIAL_ATTRIBUTES = {"fixedtpm", "fixedparent", "sensitivedataorigin", "userwithauth", "sign"}
-VAULT_ATTRIBUTES = {"fixedtpm", "fixedparent", "sensitivedataorigin", "userwithauth", "restricted", "decrypt"}
+# noDA: a DA lockout, which anyone can cause, must never stop a signature.
+CREDENTIAL_ATTRIBUTES = {"fixedtpm", "fixedparent", "sensitivedataorigin", "userwithauth", "noda", "sign"}
+# The vault: usable only through its policy (no userwithauth), its authValue never changeable.
+VAULT_ATTRIBUTES = {"fixedtpm", "fixedparent", "sensitivedataorigin", "adminwithpolicy", "noda", "restricted", "decrypt"}
+# The seal in front of it: policy only, and DA-protected (no noda).
+SEAL_ATTRIBUTES = {"fixedtpm", "fixedparent", "adminwithpolicy"}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -188,13 +194,19 @@ def test_key_blobs_are_non_exportable_tpm_objects(daemon, tmp_path):
         # The public area is the credential's public key, as the RP registered it.
         x, y = _public_point(by_id[bytes(cred_id)])
         assert int(p["x"], 16) == x and int(p["y"], 16) == y, "TPM public area is another key"
-    # The vault (the PIN's authValue sits on it): a storage key, and NOT noDA,
-    # so every wrong PIN counts against the TPM's dictionary-attack lockout.
-    (vault,), = _rows(copy / DB, "SELECT value FROM meta WHERE key = 'pin.vault'")
-    public, _ = _split_blob(bytes(vault), b"LPV\x01")
-    attrs = set(tpm2_print_public(public, tmp_path)["attributes"].split("|"))
+    # The vault: a storage key that only its policy (epoch counter + R) opens,
+    # behind a seal that only the PIN index and the PIN open.
+    vault = tpm_gate.parse_vault(tpm_gate.stored_vault(copy / DB))
+    v = tpm2_print_public(vault.public, tmp_path)
+    attrs = set(v["attributes"].split("|"))
     assert attrs == VAULT_ATTRIBUTES, f"vault attributes {sorted(attrs)}"
-    assert "noda" not in attrs
+    assert "userwithauth" not in attrs
+    assert len(vault.seals) == 1
+    s = tpm2_print_public(vault.seals[0][1], tmp_path)
+    attrs = set(s["attributes"].split("|"))
+    assert attrs == SEAL_ATTRIBUTES, f"seal attributes {sorted(attrs)}"
+    assert "noda" not in attrs and "userwithauth" not in attrs
+    assert s["type"] == "keyedhash", s
 
 
 # --------------------------------------------------------------------------- 3. only in the TPM that made them
@@ -209,7 +221,7 @@ def test_blobs_work_only_in_their_own_tpm(make_daemon, make_swtpm, tmp_path):
     shutil.copytree(d.data_dir, moved)
 
     other_tpm = make_swtpm()
-    assert other_tpm.port != d.tpm.port
+    assert other_tpm.tcti != d.tpm.tcti
     d2 = make_daemon(name="elsewhere", tpm=other_tpm, data_dir=moved)
     assert d2.pin == lpk.PIN, "the moved store should already have its PIN"
     assert [c["credential_id"] for c in d2.list_json()] == [reg.credential_id.hex()]
@@ -237,17 +249,16 @@ def test_blobs_work_only_in_their_own_tpm(make_daemon, make_swtpm, tmp_path):
 
 def test_wrong_pin_is_counted_by_the_tpm_and_no_pin_is_on_disk(daemon, tmp_path):
     tpm = daemon.tpm
-    assert tpm.variable_property("TPM2_PT_MAX_AUTH_FAIL") == 32  # set by the harness
+    vault = tpm_gate.parse_vault(tpm_gate.stored_vault(daemon.data_dir / DB))
+    assert tpm_gate.pin_counts(tpm, vault.pin_index) == (0, 8)
+    assert tpm.variable_property("TPM2_PT_MAX_AUTH_FAIL") == 4, "the daemon set the DA parameters"
     before = tpm.variable_property("TPM2_PT_LOCKOUT_COUNTER")
     cp = daemon.client_pin(2)
     cp.get_pin_token(daemon.pin, lpk.PERM_GA, "example.com")
-    assert tpm.variable_property("TPM2_PT_LOCKOUT_COUNTER") == before, "a right PIN counted as a failure"
     with pytest.raises(CtapError) as e:
         cp.get_pin_token("999999", lpk.PERM_GA, "example.com")
     assert lpk.ctap_error(e) == lpk.PIN_INVALID
-    assert tpm.variable_property("TPM2_PT_LOCKOUT_COUNTER") == before + 1, (
-        "a wrong PIN did not reach the TPM's dictionary-attack counter"
-    )
+    assert tpm_gate.pin_counts(tpm, vault.pin_index) == (1, 8), "the TPM's PIN index did not count it"
     # Built-in UV goes through the TPM the same way.
     daemon.presence("pin 888888")
     _, cdh = lpk.client_data_hash()
@@ -255,7 +266,11 @@ def test_wrong_pin_is_counted_by_the_tpm_and_no_pin_is_on_disk(daemon, tmp_path)
         daemon.ctap2().make_credential(cdh, {"id": "example.com"}, {"id": b"u", "name": "u"},
                                        [{"type": "public-key", "alg": -7}])
     assert lpk.ctap_error(e) == lpk.UV_INVALID
-    assert tpm.variable_property("TPM2_PT_LOCKOUT_COUNTER") == before + 2
+    assert tpm_gate.pin_counts(tpm, vault.pin_index) == (2, 8)
+    assert daemon.pin_retries()[0] == 6
+    assert tpm.variable_property("TPM2_PT_LOCKOUT_COUNTER") == before, "typing mistakes reached DA"
+    cp.get_pin_token(daemon.pin, lpk.PERM_GA, "example.com")
+    assert tpm_gate.pin_counts(tpm, vault.pin_index) == (0, 8), "a right PIN resets the count"
 
     # Nothing on disk to guess the PIN from offline: not the PIN, nor its
     # CTAP hash (LEFT(SHA-256(PIN), 16)), nor SHA-256(PIN).
@@ -319,3 +334,30 @@ def test_doctor(make_swtpm, tmp_path):
     assert "FAIL" in r.stdout, r.stdout
     assert any(l.strip().startswith("fix:") for l in r.stdout.splitlines()), f"no fix line:\n{r.stdout}"
     assert "panicked" not in r.stderr, r.stderr
+
+
+# --------------------------------------------------------------------------- 7. small secrets sealed
+
+
+def test_cred_blob_and_large_blob_key_are_not_in_the_data_directory(daemon, tmp_path):
+    """credBlob and largeBlobKey are sealed by the TPM under the vault: a copy
+    of the data directory holds neither (a scanner that finds them in the
+    software custody's store shows the scan works)."""
+    from test_ctap21 import raw_assert, raw_register
+
+    rp = lpk.RelyingParty()
+    blob = b"credBlob-secret-" + os.urandom(16)
+    reg, _ = raw_register(daemon, rp, "sealed", extensions={"credBlob": blob, "largeBlobKey": True}, ed=True)
+    a = raw_assert(daemon, rp, reg, {"credBlob": True, "largeBlobKey": True}, ed=True)
+    key = a.large_blob_key
+    assert key is not None and len(key) == 32
+    assert a.auth_data.extensions["credBlob"] == blob, "credBlob did not come back"
+    copy = checkpointed_copy(daemon.data_dir, tmp_path / "copy")
+    for f in copy.iterdir():
+        data = f.read_bytes()
+        assert blob not in data, f"credBlob in the clear in {f.name}"
+        assert key not in data, f"largeBlobKey in the clear in {f.name}"
+    # After a restart (vault locked, then unlocked by a new token) both still come back.
+    daemon.restart()
+    a = raw_assert(daemon, rp, reg, {"credBlob": True, "largeBlobKey": True}, ed=True)
+    assert a.large_blob_key == key and a.auth_data.extensions["credBlob"] == blob

@@ -58,7 +58,7 @@ impl UserPresence for FileScript {
     ) -> Presence {
         let step = self.next_step();
         tracing::info!(
-            rp = %req.rp_id,
+            rp = ?req.rp_id,
             account = req.user_name.as_deref().unwrap_or("-"),
             action = req.action.describe(),
             step = step_name(&step),
@@ -80,7 +80,7 @@ impl UserPresence for FileScript {
     ) -> Verification {
         let step = self.next_step();
         tracing::info!(
-            rp = %req.rp_id,
+            rp = ?req.rp_id,
             account = req.user_name.as_deref().unwrap_or("-"),
             action = req.action.describe(),
             retries,

@@ -516,6 +516,18 @@ impl Authenticator {
         }
     }
 
+    /// A credential's sealed small secret (credBlob, largeBlobKey), in the
+    /// clear for one answer. Values stored before they were sealed are the
+    /// plain bytes (at most 32), which the custody does not recognise.
+    fn secret_in_clear(&mut self, stored: Option<&[u8]>) -> Result<Option<Vec<u8>>, CtapError> {
+        let Some(stored) = stored else { return Ok(None) };
+        match self.custody.unseal(stored) {
+            Ok(plain) => Ok(Some(plain)),
+            Err(CustodyError::InvalidBlob) if stored.len() <= 32 => Ok(Some(stored.to_vec())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     fn pin_is_set(&self) -> Result<bool, CtapError> {
         Ok(self.store.get_meta(pin::meta::VAULT)?.is_some())
     }
@@ -644,11 +656,13 @@ impl Authenticator {
         } else {
             None
         };
+        // credBlob and largeBlobKey are stored sealed by the custody under
+        // the vault: a copy of the database alone reveals neither.
         let cred_blob = match ext.cred_blob {
             Some(blob) => {
                 let fits = blob.len() <= extensions::MAX_CRED_BLOB_LEN;
                 outputs.push((extensions::CRED_BLOB, Value::Bool(fits)));
-                fits.then_some(blob)
+                fits.then(|| self.custody.seal(&blob)).transpose()?
             }
             None => None,
         };
@@ -657,6 +671,10 @@ impl Authenticator {
             OsRng.fill_bytes(&mut k);
             k
         });
+        let sealed_large_blob_key = large_blob_key
+            .as_deref()
+            .map(|k| self.custody.seal(k))
+            .transpose()?;
         if ext.min_pin_length {
             let min = self.min_pin_length()?;
             if self.min_pin_length_rps()?.contains(&req.rp.id) {
@@ -681,7 +699,7 @@ impl Authenticator {
             cred_protect,
             hmac_key,
             cred_blob,
-            large_blob_key,
+            large_blob_key: sealed_large_blob_key,
         };
         let auth_data = authdata::build(
             &cred.rp_id,
@@ -708,14 +726,14 @@ impl Authenticator {
         };
         // Stored (durably) before the answer leaves: an acknowledged credential is never lost.
         let replaced = self.store.insert(&cred)?;
-        tracing::info!(rp = %cred.rp_id, discoverable, replaced = replaced.len(), "credential created");
+        tracing::info!(rp = ?cred.rp_id, discoverable, replaced = replaced.len(), "credential created");
         let mut response = vec![
             (0x01, Value::Text(fmt.into())),
             (0x02, Value::Bytes(auth_data)),
             (0x03, att_stmt),
         ];
-        if let Some(k) = &cred.large_blob_key {
-            response.push((0x05, Value::Bytes(k.clone())));
+        if let Some(k) = large_blob_key {
+            response.push((0x05, Value::Bytes(k)));
         }
         Ok(Some(int_map(response)))
     }
@@ -884,7 +902,7 @@ impl Authenticator {
             None,
             false,
         )?;
-        tracing::debug!(rp = %pending.rp_id, left = pending.remaining.len(), "next assertion");
+        tracing::debug!(rp = ?pending.rp_id, left = pending.remaining.len(), "next assertion");
         if !pending.remaining.is_empty() {
             pending.expires = now + NEXT_ASSERTION_WINDOW_MS;
             self.pending = Some(pending);
@@ -912,10 +930,8 @@ impl Authenticator {
             ));
         }
         if ext.cred_blob {
-            outputs.push((
-                extensions::CRED_BLOB,
-                Value::Bytes(cred.cred_blob.clone().unwrap_or_default()),
-            ));
+            let blob = self.secret_in_clear(cred.cred_blob.as_deref())?;
+            outputs.push((extensions::CRED_BLOB, Value::Bytes(blob.unwrap_or_default())));
         }
         let ext_bytes = extensions::encode_outputs(outputs);
         let counter = self.store.increment_counter(&cred.id, self.clock.unix_millis())?;
@@ -952,8 +968,8 @@ impl Authenticator {
             entries.push((0x06, Value::Bool(true)));
         }
         if ext.large_blob_key {
-            if let Some(k) = &cred.large_blob_key {
-                entries.push((0x07, Value::Bytes(k.clone())));
+            if let Some(k) = self.secret_in_clear(cred.large_blob_key.as_deref())? {
+                entries.push((0x07, Value::Bytes(k)));
             }
         }
         Ok(int_map(entries))

@@ -80,6 +80,13 @@ pub trait KeyCustody: Send {
     /// HMAC-SHA-256 of `message` with the key in `blob`, computed by the custody.
     fn hmac(&mut self, blob: &[u8], message: &[u8]) -> Result<[u8; 32], CustodyError>;
 
+    /// Seal a small secret kept with a credential (credBlob, largeBlobKey)
+    /// under the unlocked vault; returns the blob to store in its place.
+    fn seal(&mut self, data: &[u8]) -> Result<Vec<u8>, CustodyError>;
+
+    /// Read back a sealed secret (the vault must be unlocked).
+    fn unseal(&mut self, blob: &[u8]) -> Result<Vec<u8>, CustodyError>;
+
     /// authenticatorReset: revoke `vault` inside the custody, so that no copy
     /// of it (or of any key under it) works again, and forget everything.
     fn reset(&mut self, vault: Option<&[u8]>) -> Result<(), CustodyError>;

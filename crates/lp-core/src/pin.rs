@@ -43,6 +43,9 @@ pub const MAX_PIN_BYTES: usize = 63;
 pub const TOKEN_IDLE_MS: Millis = 30_000;
 /// No token lives longer than this, however often it is used.
 pub const TOKEN_MAX_LIFETIME_MS: Millis = 600_000;
+/// CTAP 2.1 §6.5.2.1 userPresentTimeLimit: the presence a token carries
+/// counts for this long after it was collected, not for the token's life.
+pub const USER_PRESENT_TIME_LIMIT_MS: Millis = 30_000;
 
 /// Keys in the store's meta table.
 pub mod meta {
@@ -120,6 +123,9 @@ pub struct Grant {
     /// GetAssertion that finds exactly this credential, and no other, may
     /// then say `userSelected` (CTAP 2.1 §6.2.2). Spent with the presence.
     pub confirmed_credential: Option<Vec<u8>>,
+    /// The PIN/UV auth protocol the token was issued through: the only one
+    /// its pinUvAuthParams are accepted with.
+    protocol: ProtocolVersion,
     issued: Millis,
     expires: Millis,
 }
@@ -148,6 +154,7 @@ impl Token {
     /// beginUsingPinUvAuthToken).
     pub fn issue(
         &mut self,
+        protocol: ProtocolVersion,
         permissions: u8,
         rp_id: Option<String>,
         user_present: bool,
@@ -160,6 +167,7 @@ impl Token {
             user_present,
             user_verified: true,
             confirmed_credential: None,
+            protocol,
             issued: now,
             expires: now + TOKEN_IDLE_MS,
         });
@@ -181,11 +189,18 @@ impl Token {
         OsRng.fill_bytes(&mut *self.value);
     }
 
-    /// Drops the grant if its time is up. Returns true if it just expired.
+    /// Drops the grant if its time is up, and its presence once the
+    /// userPresentTimeLimit has passed. Returns true if the grant just expired.
     pub fn expire(&mut self, now: Millis) -> bool {
         if self.grant.as_ref().is_some_and(|g| now >= g.expires) {
             self.revoke();
             return true;
+        }
+        if let Some(g) = self.grant.as_mut() {
+            if now >= g.issued + USER_PRESENT_TIME_LIMIT_MS {
+                g.user_present = false;
+                g.confirmed_credential = None;
+            }
         }
         false
     }
@@ -215,6 +230,9 @@ impl Token {
         let Some(grant) = self.grant.as_mut() else {
             return Err(CtapError::PinAuthInvalid);
         };
+        if grant.protocol != version {
+            return Err(CtapError::PinAuthInvalid);
+        }
         pin_protocol::verify_with_token(version, &self.value, message, param)?;
         // The userVerified flag matters to MakeCredential and GetAssertion
         // only (they check it); a spent token keeps its lbw permission.
@@ -287,6 +305,59 @@ mod tests {
         );
     }
 
+    /// CTAP 2.1 §6.5.2.1: userPresent is cleared after userPresentTimeLimit,
+    /// while the token itself (and its verification) lives on.
+    #[test]
+    fn presence_ends_at_the_user_present_time_limit() {
+        let v = ProtocolVersion::Two;
+        let mut t = Token::new();
+        t.issue(v, permission::GA, Some("a.example".into()), true, 0);
+        t.confirm_credential(vec![1; 32]);
+        let msg = [2u8; 32];
+        let p = param(&t, v, &msg);
+        let g = t
+            .check(
+                v,
+                &msg,
+                &p,
+                permission::GA,
+                Some("a.example"),
+                USER_PRESENT_TIME_LIMIT_MS - 1,
+            )
+            .unwrap();
+        assert!(g.user_present && g.confirmed_credential.is_some());
+        let g = t
+            .check(
+                v,
+                &msg,
+                &p,
+                permission::GA,
+                Some("a.example"),
+                USER_PRESENT_TIME_LIMIT_MS + 1,
+            )
+            .unwrap();
+        assert!(!g.user_present && g.user_verified);
+        assert_eq!(g.confirmed_credential, None);
+    }
+
+    /// A token is bound to the PIN/UV auth protocol that issued it.
+    #[test]
+    fn a_token_is_accepted_only_with_its_own_protocol() {
+        let mut t = Token::new();
+        t.issue(ProtocolVersion::Two, permission::MC, None, false, 0);
+        let msg = [3u8; 32];
+        let p1 = param(&t, ProtocolVersion::One, &msg);
+        assert_eq!(
+            t.check(ProtocolVersion::One, &msg, &p1, permission::MC, None, 1)
+                .unwrap_err(),
+            CtapError::PinAuthInvalid
+        );
+        let p2 = param(&t, ProtocolVersion::Two, &msg);
+        assert!(t
+            .check(ProtocolVersion::Two, &msg, &p2, permission::MC, None, 1)
+            .is_ok());
+    }
+
     #[test]
     fn vault_auth_depends_on_pin_and_salt() {
         let a = vault_auth(&pin_hash(b"1234"), &[1; 32]);
@@ -304,7 +375,7 @@ mod tests {
             t.check(v, &msg, &[0; 32], permission::MC, None, 0).unwrap_err(),
             CtapError::PinAuthInvalid
         );
-        t.issue(permission::MC, None, false, 0);
+        t.issue(v, permission::MC, None, false, 0);
         let p = param(&t, v, &msg);
         assert_eq!(
             t.check(v, &msg, &p, permission::GA, Some("a.example"), 1)
@@ -339,6 +410,7 @@ mod tests {
         let v = ProtocolVersion::One;
         let mut t = Token::new();
         t.issue(
+            v,
             permission::GA | permission::LBW,
             Some("a.example".into()),
             true,
@@ -365,7 +437,7 @@ mod tests {
                 TOKEN_MAX_LIFETIME_MS
             )
             .is_err());
-        t.issue(permission::GA | permission::LBW, None, true, 0);
+        t.issue(v, permission::GA | permission::LBW, None, true, 0);
         t.confirm_credential(vec![7; 32]);
         assert_eq!(
             t.grant().unwrap().confirmed_credential.as_deref(),

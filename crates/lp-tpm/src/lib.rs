@@ -65,12 +65,14 @@ use gate::Policy;
 use lp_core::custody::{CustodyError, KeyCustody, NewKey, PublicKey};
 use sha2::{Digest as _, Sha256};
 use std::str::FromStr;
-use support::{classify, decode, encode, tpm2b_private, tpm2b_public, HMAC_TAG, KEY_TAG, VAULT_TAG};
+use support::{
+    classify, decode, encode, tpm2b_private, tpm2b_public, DATA_TAG, HMAC_TAG, KEY_TAG, VAULT_TAG,
+};
 use tss_esapi::{
     attributes::{ObjectAttributes, ObjectAttributesBuilder, SessionAttributesBuilder},
     constants::{
         tss::{TPM2_EO_EQ, TPM2_EO_UNSIGNED_GE, TPM2_EO_UNSIGNED_LE, TPM2_RH_NULL, TPM2_ST_HASHCHECK},
-        CommandCode, PropertyTag, SessionType,
+        CapabilityType, CommandCode, PropertyTag, SessionType,
     },
     handles::{AuthHandle, KeyHandle, NvIndexHandle, NvIndexTpmHandle, ObjectHandle, TpmHandle},
     interface_types::{
@@ -80,8 +82,8 @@ use tss_esapi::{
         session_handles::{AuthSession, PolicySession},
     },
     structures::{
-        Auth, Digest, DigestList, EccPoint, EccScheme, HashScheme, HashcheckTicket, KeyedHashScheme,
-        MaxBuffer, MaxNvBuffer, Nonce, Private, Public, PublicBuilder, PublicEccParameters,
+        Auth, CapabilityData, Digest, DigestList, EccPoint, EccScheme, HashScheme, HashcheckTicket,
+        KeyedHashScheme, MaxBuffer, MaxNvBuffer, Nonce, Private, Public, PublicBuilder, PublicEccParameters,
         PublicEccParametersBuilder, PublicKeyedHashParameters, PublicParameters, SensitiveData, Signature,
         SignatureScheme, SymmetricDefinition, SymmetricDefinitionObject,
     },
@@ -207,6 +209,25 @@ fn hmac_attributes(legacy: bool) -> Result<ObjectAttributes, TpmError> {
     credential_attributes(legacy)
 }
 
+/// A small secret kept with a credential (credBlob, largeBlobKey), sealed
+/// under V: a data object (neither sign nor decrypt) that only TPM2_Unseal
+/// reads, and TPM2_Load under V needs V's policy, i.e. the verified user.
+/// fixedTPM | fixedParent: it never leaves this TPM. Empty authValue (V is
+/// the gate), noDA like the keys.
+fn data_attributes() -> Result<ObjectAttributes, TpmError> {
+    Ok(ObjectAttributesBuilder::new()
+        .with_fixed_tpm(true)
+        .with_fixed_parent(true)
+        .with_sensitive_data_origin(false)
+        .with_user_with_auth(true)
+        .with_admin_with_policy(false)
+        .with_no_da(true)
+        .with_restricted(false)
+        .with_decrypt(false)
+        .with_sign_encrypt(false)
+        .build()?)
+}
+
 /// ECC P-256, AES-128-CFB for wrapping children (the most widely supported).
 fn storage_parameters() -> Result<PublicEccParameters, TpmError> {
     Ok(PublicEccParametersBuilder::new_restricted_decryption_key(
@@ -292,6 +313,9 @@ pub fn hmac_template() -> Result<Public, TpmError> {
         KeyedHashScheme::HMAC_SHA_256,
         Digest::default(),
     )
+}
+fn data_template() -> Result<Public, TpmError> {
+    keyed_hash(data_attributes()?, KeyedHashScheme::Null, Digest::default())
 }
 fn legacy_hmac_template() -> Result<Public, TpmError> {
     keyed_hash(
@@ -773,7 +797,6 @@ impl TpmCustody {
         let read = self.ctx.execute_with_session(Some(AuthSession::Password), |ctx| {
             ctx.nv_read(NvAuth::Owner, p, 8, 0)
         });
-        self.nv_close(p);
         match read {
             Ok(data) if data.len() == 8 => {
                 let d = data.value();
@@ -800,9 +823,8 @@ impl TpmCustody {
                 tracing::warn!("could not scrub the vault authValue in libtss2");
             }
             self.flush(vault.into());
-            if let VaultUse::Epoch { session, counter, .. } = how {
+            if let VaultUse::Epoch { session, .. } = how {
                 self.flush_session(session);
-                self.nv_close(counter);
             }
         }
     }
@@ -856,7 +878,6 @@ impl TpmCustody {
         self.lock();
         let p = self.nv(gate.pin)?;
         let changed = self.change_pin_index(p, &old, &new);
-        self.nv_close(p);
         changed?;
         self.increment(gate.generation)?;
         Ok(VaultBlob {
@@ -893,7 +914,6 @@ impl TpmCustody {
                         index = format!("{index:#010x}"),
                         "could not free an NV index: {e}"
                     );
-                    self.nv_close(h);
                 }
             }
         }
@@ -992,6 +1012,37 @@ impl TpmCustody {
         let out = out?;
         <[u8; 32]>::try_from(out.value())
             .map_err(|_| TpmError::Tss(format!("TPM2_HMAC returned {} bytes", out.len())))
+    }
+
+    /// Seal up to 128 bytes under the unlocked vault. Returns
+    /// `"LPD\x01" || TPM2B_PUBLIC || TPM2B_PRIVATE`.
+    pub fn seal_data(&mut self, data: &[u8]) -> Result<Vec<u8>, TpmError> {
+        let template = data_template()?;
+        let data = SensitiveData::try_from(data)?;
+        let made = self.vault_command(|ctx, vault| {
+            ctx.create(vault, template.clone(), None, Some(data.clone()), None, None)
+        })?;
+        Ok(encode(
+            DATA_TAG,
+            &tpm2b_public(&made.out_public)?,
+            &tpm2b_private(&made.out_private),
+        ))
+    }
+
+    /// Read back what [`TpmCustody::seal_data`] sealed (the vault must be
+    /// unlocked). The salted session encrypts the response on the bus.
+    pub fn unseal_data(&mut self, blob: &[u8]) -> Result<Zeroizing<Vec<u8>>, TpmError> {
+        let (public, private) = decode(DATA_TAG, blob)?;
+        if !matches_template(&public, &[data_template()?]) {
+            return Err(TpmError::InvalidBlob);
+        }
+        let object = self.vault_command(|ctx, vault| ctx.load(vault, private.clone(), public.clone()))?;
+        let session = self.session;
+        let out = self
+            .ctx
+            .execute_with_session(Some(session), |ctx| ctx.unseal(object.into()));
+        self.flush(object.into());
+        Ok(Zeroizing::new(out?.value().to_vec()))
     }
 
     /// The attributes of a credential, HMAC or vault blob's public area.
@@ -1156,10 +1207,6 @@ impl TpmCustody {
                     ctx.nv_undefine_space(Provision::Owner, h)
                 });
             }
-        } else {
-            for h in made {
-                self.nv_close(h);
-            }
         }
         result
     }
@@ -1244,7 +1291,7 @@ impl TpmCustody {
             let v = random.value();
             let n = u32::from_be_bytes([v[0], v[1], v[2], v[3]]);
             let handle = gate::NV_OWNER_FIRST + n % (gate::NV_OWNER_LAST - gate::NV_OWNER_FIRST + 1);
-            if self.nv(handle).map(|h| self.nv_close(h)).is_err() {
+            if !self.nv_defined(handle)? {
                 return Ok(handle);
             }
         }
@@ -1255,7 +1302,6 @@ impl TpmCustody {
         let mut name = |index: u32| -> Result<Vec<u8>, TpmError> {
             let h = self.nv(index)?;
             let read = self.ctx.execute_without_session(|ctx| ctx.nv_read_public(h));
-            self.nv_close(h);
             Ok(read?.1.value().to_vec())
         };
         Ok(GateNames {
@@ -1271,7 +1317,6 @@ impl TpmCustody {
         let read = self.ctx.execute_with_session(Some(AuthSession::Password), |ctx| {
             ctx.nv_read(NvAuth::NvIndex(h), h, 8, 0)
         });
-        self.nv_close(h);
         let data = read?;
         let bytes =
             <[u8; 8]>::try_from(data.value()).map_err(|_| TpmError::Tss("counter is not 8 bytes".into()))?;
@@ -1283,12 +1328,17 @@ impl TpmCustody {
         let done = self.ctx.execute_with_session(Some(AuthSession::Password), |ctx| {
             ctx.nv_increment(NvAuth::NvIndex(h), h)
         });
-        self.nv_close(h);
         Ok(done?)
     }
 
     /// libtss2's object for an NV index; a missing index is `Revoked`.
+    /// libtss2 hands out one object per index and keeps it until the index
+    /// is undefined, so these are never closed: closing one would close it
+    /// for every holder (the loaded vault keeps E's).
     fn nv(&mut self, index: u32) -> Result<NvIndexHandle, TpmError> {
+        if !self.nv_defined(index)? {
+            return Err(TpmError::Revoked);
+        }
         let tpm = TpmHandle::NvIndex(NvIndexTpmHandle::new(index)?);
         self.ctx
             .execute_without_session(|ctx| ctx.tr_from_tpm_public(tpm))
@@ -1296,9 +1346,12 @@ impl TpmCustody {
             .map_err(|_| TpmError::Revoked)
     }
 
-    fn nv_close(&mut self, h: NvIndexHandle) {
-        let mut object = ObjectHandle::from(h);
-        let _ = self.ctx.tr_close(&mut object);
+    /// Whether an NV index exists, asked without an error if it does not.
+    fn nv_defined(&mut self, index: u32) -> Result<bool, TpmError> {
+        let (data, _) = self
+            .ctx
+            .execute_without_session(|ctx| ctx.get_capability(CapabilityType::Handles, index, 1))?;
+        Ok(matches!(data, CapabilityData::Handles(list) if list.iter().any(|h| u32::from(*h) == index)))
     }
 
     /// Seal R for the PIN of generation `g`.
@@ -1383,8 +1436,6 @@ impl TpmCustody {
         });
         // Forget the PIN in libtss2's copy of P.
         let _ = self.ctx.tr_set_auth(p.into(), Auth::default());
-        self.nv_close(p);
-        self.nv_close(c);
         result
     }
 
@@ -1551,10 +1602,7 @@ impl TpmCustody {
                 let counter = self.nv(g.epoch_counter);
                 let session = counter.and_then(|c| match self.policy_session() {
                     Ok(s) => Ok((c, s)),
-                    Err(e) => {
-                        self.nv_close(c);
-                        Err(e)
-                    }
+                    Err(e) => Err(e),
                 });
                 match session {
                     Ok((counter, session)) => VaultUse::Epoch {
@@ -1849,6 +1897,14 @@ impl KeyCustody for TpmCustody {
 
     fn hmac(&mut self, blob: &[u8], message: &[u8]) -> Result<[u8; 32], CustodyError> {
         Ok(TpmCustody::hmac(self, blob, message)?)
+    }
+
+    fn seal(&mut self, data: &[u8]) -> Result<Vec<u8>, CustodyError> {
+        Ok(self.seal_data(data)?)
+    }
+
+    fn unseal(&mut self, blob: &[u8]) -> Result<Vec<u8>, CustodyError> {
+        Ok(self.unseal_data(blob)?.to_vec())
     }
 
     fn reset(&mut self, vault: Option<&[u8]>) -> Result<(), CustodyError> {

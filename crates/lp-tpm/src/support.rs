@@ -18,6 +18,8 @@ use tss_esapi::{
 pub(crate) const KEY_TAG: [u8; 4] = *b"LPK\x01";
 /// Tag of an HMAC key blob (hmac-secret), format version 1.
 pub(crate) const HMAC_TAG: [u8; 4] = *b"LPH\x01";
+/// Tag of a small secret sealed under the vault (credBlob, largeBlobKey).
+pub(crate) const DATA_TAG: [u8; 4] = *b"LPD\x01";
 /// Tag of a vault blob, format version 1.
 pub(crate) const VAULT_TAG: [u8; 4] = *b"LPV\x01";
 

@@ -231,7 +231,7 @@ impl Authenticator {
             return Err(CtapError::PinPolicyViolation);
         }
         let now = self.clock.now();
-        let token = *self.token.issue(perms, rp_id, false, now);
+        let token = *self.token.issue(shared.version(), perms, rp_id, false, now);
         let encrypted = shared.encrypt(&token)?;
         Ok(Some(int_map([(0x02, Value::Bytes(encrypted))])))
     }
@@ -267,7 +267,7 @@ impl Authenticator {
         )?;
         let now = self.clock.now();
         // The person typed their PIN into our prompt: they were present.
-        let token = *self.token.issue(perms, rp_id, true, now);
+        let token = *self.token.issue(shared.version(), perms, rp_id, true, now);
         if let Some((id, _)) = named {
             self.token.confirm_credential(id);
         }

@@ -120,7 +120,8 @@ impl Authenticator {
                 if !creds.is_empty() {
                     self.listing = Some(Listing::Credentials(creds, now + LISTING_WINDOW_MS));
                 }
-                let mut out = credential_entries(&first)?;
+                let key = self.secret_in_clear(first.large_blob_key.as_deref())?;
+                let mut out = credential_entries(&first, key)?;
                 out.push((0x09, Value::Integer((total as u64).into())));
                 Ok(Some(int_map(out)))
             }
@@ -133,7 +134,7 @@ impl Authenticator {
                 // The row holds the wrapped key blobs: deleting it is what
                 // makes the credential unusable for good.
                 self.store.delete(&id)?;
-                tracing::info!(rp = %cred.rp_id, "credential deleted by the platform");
+                tracing::info!(rp = ?cred.rp_id, "credential deleted by the platform");
                 Ok(None)
             }
             sub::UPDATE_USER_INFORMATION => {
@@ -182,7 +183,8 @@ impl Authenticator {
         if !creds.is_empty() {
             self.listing = Some(Listing::Credentials(creds, now + LISTING_WINDOW_MS));
         }
-        Ok(Some(int_map(credential_entries(&cred)?)))
+        let key = self.secret_in_clear(cred.large_blob_key.as_deref())?;
+        Ok(Some(int_map(credential_entries(&cred, key)?)))
     }
 }
 
@@ -234,7 +236,10 @@ fn rp_entries((id, name): &(String, Option<String>)) -> Vec<(u64, Value)> {
     ]
 }
 
-fn credential_entries(c: &Credential) -> Result<Vec<(u64, Value)>, CtapError> {
+fn credential_entries(
+    c: &Credential,
+    large_blob_key: Option<Vec<u8>>,
+) -> Result<Vec<(u64, Value)>, CtapError> {
     let mut user = vec![("id", Value::Bytes(c.user_id.clone()))];
     if let Some(n) = &c.user_name {
         user.push(("name", Value::Text(n.clone())));
@@ -253,8 +258,8 @@ fn credential_entries(c: &Credential) -> Result<Vec<(u64, Value)>, CtapError> {
         (0x08, public_key),
         (0x0A, Value::Integer(c.cred_protect.into())),
     ];
-    if let Some(k) = &c.large_blob_key {
-        out.push((0x0B, Value::Bytes(k.clone())));
+    if let Some(k) = large_blob_key {
+        out.push((0x0B, Value::Bytes(k)));
     }
     Ok(out)
 }

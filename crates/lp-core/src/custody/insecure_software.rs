@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 const BLOB_TAG: &[u8; 8] = b"INSECURE";
 const VAULT_TAG: &[u8; 8] = b"INSVAULT";
 const HMAC_TAG: &[u8; 8] = b"INSHMAC1";
+const DATA_TAG: &[u8; 8] = b"INSDATA1";
 
 #[derive(Debug, Default)]
 pub struct InsecureSoftwareCustody {
@@ -121,6 +122,19 @@ impl KeyCustody for InsecureSoftwareCustody {
         let mut mac = hmac::Hmac::<Sha256>::new_from_slice(key).map_err(|_| CustodyError::InvalidBlob)?;
         mac.update(message);
         Ok(mac.finalize().into_bytes().into())
+    }
+
+    /// Not sealed at all: the tag says which custody it is for, nothing more.
+    fn seal(&mut self, data: &[u8]) -> Result<Vec<u8>, CustodyError> {
+        self.require_unlocked()?;
+        Ok([&DATA_TAG[..], data].concat())
+    }
+
+    fn unseal(&mut self, blob: &[u8]) -> Result<Vec<u8>, CustodyError> {
+        self.require_unlocked()?;
+        blob.strip_prefix(&DATA_TAG[..])
+            .map(<[u8]>::to_vec)
+            .ok_or(CustodyError::InvalidBlob)
     }
 
     /// Nothing to revoke: this custody has no state outside its blobs, so
