@@ -204,6 +204,19 @@ if ! id -nG "$USER" | tr ' ' '\n' | grep -qx tss; then
     warn "you were added to the tss group: log out and in again before the service can use the TPM"
 fi
 
+# 5b. The TPM's lockout authorisation. While it is empty, anyone who can
+#    open the TPM may reset its dictionary-attack counter, and the daemon
+#    refuses to set a PIN. `tpm-protect` explains what taking it changes on
+#    this machine and asks; it does nothing if someone already holds it.
+if [ -e /dev/tpmrm0 ]; then
+    if [ -t 0 ]; then
+        "${SUDO[@]}" "$BIN" tpm-protect --tpm device:/dev/tpmrm0 ||
+            warn "the TPM's lockout authorisation was not taken: no PIN can be set until \`localpasskey tpm-protect\`"
+    else
+        warn "not a terminal: run \`sudo $BIN tpm-protect\` before setting a PIN (it explains and asks)"
+    fi
+fi
+
 # 6. The systemd user service. It waits for /dev/uhid and /dev/tpmrm0 to be
 #    usable (ExecStartPre, up to 2 minutes) instead of failing at login, when
 #    the uhid module, the TPM driver or the session's ACLs may still be on
