@@ -68,3 +68,32 @@ pub fn run(tcti: &str, yes: bool) -> Result<()> {
     );
     Ok(())
 }
+
+/// The start-up lines about what bounds PIN guesses on this TPM: who holds
+/// the lockout authorisation, the DA settings we live under, and the weaker
+/// guarantee when the person accepted it.
+pub fn announce(tpm: &mut lp_tpm::TpmCustody, weak_accepted: bool) {
+    match tpm.da_status() {
+        Ok(da) if da.lockout_auth_set => tracing::info!(
+            max_tries = da.max_tries,
+            recovery_secs = da.recovery_secs,
+            ours = (da.max_tries, da.recovery_secs) == (lp_tpm::DA_MAX_TRIES, lp_tpm::DA_RECOVERY_SECS),
+            "TPM lockout authorisation is held; guesses around the PIN index cost one of max_tries, \
+             then one per recovery_secs"
+        ),
+        Ok(_) if tpm.is_software() => tracing::info!(
+            "software TPM with an empty lockout authorisation: taken before the first PIN is set"
+        ),
+        Ok(_) => tracing::warn!(
+            "the TPM's lockout authorisation is EMPTY: anyone may reset its dictionary-attack counter; \
+             no PIN can be set until `localpasskey tpm-protect`"
+        ),
+        Err(e) => tracing::warn!("cannot read the TPM's lockout state: {e}"),
+    }
+    if weak_accepted {
+        tracing::warn!(
+            "--accept-weak-pin-limit: where this TPM cannot make a PIN index, the PIN is guarded \
+             by the dictionary-attack lockout alone, not counted to 8 by the TPM"
+        );
+    }
+}
