@@ -361,3 +361,20 @@ def test_cred_blob_and_large_blob_key_are_not_in_the_data_directory(daemon, tmp_
     daemon.restart()
     a = raw_assert(daemon, rp, reg, {"credBlob": True, "largeBlobKey": True}, ed=True)
     assert a.large_blob_key == key and a.auth_data.extensions["credBlob"] == blob
+
+
+# --------------------------------------------------------------------------- 8. nothing left loaded
+
+
+def test_after_a_sign_in_no_key_stays_loaded_in_a_tpm_others_can_reach(daemon):
+    """swtpm has no resource manager: another process of the user could use a
+    loaded key with its empty authValue. After the assertion the token is
+    spent, so the vault is locked and only the primary (no authValue to
+    guess, no children of its own) stays loaded."""
+    rp = lpk.RelyingParty()
+    reg = rp.register(daemon.client(), resident_key="required")
+    before = daemon.tpm.transient_handles()
+    assert rp.authenticate(daemon.client(), allow=[reg.credential_id])[0].credential_id == reg.credential_id
+    after = daemon.tpm.transient_handles()
+    print("transient objects before/after the sign-in:", before, after)
+    assert len(after) == 1, f"objects left loaded after the sign-in: {after}"
