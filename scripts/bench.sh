@@ -32,34 +32,40 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-port=$((20000 + RANDOM % 10000))
+# Each swtpm answers only on a unix socket in $WORK (mktemp -d: 0700), its
+# state files 0600: no TCP port another user could reach.
+# start_swtpm NAME: state in $WORK/NAME; sets $tcti.
 start_swtpm() {
-    mkdir -p "$WORK/tpm$1"
-    swtpm socket --tpm2 --server type=tcp,port=$1,bindaddr=127.0.0.1 \
-        --ctrl type=tcp,port=$(($1 + 1)),bindaddr=127.0.0.1 \
-        --tpmstate dir="$WORK/tpm$1" --flags not-need-init,startup-clear &
+    (umask 077 && mkdir -p "$WORK/$1")
+    (
+        umask 077
+        exec swtpm socket --tpm2 --server "type=unixio,path=$WORK/$1.sock,mode=0600" \
+            --ctrl "type=unixio,path=$WORK/$1.sock.ctrl,mode=0600" \
+            --tpmstate "dir=$WORK/$1,mode=0600" --flags not-need-init,startup-clear
+    ) >"$WORK/$1.log" 2>&1 &
     PIDS+=($!)
+    tcti="swtpm:path=$WORK/$1.sock"
     for _ in $(seq 50); do
-        tpm2_getcap -T "swtpm:host=127.0.0.1,port=$1" properties-fixed >/dev/null 2>&1 && break
+        tpm2_getcap -T "$tcti" properties-fixed >/dev/null 2>&1 && break
         sleep 0.1
     done
-    tpm2_dictionarylockout -s -n 32 -t 10 -l 10 -T "swtpm:host=127.0.0.1,port=$1"
+    tpm2_dictionarylockout -s -n 32 -t 10 -l 10 -T "$tcti"
 }
+port=$((20000 + RANDOM % 10000))
 
 echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r)"
 echo "# date: $(date -u +%FT%TZ); rounds: $ROUNDS"
 echo
 echo "## The TPM alone (swtpm $(swtpm --version 2>&1 | head -1 | awk '{print $NF}'))"
-start_swtpm "$port"
-target/release/examples/tpm_bench "swtpm:host=127.0.0.1,port=$port" "$ROUNDS" | tee "$WORK/raw.txt"
+start_swtpm raw
+target/release/examples/tpm_bench "$tcti" "$ROUNDS" | tee "$WORK/raw.txt"
 
 echo
 echo "## LocalPasskey end to end over CTAPHID (UDP), TPM custody, same kind of swtpm"
-port2=$((port + 2))
-start_swtpm "$port2"
-udp=$((port + 4))
+start_swtpm e2e
+udp=$port
 "$BIN" run --transport udp --listen "127.0.0.1:$udp" --data-dir "$WORK/data" \
-    --tpm "swtpm:host=127.0.0.1,port=$port2" --presence approve 2>"$WORK/daemon.log" &
+    --tpm "$tcti" --presence approve 2>"$WORK/daemon.log" &
 PIDS+=($!)
 sleep 0.5
 "$BIN" bench --to "127.0.0.1:$udp" --rounds "$ROUNDS" | tee "$WORK/e2e.txt"
@@ -82,7 +88,7 @@ echo "## Peer: 1Password passkey-authenticator $(grep -A1 'name = "passkey-authe
 echo
 echo "## Software custody end to end over UDP, and scale"
 : >"$OUT/scale.txt"
-udp=$((port + 6))
+udp=$((port + 1))
 for n in 10 1000 10000 100000; do
     dir="$WORK/scale$n"
     "$LPB" scale "$n" "$((ROUNDS * 3))" "$dir" | tee -a "$OUT/scale.txt"

@@ -1,8 +1,7 @@
 """Helpers for the LocalPasskey end-to-end suite.
 
-- `Swtpm`: one software TPM 2.0 (swtpm) on random loopback TCP ports, with
-  generous dictionary-attack parameters so that the TPM's own lockout never
-  fires before the daemon's PIN counters do.
+- `Swtpm`: one software TPM 2.0 (swtpm) behind a unix socket in a directory
+  only its owner may open: no TCP port, no control channel other uids reach.
 - `Daemon`: one `localpasskey run` process on a random loopback UDP port with
   its own data directory, a scripted presence file, TPM custody (its own
   swtpm) or the insecure software custody, and a PIN set through
@@ -27,10 +26,12 @@ import os
 import random
 import re
 import select
+import shutil
 import signal
 import socket
 import struct
 import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -521,7 +522,13 @@ class SwtpmError(Exception):
 
 
 class Swtpm:
-    """One swtpm (TPM 2.0) on 127.0.0.1:P (commands) and P+1 (control).
+    """One swtpm (TPM 2.0), reached only through a unix socket.
+
+    The socket and its control channel live in a fresh 0700 directory
+    (`socket_dir`, short enough for sun_path), the state files (0600) in
+    `state_dir` (0700): no other uid can send TPM commands, use what a daemon
+    loaded, or save the TPM's state (its seeds) through the control channel,
+    as anyone could through swtpm's TCP ports.
 
     swtpm has no resource manager and only 3 transient object slots, so every
     daemon gets its own (FACTS.md). A daemon restarted in a test reuses the
@@ -531,67 +538,58 @@ class Swtpm:
     def __init__(self, state_dir: Path):
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.state_dir, 0o700)
+        self.socket_dir: Path | None = None
         self.proc: subprocess.Popen | None = None
-        self.port: int | None = None
         self.log = self.state_dir.parent / f"{self.state_dir.name}.swtpm.log"
         # A daemon that used this TPM has exited (or was killed) since the last flush.
         self.used_by_dead_process = False
 
     @property
+    def socket(self) -> Path:
+        assert self.socket_dir is not None, "swtpm not started"
+        return self.socket_dir / "tpm.sock"
+
+    @property
     def tcti(self) -> str:
-        return f"swtpm:host=127.0.0.1,port={self.port}"
+        # libtss2's swtpm TCTI finds the control channel at <path>.ctrl.
+        return f"swtpm:path={self.socket}"
 
     def start(self) -> "Swtpm":
+        if self.socket_dir is None:
+            self.socket_dir = Path(tempfile.mkdtemp(prefix="lpk-swtpm-"))  # 0700
+        elif not self.socket_dir.is_dir():
+            # Started again after stop: the same TCTI. mkdir fails if anyone
+            # else took the name meanwhile.
+            os.mkdir(self.socket_dir, 0o700)
+        for stale in (self.socket, Path(f"{self.socket}.ctrl")):
+            stale.unlink(missing_ok=True)
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    "swtpm", "socket", "--tpm2",
+                    "--server", f"type=unixio,path={self.socket},mode=0600",
+                    "--ctrl", f"type=unixio,path={self.socket}.ctrl,mode=0600",
+                    "--tpmstate", f"dir={self.state_dir},mode=0600",
+                    "--flags", "not-need-init,startup-clear",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                preexec_fn=lambda: os.umask(0o077),
+            )
+        # A read-only readiness probe: the TPM's dictionary-attack settings
+        # and its lockout authorisation are the daemon's to set.
         last = ""
-        for _ in range(10):
-            port = self._free_tcp_pair()
-            with open(self.log, "ab") as log:
-                self.proc = subprocess.Popen(
-                    [
-                        "swtpm", "socket", "--tpm2",
-                        "--server", f"type=tcp,port={port},bindaddr=127.0.0.1",
-                        "--ctrl", f"type=tcp,port={port + 1},bindaddr=127.0.0.1",
-                        "--tpmstate", f"dir={self.state_dir}",
-                        "--flags", "not-need-init,startup-clear",
-                    ],
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=log,
-                )
-            self.port = port
-            # Readiness check and DA setup in one: the TPM's own lockout
-            # (swtpm default: 3 tries, 1000 s recovery) must never fire before
-            # the daemon's counters (3 per boot, 8 in total) do.
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    break  # most likely a port clash: try others
-                r = self.tool("tpm2_dictionarylockout", "-s", "-n", "32", "-t", "10", "-l", "10", check=False)
-                if r.returncode == 0:
-                    return self
-                last = r.stderr
-                time.sleep(0.02)
-            self.stop()
-            last = last or self.log.read_text(errors="replace")[-2000:]
-        raise SwtpmError(f"could not start swtpm: {last}")
-
-    @staticmethod
-    def _free_tcp_pair() -> int:
-        for _ in range(200):
-            p = random.randint(PORT_RANGE[0], PORT_RANGE[1] - 1)
-            socks = []
-            try:
-                for q in (p, p + 1):
-                    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                    socks.append(s)
-                    s.bind(("127.0.0.1", q))
-                return p
-            except OSError:
-                continue
-            finally:
-                for s in socks:
-                    s.close()
-        raise SwtpmError("no free TCP port pair in 20000-31998")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            r = self.tool("tpm2_getcap", "properties-fixed", check=False)
+            if r.returncode == 0:
+                return self
+            last = r.stderr
+            time.sleep(0.02)
+        self.stop()
+        raise SwtpmError(f"could not start swtpm: {last}\n{self.log.read_text(errors='replace')[-2000:]}")
 
     def tool(self, name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """Run a tpm2-tools command against this TPM."""
@@ -636,6 +634,8 @@ class Swtpm:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+        if self.socket_dir is not None:
+            shutil.rmtree(self.socket_dir, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------
@@ -710,7 +710,9 @@ class Daemon:
 
     def custody_args(self) -> list[str]:
         if self.custody == "tpm":
-            return ["--custody", "tpm", "--tpm", self.tpm.tcti]
+            # The real device refuses a software TPM unless told it is one.
+            allow = ["--allow-software-tpm"] if UHID else []
+            return ["--custody", "tpm", "--tpm", self.tpm.tcti, *allow]
         return ["--custody", "insecure-software"]
 
     @property

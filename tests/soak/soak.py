@@ -36,7 +36,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import sqlite3
 import struct
 import subprocess
@@ -68,52 +67,16 @@ def check(cond: bool, msg: str) -> None:
         raise Violation(msg)
 
 
-def free_port_pair() -> int:
-    """A port P (even) with P and P+1 free on TCP and P+2 free on UDP."""
-    for _ in range(500):
-        p = random.randrange(20000, 31990, 4)
-        ok = True
-        for port, kind in ((p, socket.SOCK_STREAM), (p + 1, socket.SOCK_STREAM), (p + 2, socket.SOCK_DGRAM)):
-            s = socket.socket(socket.AF_INET, kind)
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                ok = False
-            finally:
-                s.close()
-        if ok:
-            return p
-    raise RuntimeError("no free ports")
+class Swtpm(lpk.Swtpm):
+    """The e2e suite's swtpm (only a unix socket, in a 0700 directory), started
+    at once, with the soak's dictionary-attack settings."""
 
-
-class Swtpm:
     def __init__(self, workdir: Path):
-        self.port = free_port_pair()
-        self.state = workdir / "swtpm"
-        self.state.mkdir()
-        self.tcti = f"swtpm:host=127.0.0.1,port={self.port}"
-        self.proc = subprocess.Popen(
-            [
-                "swtpm", "socket", "--tpm2",
-                "--server", f"type=tcp,port={self.port},bindaddr=127.0.0.1",
-                "--ctrl", f"type=tcp,port={self.port + 1},bindaddr=127.0.0.1",
-                "--tpmstate", f"dir={self.state}",
-                "--flags", "not-need-init,startup-clear",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        env = dict(os.environ, TSS2_LOG="all+none")
-        for _ in range(100):
-            r = subprocess.run(["tpm2_getcap", "-T", self.tcti, "properties-fixed"],
-                               capture_output=True, env=env)
-            if r.returncode == 0:
-                break
-            time.sleep(0.05)
+        super().__init__(workdir / "swtpm")
+        self.start()
         # 32 tries, one forgiven per second: the soak's wrong PINs must not
         # lock the TPM itself (that is tested in lp-tpm), only count.
-        subprocess.run(["tpm2_dictionarylockout", "-s", "-n", "32", "-t", "1", "-l", "10", "-T", self.tcti],
-                       check=True, capture_output=True, env=env)
+        self.tool("tpm2_dictionarylockout", "-s", "-n", "32", "-t", "1", "-l", "10")
 
     def flush_all(self) -> None:
         """What the kernel resource manager does when a process dies: flush
@@ -122,16 +85,7 @@ class Swtpm:
         SOAK_NO_FLUSH=1 skips it (to see what the daemon does then)."""
         if os.environ.get("SOAK_NO_FLUSH"):
             return
-        env = dict(os.environ, TSS2_LOG="all+none")
-        for what in ("-t", "-l", "-s"):
-            subprocess.run(["tpm2_flushcontext", what, "-T", self.tcti], capture_output=True, env=env)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        super().flush_all()
 
 
 class PinInteraction(UserInteraction):
@@ -160,7 +114,7 @@ class CrashSoak:
         self.script.write_text("")
         self.tpm = Swtpm(workdir)
         self.proc: subprocess.Popen | None = None
-        self.port = self.tpm.port + 2
+        self.port = lpk.Daemon._free_port()
         self.server = Fido2Server({"id": RP_ID, "name": "Soak"}, attestation="none")
         # credential id -> [AttestedCredentialData, highest acknowledged counter]
         self.known: dict[bytes, list] = {}

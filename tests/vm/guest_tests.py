@@ -44,7 +44,6 @@ from pathlib import Path
 AAGUID = "cb8a205c984c4e7e98eb5800f04355ef"
 PIN = "4826-lpk"
 RP = "vm.localpasskey.test"
-SWTPM_PORT = 21320
 PRESENCE_TIMEOUT_MS = 4000
 VENDOR, PRODUCT = 0x1209, 0x0001
 
@@ -150,15 +149,22 @@ def hidraw() -> str:
 
 
 def start_swtpm() -> None:
+    """swtpm behind a unix socket in a 0700 directory, state files 0600: no
+    TCP port, no control channel another uid can reach."""
     state = WORK / "swtpm"
-    state.mkdir(parents=True)
+    sock_dir = WORK / "swtpm-sock"
+    for d in (state, sock_dir):
+        d.mkdir(parents=True, mode=0o700)
+        os.chmod(d, 0o700)
+    sock = sock_dir / "tpm.sock"
     STATE["swtpm"] = subprocess.Popen(
         ["swtpm", "socket", "--tpm2",
-         "--server", f"type=tcp,port={SWTPM_PORT},bindaddr=127.0.0.1",
-         "--ctrl", f"type=tcp,port={SWTPM_PORT + 1},bindaddr=127.0.0.1",
-         "--tpmstate", f"dir={state}", "--flags", "not-need-init,startup-clear"],
-        stdout=open(ARGS.out / "swtpm.log", "wb"), stderr=subprocess.STDOUT)
-    tcti = f"swtpm:host=127.0.0.1,port={SWTPM_PORT}"
+         "--server", f"type=unixio,path={sock},mode=0600",
+         "--ctrl", f"type=unixio,path={sock}.ctrl,mode=0600",
+         "--tpmstate", f"dir={state},mode=0600", "--flags", "not-need-init,startup-clear"],
+        stdout=open(ARGS.out / "swtpm.log", "wb"), stderr=subprocess.STDOUT,
+        preexec_fn=lambda: os.umask(0o077))
+    tcti = f"swtpm:path={sock}"
     env = dict(os.environ, TPM2TOOLS_TCTI=tcti, TSS2_LOG="all+none")
     for _ in range(100):
         if run(["tpm2_getcap", "properties-fixed"], check_rc=False, env=env).returncode == 0:
@@ -180,7 +186,8 @@ def start_daemon() -> None:
         [ARGS.bin, "run", "--transport", "uhid", "--custody", "tpm", "--tpm", STATE["tcti"],
          "--data-dir", str(WORK / "data"),
          "--presence", f"script:{WORK / 'presence'}", "--script-pin", PIN,
-         "--presence-timeout-ms", str(PRESENCE_TIMEOUT_MS), "--force-insecure-for-tests"],
+         "--presence-timeout-ms", str(PRESENCE_TIMEOUT_MS), "--force-insecure-for-tests",
+         "--allow-software-tpm"],
         stdout=log, stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -19,7 +19,7 @@ use lp_core::custody::KeyCustody;
 use lp_core::store::{Credential, CredentialStore};
 use lp_core::user::{AlwaysApprove, UserPresence};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -146,9 +146,15 @@ struct RunArgs {
     listen: SocketAddr,
     #[arg(long, value_enum, default_value_t = CustodyKind::Tpm)]
     custody: CustodyKind,
-    /// The TPM (TCTI): device:/dev/tpmrm0, or swtpm:host=127.0.0.1,port=P for a software TPM.
+    /// The TPM (TCTI): device:/dev/tpmrm0, or swtpm:path=DIR/tpm.sock for a
+    /// software TPM (its unix socket, in a directory only you can open).
     #[arg(long, env = "LOCALPASSKEY_TPM", default_value = lp_tpm::DEFAULT_TCTI)]
     tpm: String,
+    /// Accept a software TPM (swtpm) with the real USB device (--transport
+    /// uhid). A software TPM is a file on disk: whoever can read that file
+    /// can copy it, and every key in it, to another machine.
+    #[arg(long)]
+    allow_software_tpm: bool,
     /// With --presence script:FILE, the PIN typed when a verification request
     /// meets an `approve` line (tests only).
     #[arg(long)]
@@ -157,7 +163,8 @@ struct RunArgs {
     /// also takes the PIN; the default with uhid, falling back to pinentry
     /// when there is no display), `pinentry` (honouring PINENTRY_PROGRAM),
     /// `approve` (the default with the UDP simulation; no built-in
-    /// verification, so the platform asks for the PIN) or `script:FILE`
+    /// verification, so the platform asks for the PIN; never with your real
+    /// data directory or a hardware TPM, since it approves Reset too) or `script:FILE`
     /// (tests: one of approve/deny/wait/delay <ms>/pin <PIN> per line).
     #[arg(long)]
     presence: Option<String>,
@@ -304,13 +311,151 @@ fn kernel_boot_id() -> Option<String> {
     Some(id.trim().to_owned()).filter(|s| !s.is_empty())
 }
 
+/// The defaults `data_dir` chooses from, read once from the environment.
+struct DataHome {
+    xdg_data_home: Option<PathBuf>,
+    home: Option<PathBuf>,
+}
+
+impl DataHome {
+    fn from_env() -> DataHome {
+        let var = |name: &str| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        DataHome {
+            xdg_data_home: var("XDG_DATA_HOME"),
+            home: var("HOME"),
+        }
+    }
+
+    /// Both defaults, not only the one `data_dir` would pick now: a daemon
+    /// started without XDG_DATA_HOME (a service, an older setup) keeps the
+    /// passkeys under HOME.
+    fn defaults(&self) -> Vec<PathBuf> {
+        let xdg = self.xdg_data_home.iter().map(|x| x.join("localpasskey"));
+        let home = self.home.iter().map(|h| h.join(".local/share/localpasskey"));
+        xdg.chain(home).collect()
+    }
+}
+
+/// Which of the user's default data directories `dir` is, however it is
+/// spelt (relative, through symlinks, with `.` or `..`), or None.
+fn users_data_dir(dir: &Path, home: &DataHome) -> Option<PathBuf> {
+    let target = resolve(dir);
+    home.defaults().into_iter().find(|d| resolve(d) == target)
+}
+
+/// The path with every symlink of its existing part resolved; what does not
+/// exist yet is taken as written, so a data directory that `run` would
+/// create compares equal too.
+fn resolve(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut out = PathBuf::new();
+    for part in absolute.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => {
+                out.push(other);
+                if let Ok(real) = out.canonicalize() {
+                    out = real;
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod data_home_tests {
+    use super::*;
+
+    fn home(root: &Path, xdg: bool) -> DataHome {
+        DataHome {
+            xdg_data_home: xdg.then(|| root.join("xdg")),
+            home: Some(root.join("home")),
+        }
+    }
+
+    #[test]
+    fn the_users_data_dir_is_recognised_however_it_is_spelt() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let real = root.join("xdg/localpasskey");
+        let h = home(root, true);
+        // Not created yet: a daemon would create it.
+        assert_eq!(users_data_dir(&real, &h), Some(real.clone()));
+        std::fs::create_dir_all(&real).unwrap();
+        assert!(users_data_dir(&real, &h).is_some());
+        assert!(users_data_dir(&root.join("xdg/./x/../localpasskey/"), &h).is_some());
+        std::os::unix::fs::symlink(&real, root.join("link")).unwrap();
+        assert!(
+            users_data_dir(&root.join("link"), &h).is_some(),
+            "through a symlink"
+        );
+        std::os::unix::fs::symlink(root.join("xdg"), root.join("xdg-link")).unwrap();
+        assert!(users_data_dir(&root.join("xdg-link/localpasskey"), &h).is_some());
+        // HOME's default counts too while XDG_DATA_HOME points elsewhere.
+        assert!(users_data_dir(&root.join("home/.local/share/localpasskey"), &h).is_some());
+    }
+
+    #[test]
+    fn other_directories_are_not_the_users() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let h = home(root, false);
+        for other in [
+            "xdg/localpasskey",
+            "home/.local/share",
+            "home/.local/share/localpasskey/x",
+            "sim",
+        ] {
+            std::fs::create_dir_all(root.join(other)).unwrap();
+            assert_eq!(users_data_dir(&root.join(other), &h), None, "{other}");
+        }
+        assert!(users_data_dir(&root.join("home/.local/share/localpasskey"), &h).is_some());
+        let nothing = DataHome {
+            xdg_data_home: None,
+            home: None,
+        };
+        assert_eq!(
+            users_data_dir(&root.join("home/.local/share/localpasskey"), &nothing),
+            None
+        );
+    }
+}
+
 fn run(args: RunArgs, dir: PathBuf) -> Result<()> {
     harden_process();
-    let mut store = SqliteStore::open(&dir)?;
     let simulation = args.transport == TransportKind::Udp;
     // With the real device anything on this machine that can open a hidraw
     // node talks to us, so the test-only parts need a flag that says so.
     let test_only_ok = simulation || args.force_insecure_for_tests;
+    let presence_mode = args
+        .presence
+        .clone()
+        .unwrap_or_else(|| if simulation { "approve" } else { "desktop" }.to_string());
+    // `approve` says yes to everything, authenticatorReset included, and in
+    // the simulation any local uid can send the power-cycle datagram that
+    // opens Reset's window: it must never meet the user's passkeys. Checked
+    // before anything opens (or creates) the data directory.
+    let auto_approve = presence_mode == "approve";
+    if auto_approve {
+        if let Some(real) = users_data_dir(&dir, &DataHome::from_env()) {
+            bail!(
+                "--presence approve approves every request without a person, Reset included, so \
+                 it is refused with your real data directory {}: any local user could use or \
+                 erase your passkeys through it. Give the simulation a throw-away one \
+                 (--data-dir \"$(mktemp -d)\"; scripts/run.sh does that), or use --presence \
+                 pinentry or desktop",
+                real.display()
+            );
+        }
+    }
     let boot_id = match &args.boot_id_file {
         None => kernel_boot_id(),
         Some(_) if !test_only_ok => {
@@ -323,7 +468,6 @@ fn run(args: RunArgs, dir: PathBuf) -> Result<()> {
                 .to_owned(),
         ),
     };
-    power_up_after_boot(&mut store, boot_id)?;
     if args.force_insecure_for_tests && !simulation {
         tracing::warn!(
             "!!! --force-insecure-for-tests: the USB security key accepts TEST-ONLY settings \
@@ -331,17 +475,18 @@ fn run(args: RunArgs, dir: PathBuf) -> Result<()> {
              machine can use these passkeys without a person. NEVER USE THIS FOR REAL ACCOUNTS !!!"
         );
     }
+    let tcti = normalise_tcti(&args.tpm);
     let custody: Box<dyn KeyCustody> = match args.custody {
         CustodyKind::Tpm => {
-            let tcti = normalise_tcti(&args.tpm);
-            Box::new(lp_tpm::TpmCustody::open(&tcti).map_err(|e| {
+            let tpm = lp_tpm::TpmCustody::open(&tcti).map_err(|e| {
                 anyhow::anyhow!(
                     "cannot use the TPM at {tcti}: {e}\n\
                      `localpasskey doctor` says what is wrong. For a software TPM pass \
-                     --tpm swtpm:host=127.0.0.1,port=PORT; keys without any TPM only with \
-                     --custody insecure-software (simulation only, protects nothing)"
+                     --tpm swtpm:path=DIR/tpm.sock (swtpm's unix socket); keys without any TPM only \
+                     with --custody insecure-software (simulation only, protects nothing)"
                 )
-            })?)
+            })?;
+            Box::new(tpm)
         }
         CustodyKind::InsecureSoftware => {
             if !test_only_ok {
@@ -353,10 +498,28 @@ fn run(args: RunArgs, dir: PathBuf) -> Result<()> {
             Box::new(InsecureSoftwareCustody::new())
         }
     };
-    let presence_mode = args
-        .presence
-        .clone()
-        .unwrap_or_else(|| if simulation { "approve" } else { "desktop" }.to_string());
+    let software_tpm = args.custody == CustodyKind::Tpm && !custody.is_hardware();
+    // Before /dev/uhid is opened: no browser may see a security key that
+    // rests on a file anyone who can read it can copy.
+    if software_tpm && !simulation && !args.allow_software_tpm {
+        bail!(
+            "the TPM at {tcti} is a software TPM (swtpm), not a hardware one: a software TPM \
+             is a file on disk, and anyone who can read it can copy it with every key in it. \
+             The USB security key (--transport uhid) uses it only with --allow-software-tpm"
+        );
+    }
+    // A hardware TPM holds the user's real keys (and is shared with the rest
+    // of the machine): no automatic approval in front of it.
+    if auto_approve && custody.is_hardware() {
+        bail!(
+            "--presence approve (every request approved without a person) is only for a \
+             simulation on a software TPM or the insecure software custody; the TPM at {tcti} \
+             is a hardware TPM. Use --presence pinentry or desktop, or a software TPM \
+             (swtpm) for the simulation"
+        );
+    }
+    let mut store = SqliteStore::open(&dir)?;
+    power_up_after_boot(&mut store, boot_id)?;
     if args.script_pin.is_some() && !presence_mode.starts_with("script:") {
         bail!("--script-pin goes with --presence script:FILE");
     }
@@ -409,9 +572,15 @@ fn run(args: RunArgs, dir: PathBuf) -> Result<()> {
     };
     if custody.is_hardware() {
         tracing::info!(
-            "KEY CUSTODY: TPM at {} — keys are created in the TPM and cannot leave it; \
-             every signature needs the PIN, checked by the TPM",
-            normalise_tcti(&args.tpm)
+            "KEY CUSTODY: hardware TPM at {tcti} — keys are created in the TPM and cannot leave it; \
+             every signature needs the PIN, checked by the TPM"
+        );
+    } else if software_tpm {
+        tracing::warn!(
+            "KEY CUSTODY: software TPM (swtpm) at {tcti} — keys are created in it and wrapped by \
+             it, but this TPM is a file on disk: whoever can read its state can copy it, with \
+             every key in it, and copying it back undoes its PIN counters. Tests and simulation, \
+             or a machine without a hardware TPM"
         );
     } else {
         tracing::warn!(
@@ -421,12 +590,17 @@ fn run(args: RunArgs, dir: PathBuf) -> Result<()> {
             dir.display()
         );
     }
+    let custody_name = if software_tpm {
+        "software TPM (swtpm)"
+    } else {
+        custody.name()
+    };
     let credentials = store.count().unwrap_or(0);
     let serial = device_serial(&mut store)?;
     let ready = |transport: &dyn Fn() -> String| {
         tracing::info!(
             transport = %transport(),
-            custody = custody.name(),
+            custody = custody_name,
             presence = %presence_mode,
             data_dir = %dir.display(),
             credentials,

@@ -1,5 +1,5 @@
 //! Timings of the TPM custody: `cargo run --release -p lp-tpm --example tpm_bench -- TCTI [N]`
-//! e.g. `swtpm:host=127.0.0.1,port=2321` or `device:/dev/tpmrm0`.
+//! e.g. `swtpm:path=DIR/tpm.sock` (swtpm on a unix socket) or `device:/dev/tpmrm0`.
 //!
 //! Not a test. Prints p50/p99 of each operation. The last section compares
 //! the two ways of checking a PIN at unlock (see `TpmCustody::unlock`).

@@ -3,9 +3,10 @@
 use lp_core::custody::{CustodyError, KeyCustody, PublicKey};
 use lp_tpm::{TpmCustody, TpmError, VaultBlob, MAX_HMAC_MESSAGE};
 use p256::ecdsa::{signature::hazmat::PrehashVerifier, Signature, VerifyingKey};
-use std::hash::{BuildHasher, Hasher};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,59 +15,58 @@ const PIN: [u8; 32] = [7; 32];
 const WRONG: [u8; 32] = [8; 32];
 const NEW_PIN: [u8; 32] = [9; 32];
 
-/// A swtpm on a random port pair (P, P+1) in 20000–31999, killed on drop.
+/// A swtpm reached only through a unix socket in its own 0700 temporary
+/// directory (state files 0600): no TCP port another uid could reach. Killed
+/// on drop.
 struct Swtpm {
     child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Swtpm {
     fn start() -> Swtpm {
         // libtss2 prints every TPM error; the tests provoke many on purpose.
         std::env::set_var("TSS2_LOG", "all+none");
-        for _ in 0..50 {
-            let random = std::collections::hash_map::RandomState::new()
-                .build_hasher()
-                .finish();
-            let port = 20000 + (random % 11999) as u16; // P+1 <= 31999
-            let dir = tempfile::tempdir().expect("tempdir");
-            let mut child = Command::new("swtpm")
-                .args(["socket", "--tpm2"])
-                .arg(format!("--server=type=tcp,port={port},bindaddr=127.0.0.1"))
-                .arg(format!("--ctrl=type=tcp,port={},bindaddr=127.0.0.1", port + 1))
-                .arg(format!("--tpmstate=dir={}", dir.path().display()))
-                .args(["--flags", "not-need-init,startup-clear"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("swtpm is installed");
-            let deadline = Instant::now() + Duration::from_secs(5);
-            loop {
-                if child.try_wait().expect("try_wait").is_some() {
-                    break; // port taken: try another
-                }
-                let up = |p: u16| TcpStream::connect(("127.0.0.1", p)).is_ok();
-                if up(port) && up(port + 1) && child.try_wait().expect("try_wait").is_none() {
-                    return Swtpm {
-                        child,
-                        port,
-                        _dir: dir,
-                    };
-                }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(5));
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        let state = dir.path().join("state");
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&state)
+            .expect("state dir");
+        let sock = dir.path().join("tpm.sock");
+        let ctrl = ctrl_path(&sock);
+        let mut child = Command::new("swtpm")
+            .args(["socket", "--tpm2"])
+            .arg(format!("--server=type=unixio,path={},mode=0600", sock.display()))
+            .arg(format!("--ctrl=type=unixio,path={},mode=0600", ctrl.display()))
+            .arg(format!("--tpmstate=dir={},mode=0600", state.display()))
+            .args(["--flags", "not-need-init,startup-clear"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("swtpm is installed");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            assert!(child.try_wait().expect("try_wait").is_none(), "swtpm exited");
+            if UnixStream::connect(&sock).is_ok() && UnixStream::connect(&ctrl).is_ok() {
+                return Swtpm { child, dir };
             }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("could not start swtpm");
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
-        panic!("could not start swtpm");
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("tpm.sock")
     }
 
     fn tcti(&self) -> String {
-        format!("swtpm:host=127.0.0.1,port={}", self.port)
+        format!("swtpm:path={}", self.socket().display())
     }
 
     fn open(&self) -> TpmCustody {
@@ -96,11 +96,16 @@ impl Drop for Swtpm {
 
 type Log = Arc<Mutex<Vec<Vec<u8>>>>;
 
+/// libtss2's swtpm TCTI finds the control channel at `<path>.ctrl`.
+fn ctrl_path(sock: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.ctrl", sock.display()))
+}
+
 /// A relay between libtss2 and a swtpm that records every command sent to
-/// the TPM and every response, as a bus sniffer would (one TCP connection
-/// per command).
+/// the TPM and every response, as a bus sniffer would (one connection per
+/// command).
 struct Sniffer {
-    port: u16,
+    dir: tempfile::TempDir,
     commands: Log,
     responses: Log,
 }
@@ -108,34 +113,26 @@ struct Sniffer {
 impl Sniffer {
     fn start(tpm: &Swtpm) -> Sniffer {
         let (commands, responses): (Log, Log) = Default::default();
-        for _ in 0..50 {
-            let random = std::collections::hash_map::RandomState::new()
-                .build_hasher()
-                .finish();
-            let port = 20000 + (random % 11999) as u16;
-            let (Ok(data), Ok(ctrl)) = (
-                TcpListener::bind(("127.0.0.1", port)),
-                TcpListener::bind(("127.0.0.1", port + 1)),
-            ) else {
-                continue;
-            };
-            Self::relay(data, tpm.port, Some((commands.clone(), responses.clone())));
-            Self::relay(ctrl, tpm.port + 1, None);
-            return Sniffer {
-                port,
-                commands,
-                responses,
-            };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sock = dir.path().join("tpm.sock");
+        let data = UnixListener::bind(&sock).expect("sniffer socket");
+        let ctrl = UnixListener::bind(ctrl_path(&sock)).expect("sniffer control socket");
+        Self::relay(data, tpm.socket(), Some((commands.clone(), responses.clone())));
+        Self::relay(ctrl, ctrl_path(&tpm.socket()), None);
+        Sniffer {
+            dir,
+            commands,
+            responses,
         }
-        panic!("no free port pair for the sniffer");
     }
 
-    fn relay(listener: TcpListener, upstream: u16, log: Option<(Log, Log)>) {
+    fn relay(listener: UnixListener, upstream: PathBuf, log: Option<(Log, Log)>) {
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 let log = log.clone();
+                let upstream = upstream.clone();
                 std::thread::spawn(move || {
-                    let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    let Ok(server) = UnixStream::connect(&upstream) else {
                         return;
                     };
                     let (mut c_in, mut s_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
@@ -172,7 +169,7 @@ impl Sniffer {
     }
 
     fn tcti(&self) -> String {
-        format!("swtpm:host=127.0.0.1,port={}", self.port)
+        format!("swtpm:path={}", self.dir.path().join("tpm.sock").display())
     }
 
     /// `needle` appeared on the bus, in a command or in a response.
