@@ -79,6 +79,16 @@ enum Command {
         #[arg(long, value_enum, default_value_t = TransportKind::Uhid)]
         transport: TransportKind,
     },
+    /// Take the TPM's lockout authorisation, so that nobody can reset its
+    /// dictionary-attack counter (explains what it changes and asks first).
+    TpmProtect {
+        /// The TPM (TCTI).
+        #[arg(long, env = "LOCALPASSKEY_TPM", default_value = lp_tpm::DEFAULT_TCTI)]
+        tpm: String,
+        /// Do not ask (for scripts that have shown the explanation themselves).
+        #[arg(long)]
+        yes: bool,
+    },
     /// Time a running daemon end to end (prints figures; see scripts/bench.sh).
     #[command(hide = true)]
     Bench {
@@ -155,6 +165,11 @@ struct RunArgs {
     /// can copy it, and every key in it, to another machine.
     #[arg(long)]
     allow_software_tpm: bool,
+    /// On a TPM that cannot make LocalPasskey's PIN index, set a PIN anyway:
+    /// wrong PINs are then bounded by the TPM's dictionary-attack lockout
+    /// alone, not counted to 8 by the TPM (said at every start).
+    #[arg(long)]
+    accept_weak_pin_limit: bool,
     /// With --presence script:FILE, the PIN typed when a verification request
     /// meets an `approve` line (tests only).
     #[arg(long)]
@@ -235,6 +250,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             pin(action, to, pin_stdin)
         }
         Command::Doctor { tpm, transport } => doctor::run(&dir, &tpm, transport == TransportKind::Uhid),
+        Command::TpmProtect { tpm, yes } => crate::tpm_protect::run(&normalise_tcti(&tpm), yes),
         Command::Uninstall { purge, yes, root } => crate::uninstall::run(&dir, purge, yes, &root),
         Command::Bench { to, pin, rounds } => crate::bench::run(to, &pin, rounds),
         Command::PowerCycle { to } => {
@@ -478,7 +494,7 @@ fn run(args: RunArgs, dir: PathBuf) -> Result<()> {
     let tcti = normalise_tcti(&args.tpm);
     let custody: Box<dyn KeyCustody> = match args.custody {
         CustodyKind::Tpm => {
-            let tpm = lp_tpm::TpmCustody::open(&tcti).map_err(|e| {
+            let mut tpm = lp_tpm::TpmCustody::open(&tcti).map_err(|e| {
                 anyhow::anyhow!(
                     "cannot use the TPM at {tcti}: {e}\n\
                      `localpasskey doctor` says what is wrong. For a software TPM pass \
@@ -486,6 +502,8 @@ fn run(args: RunArgs, dir: PathBuf) -> Result<()> {
                      with --custody insecure-software (simulation only, protects nothing)"
                 )
             })?;
+            tpm.accept_weak_pin_limit(args.accept_weak_pin_limit);
+            crate::tpm_protect::announce(&mut tpm, args.accept_weak_pin_limit);
             Box::new(tpm)
         }
         CustodyKind::InsecureSoftware => {
