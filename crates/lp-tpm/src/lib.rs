@@ -771,7 +771,14 @@ impl TpmCustody {
             self.unlock_legacy(vault, id, auth.clone())?;
             return self.migrate(vault, &auth);
         };
-        let (r, opened) = self.open_seal(&gate, &vault.seals, &auth)?;
+        // Any failure locks: a wrong PIN never leaves an earlier unlock standing.
+        let (r, opened) = match self.open_seal(&gate, &vault.seals, &auth) {
+            Ok(opened) => opened,
+            Err(e) => {
+                self.lock();
+                return Err(e);
+            }
+        };
         let settled = self.settle(vault, &gate, opened)?;
         let current = settled.as_ref().unwrap_or(vault);
         let (public, private) = self.parse_vault(current)?;

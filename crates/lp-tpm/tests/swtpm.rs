@@ -4,102 +4,19 @@ use lp_core::custody::{CustodyError, KeyCustody, PublicKey};
 use lp_tpm::{TpmCustody, TpmError, VaultBlob, MAX_HMAC_MESSAGE};
 use p256::ecdsa::{signature::hazmat::PrehashVerifier, Signature, VerifyingKey};
 use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 const PIN: [u8; 32] = [7; 32];
 const WRONG: [u8; 32] = [8; 32];
 const NEW_PIN: [u8; 32] = [9; 32];
 
-/// A swtpm reached only through a unix socket in its own 0700 temporary
-/// directory (state files 0600): no TCP port another uid could reach. Killed
-/// on drop.
-struct Swtpm {
-    child: Child,
-    dir: tempfile::TempDir,
-}
+mod common;
 
-impl Swtpm {
-    fn start() -> Swtpm {
-        // libtss2 prints every TPM error; the tests provoke many on purpose.
-        std::env::set_var("TSS2_LOG", "all+none");
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).expect("chmod");
-        let state = dir.path().join("state");
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&state)
-            .expect("state dir");
-        let sock = dir.path().join("tpm.sock");
-        let ctrl = ctrl_path(&sock);
-        let mut child = Command::new("swtpm")
-            .args(["socket", "--tpm2"])
-            .arg(format!("--server=type=unixio,path={},mode=0600", sock.display()))
-            .arg(format!("--ctrl=type=unixio,path={},mode=0600", ctrl.display()))
-            .arg(format!("--tpmstate=dir={},mode=0600", state.display()))
-            .args(["--flags", "not-need-init,startup-clear"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("swtpm is installed");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            assert!(child.try_wait().expect("try_wait").is_none(), "swtpm exited");
-            if UnixStream::connect(&sock).is_ok() && UnixStream::connect(&ctrl).is_ok() {
-                return Swtpm { child, dir };
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("could not start swtpm");
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.path().join("tpm.sock")
-    }
-
-    fn tcti(&self) -> String {
-        format!("swtpm:path={}", self.socket().display())
-    }
-
-    fn open(&self) -> TpmCustody {
-        TpmCustody::open(&self.tcti()).expect("open swtpm")
-    }
-
-    /// DA parameters: `max_tries` failures before lockout, 1000 s to forget one.
-    /// swtpm's lockout hierarchy has an empty authValue, so tpm2-tools may set them.
-    fn set_da(&self, max_tries: u32) {
-        let status = Command::new("tpm2_dictionarylockout")
-            .args(["-s", "-n", &max_tries.to_string(), "-t", "1000", "-l", "1000"])
-            .args(["-T", &self.tcti()])
-            .env("TSS2_LOG", "all+none")
-            .stdout(Stdio::null())
-            .status()
-            .expect("tpm2-tools is installed");
-        assert!(status.success(), "tpm2_dictionarylockout failed");
-    }
-}
-
-impl Drop for Swtpm {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{ctrl_path, Swtpm};
 
 type Log = Arc<Mutex<Vec<Vec<u8>>>>;
-
-/// libtss2's swtpm TCTI finds the control channel at `<path>.ctrl`.
-fn ctrl_path(sock: &Path) -> PathBuf {
-    PathBuf::from(format!("{}.ctrl", sock.display()))
-}
 
 /// A relay between libtss2 and a swtpm that records every command sent to
 /// the TPM and every response, as a bus sniffer would (one connection per
@@ -199,8 +116,10 @@ fn verify(public: &PublicKey, digest: &[u8; 32], der: &[u8]) {
 fn create_sign_and_verify_with_p256() {
     let tpm = Swtpm::start();
     let mut custody = tpm.open();
-    assert_eq!(custody.name(), "tpm");
-    assert!(custody.is_hardware());
+    // swtpm is named for what it is: a software TPM, never "hardware".
+    assert_eq!(custody.name(), "software-tpm");
+    assert!(!custody.is_hardware());
+    assert!(custody.is_software());
     custody.create_vault(&PIN).unwrap();
     assert!(custody.is_unlocked());
     let key = custody.create_key().unwrap();
@@ -222,10 +141,13 @@ fn credential_and_vault_attributes_are_the_promised_ones() {
 
     let a = TpmCustody::public_attributes(&key.blob).unwrap();
     assert!(a.fixed_tpm && a.fixed_parent && a.sensitive_data_origin && a.user_with_auth && a.sign);
-    assert!(!a.decrypt && !a.restricted && !a.admin_with_policy && !a.no_da);
+    assert!(!a.decrypt && !a.restricted && !a.admin_with_policy && a.no_da);
     assert!(!a.encrypted_duplication && a.ecc_p256);
-    // Exactly these bits: fixedTPM|fixedParent|sensitiveDataOrigin|userWithAuth|sign.
-    assert_eq!(a.raw, (1 << 1) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 18));
+    // Exactly these bits: fixedTPM|fixedParent|sensitiveDataOrigin|userWithAuth|noDA|sign.
+    assert_eq!(
+        a.raw,
+        (1 << 1) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 10) | (1 << 18)
+    );
 
     assert!(!a.hmac_sha256);
 
@@ -234,13 +156,17 @@ fn credential_and_vault_attributes_are_the_promised_ones() {
     assert_eq!(&hmac[..4], b"LPH\x01");
     let h = TpmCustody::public_attributes(&hmac).unwrap();
     assert!(h.fixed_tpm && h.fixed_parent && h.sensitive_data_origin && h.user_with_auth && h.sign);
-    assert!(!h.decrypt && !h.restricted && !h.admin_with_policy && !h.no_da);
+    assert!(!h.decrypt && !h.restricted && !h.admin_with_policy && h.no_da);
     assert!(!h.encrypted_duplication && h.hmac_sha256 && !h.ecc_p256);
-    assert_eq!(h.raw, (1 << 1) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 18));
+    assert_eq!(
+        h.raw,
+        (1 << 1) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 10) | (1 << 18)
+    );
 
+    // The vault: usable only through its policy, its authValue never changeable.
     let v = TpmCustody::public_attributes(&vault.to_bytes()).unwrap();
-    assert!(!v.no_da, "the vault must be DA-protected");
-    assert!(v.fixed_tpm && v.fixed_parent && v.sensitive_data_origin && v.user_with_auth);
+    assert!(v.fixed_tpm && v.fixed_parent && v.sensitive_data_origin && !v.user_with_auth);
+    assert!(v.admin_with_policy && v.no_da && v.has_policy);
     assert!(v.restricted && v.decrypt && !v.sign && v.ecc_p256 && !v.hmac_sha256);
 }
 
@@ -253,7 +179,11 @@ fn blobs_load_only_into_the_tpm_that_made_them() {
     drop(a);
 
     let mut b = tpm_b.open();
-    assert!(matches!(b.unlock(&vault, &PIN), Err(TpmError::InvalidBlob)));
+    // Its PIN index and counters are not in B, and its blobs do not load there.
+    assert!(matches!(
+        b.unlock(&vault, &PIN),
+        Err(TpmError::Revoked | TpmError::InvalidBlob)
+    ));
     assert!(!b.is_unlocked());
     // Even under an unlocked vault of its own with the same PIN, B refuses A's key.
     b.create_vault(&PIN).unwrap();
@@ -286,7 +216,6 @@ fn blobs_load_only_into_the_tpm_that_made_them() {
 #[test]
 fn without_the_pin_nothing_signs_and_wrong_pins_are_counted() {
     let tpm = Swtpm::start();
-    tpm.set_da(10);
     let mut custody = tpm.open();
     let vault = custody.create_vault(&PIN).unwrap();
     let key = custody.create_key().unwrap();
@@ -298,8 +227,7 @@ fn without_the_pin_nothing_signs_and_wrong_pins_are_counted() {
         Err(CustodyError::Locked)
     ));
 
-    let before = custody.da_status().unwrap();
-    assert_eq!(before.max_tries, 10);
+    let da = custody.da_status().unwrap().counter;
     assert!(matches!(
         custody.unlock(&vault, &WRONG),
         Err(TpmError::AuthFailed)
@@ -309,9 +237,13 @@ fn without_the_pin_nothing_signs_and_wrong_pins_are_counted() {
         custody.sign_digest(&key.blob, &digest(0)),
         Err(CustodyError::Locked)
     ));
-    let after = custody.da_status().unwrap();
-    assert_eq!(after.counter, before.counter + 1, "the TPM counted the wrong PIN");
-    assert!(!after.in_lockout);
+    let counts = custody.pin_counts(&vault).unwrap().unwrap();
+    assert_eq!(counts.failures, 1, "the TPM's PIN index counted the wrong PIN");
+    assert_eq!(
+        custody.da_status().unwrap().counter,
+        da,
+        "and the DA counter did not"
+    );
 
     // Same process, same session: the right PIN still works.
     custody.unlock(&vault, &PIN).unwrap();
@@ -319,12 +251,19 @@ fn without_the_pin_nothing_signs_and_wrong_pins_are_counted() {
     verify(&key.public, &digest(1), &sig);
 }
 
+/// A vault without a PIN index (made before it, or accepted on a TPM
+/// without one) is bounded by the DA lockout alone: maxTries, then nothing.
 #[test]
-fn enough_wrong_pins_lock_the_tpm_out_even_for_the_right_pin() {
+fn an_unguarded_vault_is_bounded_by_the_dictionary_attack_lockout() {
     let tpm = Swtpm::start();
-    tpm.set_da(3);
+    let out = tpm.tool(
+        "tpm2_dictionarylockout",
+        &["-s", "-n", "3", "-t", "1000", "-l", "1000"],
+    );
+    assert!(out.status.success(), "tpm2_dictionarylockout failed");
     let mut custody = tpm.open();
-    let vault = custody.create_vault(&PIN).unwrap();
+    let auth = tss_esapi::structures::Auth::try_from(&PIN[..]).unwrap();
+    let vault = custody.create_unguarded_vault(&auth).unwrap();
     custody.lock();
     let mut wrong = 0;
     loop {
@@ -350,7 +289,6 @@ fn enough_wrong_pins_lock_the_tpm_out_even_for_the_right_pin() {
 #[test]
 fn change_auth_keeps_credentials_and_retires_the_old_pin() {
     let tpm = Swtpm::start();
-    tpm.set_da(10);
     let mut custody = tpm.open();
     let vault = custody.create_vault(&PIN).unwrap();
     let key = custody.create_key().unwrap();
@@ -361,14 +299,9 @@ fn change_auth_keeps_credentials_and_retires_the_old_pin() {
     ));
     assert!(!custody.is_unlocked());
 
-    let new_vault = custody.change_auth(&vault, &PIN, &NEW_PIN).unwrap();
-    assert_eq!(new_vault.public, vault.public);
-    assert_ne!(new_vault.private, vault.private);
-    assert!(custody.is_unlocked(), "left unlocked with the new PIN");
-    let sig = custody.sign_digest(&key.blob, &digest(0)).unwrap();
-    verify(&key.public, &digest(0), &sig);
-
-    custody.lock();
+    let prepared = custody.change_auth(&vault, &PIN, &NEW_PIN).unwrap();
+    let new_vault = custody.commit_change(&prepared, &PIN, &NEW_PIN).unwrap();
+    assert_ne!(new_vault, vault);
     assert!(matches!(
         custody.unlock(&new_vault, &PIN),
         Err(TpmError::AuthFailed)
@@ -424,22 +357,19 @@ fn key_cache_fits_swtpm_three_slots() {
 #[test]
 fn unlocking_again_rechecks_the_pin_in_the_tpm() {
     let tpm = Swtpm::start();
-    tpm.set_da(10);
     let mut custody = tpm.open();
     let vault = custody.create_vault(&PIN).unwrap();
     let key = custody.create_key().unwrap();
     custody.sign_digest(&key.blob, &digest(0)).unwrap();
-    // A second unlock of the loaded vault is still a TPM check: the right
-    // PIN passes (and keeps the cached key), a wrong one is counted and
-    // locks everything.
+    // A second unlock is still a TPM check: the right PIN passes, a wrong
+    // one is counted and locks everything.
     TpmCustody::unlock(&mut custody, &vault, &PIN).unwrap();
     assert!(custody.is_unlocked());
-    let before = custody.da_status().unwrap().counter;
     assert!(matches!(
         TpmCustody::unlock(&mut custody, &vault, &WRONG),
         Err(TpmError::AuthFailed)
     ));
-    assert_eq!(custody.da_status().unwrap().counter, before + 1);
+    assert_eq!(custody.pin_counts(&vault).unwrap().unwrap().failures, 1);
     assert!(!custody.is_unlocked());
     assert!(matches!(
         custody.sign_digest(&key.blob, &digest(1)),
@@ -477,13 +407,13 @@ fn reset_locks_and_describe_reports_the_tpm() {
     let mut custody = tpm.open();
     let info = custody.describe().unwrap();
     assert_eq!(info.manufacturer, "IBM");
-    assert!(info.ecc_p256);
+    assert!(info.ecc_p256 && info.software && !info.isolated);
     let da = custody.da_status().unwrap();
     assert!(!da.in_lockout);
 
     let vault = custody.create_vault(&PIN).unwrap();
     let key = custody.create_key().unwrap();
-    custody.reset().unwrap();
+    KeyCustody::reset(&mut custody, Some(&vault.to_bytes())).unwrap();
     assert!(!custody.is_unlocked());
     assert!(matches!(
         custody.sign_digest(&key.blob, &digest(0)),
@@ -515,7 +445,8 @@ fn the_pin_never_crosses_the_bus_in_clear_and_the_session_is_salted() {
     let vault = custody.create_vault(&pin).unwrap();
     custody.lock();
     custody.unlock(&vault, &pin).unwrap();
-    let vault = custody.change_auth(&vault, &pin, &new_pin).unwrap();
+    let prepared = custody.change_auth(&vault, &pin, &new_pin).unwrap();
+    let vault = custody.commit_change(&prepared, &pin, &new_pin).unwrap();
     custody.unlock(&vault, &new_pin).unwrap();
     let key = custody.create_key().unwrap();
     let signed = digest(3333);
@@ -527,8 +458,9 @@ fn the_pin_never_crosses_the_bus_in_clear_and_the_session_is_salted() {
         sniffer.saw(&signed),
         "sniffer sees nothing: the test would prove nothing"
     );
-    // ... but never an authValue: TPM2_Create (vault) and TPM2_ObjectChangeAuth
-    // carry it only parameter-encrypted.
+    // ... but never the PIN: PolicySecret proves it with an HMAC in a salted
+    // session, and TPM2_NV_DefineSpace, TPM2_Create (the seal) and
+    // TPM2_NV_ChangeAuth carry it only parameter-encrypted.
     assert!(
         !sniffer.saw(&pin) && !sniffer.saw(&new_pin),
         "an authValue crossed the bus in clear"
@@ -650,7 +582,6 @@ fn hmac_is_deterministic_per_key_and_message_and_survives_a_reopen() {
 #[test]
 fn hmac_needs_the_pin_like_a_signature() {
     let tpm = Swtpm::start();
-    tpm.set_da(10);
     let mut custody = tpm.open();
     let vault = custody.create_vault(&PIN).unwrap();
     let key = custody.create_hmac_key().unwrap();
@@ -659,20 +590,19 @@ fn hmac_needs_the_pin_like_a_signature() {
     assert!(matches!(custody.create_hmac_key(), Err(TpmError::Locked)));
     assert!(matches!(custody.hmac(&key, &digest(0)), Err(TpmError::Locked)));
 
-    let before = custody.da_status().unwrap().counter;
     assert!(matches!(
         custody.unlock(&vault, &WRONG),
         Err(TpmError::AuthFailed)
     ));
-    assert_eq!(custody.da_status().unwrap().counter, before + 1);
+    assert_eq!(custody.pin_counts(&vault).unwrap().unwrap().failures, 1);
     assert!(matches!(custody.hmac(&key, &digest(0)), Err(TpmError::Locked)));
     assert!(matches!(custody.create_hmac_key(), Err(TpmError::Locked)));
 
     custody.unlock(&vault, &PIN).unwrap();
     assert_eq!(custody.hmac(&key, &digest(0)).unwrap(), expected);
     // After a PIN change the same key gives the same output.
-    let vault = custody.change_auth(&vault, &PIN, &NEW_PIN).unwrap();
-    assert_eq!(custody.hmac(&key, &digest(0)).unwrap(), expected);
+    let prepared = custody.change_auth(&vault, &PIN, &NEW_PIN).unwrap();
+    let vault = custody.commit_change(&prepared, &PIN, &NEW_PIN).unwrap();
     custody.lock();
     custody.unlock(&vault, &NEW_PIN).unwrap();
     assert_eq!(custody.hmac(&key, &digest(0)).unwrap(), expected);
@@ -720,7 +650,11 @@ fn hmac_blobs_work_only_in_their_tpm_and_only_as_hmac_keys() {
 
     let mut b = tpm_b.open();
     assert!(matches!(b.hmac(&hmac, &digest(0)), Err(TpmError::Locked)));
-    assert!(matches!(b.unlock(&vault, &PIN), Err(TpmError::InvalidBlob)));
+    // Its PIN index and counters are not in B, and its blobs do not load there.
+    assert!(matches!(
+        b.unlock(&vault, &PIN),
+        Err(TpmError::Revoked | TpmError::InvalidBlob)
+    ));
     // Even under an unlocked vault of its own with the same PIN, B refuses A's key.
     b.create_vault(&PIN).unwrap();
     assert!(matches!(b.hmac(&hmac, &digest(0)), Err(TpmError::InvalidBlob)));

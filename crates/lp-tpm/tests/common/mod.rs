@@ -1,15 +1,22 @@
-//! A real swtpm for each test: a unix socket in a private 0700 directory,
-//! killed on drop. Never a mock.
+//! A real swtpm for each test: reached only through a unix socket in its
+//! own 0700 temporary directory (sockets and state files 0600), no TCP port
+//! another uid could reach; killed on drop. Never a mock.
 #![allow(dead_code)]
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub struct Swtpm {
     child: Child,
     pub dir: tempfile::TempDir,
+}
+
+/// libtss2's swtpm TCTI finds the control channel at `<path>.ctrl`.
+pub fn ctrl_path(sock: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.ctrl", sock.display()))
 }
 
 impl Swtpm {
@@ -19,29 +26,43 @@ impl Swtpm {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).expect("chmod");
         let state = dir.path().join("state");
-        std::fs::create_dir(&state).expect("state dir");
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&state)
+            .expect("state dir");
         let sock = dir.path().join("tpm.sock");
+        let ctrl = ctrl_path(&sock);
         let mut child = Command::new("swtpm")
             .args(["socket", "--tpm2"])
-            .arg(format!("--server=type=unixio,path={}", sock.display()))
-            .arg(format!("--ctrl=type=unixio,path={}.ctrl", sock.display()))
-            .arg(format!("--tpmstate=dir={}", state.display()))
+            .arg(format!("--server=type=unixio,path={},mode=0600", sock.display()))
+            .arg(format!("--ctrl=type=unixio,path={},mode=0600", ctrl.display()))
+            .arg(format!("--tpmstate=dir={},mode=0600", state.display()))
             .args(["--flags", "not-need-init,startup-clear"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("swtpm is installed");
         let deadline = Instant::now() + Duration::from_secs(5);
-        while !(sock.exists() && PathBuf::from(format!("{}.ctrl", sock.display())).exists()) {
+        loop {
             assert!(child.try_wait().expect("try_wait").is_none(), "swtpm exited");
-            assert!(Instant::now() < deadline, "swtpm did not start");
+            if UnixStream::connect(&sock).is_ok() && UnixStream::connect(&ctrl).is_ok() {
+                return Swtpm { child, dir };
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("could not start swtpm");
+            }
             std::thread::sleep(Duration::from_millis(5));
         }
-        Swtpm { child, dir }
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("tpm.sock")
     }
 
     pub fn tcti(&self) -> String {
-        format!("swtpm:path={}", self.dir.path().join("tpm.sock").display())
+        format!("swtpm:path={}", self.socket().display())
     }
 
     pub fn open(&self) -> lp_tpm::TpmCustody {
