@@ -196,35 +196,39 @@ def test_after_a_pin_change_an_old_copy_and_the_old_pin_sign_nothing(make_daemon
     assert rp.authenticate(d.client(), allow=[reg.credential_id])[0].credential_id == reg.credential_id
 
 
-def _fill_nv(tpm) -> int:
+FILLER_FIRST = 0x01A00000
+
+
+def _fill_nv(tpm) -> list[int]:
     """Define NV indices until the TPM has no room left, not even for 8 bytes."""
-    defined = 0
-    handle = 0x01A00000
+    defined = []
+    handle = FILLER_FIRST
     for size in (2048, 256, 32, 8, 1):
         while True:
             r = tpm.tool("tpm2_nvdefine", f"{handle:#x}", "-C", "o", "-s", str(size), "-a", "ownerread|ownerwrite",
                          check=False)
-            handle += 1
             if r.returncode != 0:
                 break
-            defined += 1
-            assert defined < 2000, "the TPM's NV never filled up"
+            defined.append(handle)
+            handle += 1
+            assert len(defined) < 2000, "the TPM's NV never filled up"
     return defined
 
 
-def test_a_tpm_that_cannot_make_the_pin_index_sets_no_pin_unless_the_weaker_guarantee_is_accepted(make_daemon):
+def test_a_tpm_that_cannot_make_the_pin_index_sets_no_pin_unless_the_weaker_guarantee_is_accepted_and_migrates_later(make_daemon):
     d = make_daemon(pin=None)
     tpm = d.tpm
     d.stop()
-    print("NV indices defined to fill the TPM:", _fill_nv(tpm))
+    fillers = _fill_nv(tpm)
+    print("NV indices defined to fill the TPM:", len(fillers))
     d.start()
     with pytest.raises(CtapError) as e:
         d.set_pin(lpk.PIN)
     assert lpk.ctap_error(e) == lpk.NOT_ALLOWED, lpk.status_name(lpk.ctap_error(e))
     assert "PIN index" in d.stderr(), "the daemon did not say why"
+    d.stop()
     r = lpk.run_cli("doctor", "--transport", "udp", "--tpm", tpm.tcti, "--data-dir", str(d.data_dir))
     assert "cannot make" in r.stdout and "FAIL" in r.stdout, r.stdout
-    d.stop()
 
     weak = make_daemon(name="weak", tpm=tpm, pin=None, extra_args=("--accept-weak-pin-limit",))
     assert "accept-weak-pin-limit" in weak.stderr()
@@ -235,3 +239,20 @@ def test_a_tpm_that_cannot_make_the_pin_index_sets_no_pin_unless_the_weaker_guar
     assert tpm.variable_property("TPM2_PT_LOCKOUT_COUNTER") == before + 1, "DA is the only bound here"
     r = lpk.run_cli("doctor", "--transport", "udp", "--tpm", tpm.tcti, "--data-dir", str(weak.data_dir))
     assert "dictionary-attack lockout alone" in r.stdout, r.stdout
+    assert token_status(weak, lpk.PIN) is None, "doctor disturbed the running daemon"
+
+    # Once the TPM can make the PIN index, the next right PIN moves the vault
+    # onto one, and no passkey is lost.
+    rp = lpk.RelyingParty()
+    reg = rp.register(weak.client(), resident_key="required")
+    weak.stop()
+    for h in fillers:
+        tpm.tool("tpm2_nvundefine", "-C", "o", f"{h:#x}")
+    weak.start()
+    assert token_status(weak, lpk.PIN) is None
+    vault = tpm_gate.parse_vault(tpm_gate.stored_vault(weak.data_dir / DB))
+    assert vault.legacy_vault, "migrated from a vault without an epoch policy"
+    assert tpm_gate.pin_counts(tpm, vault.pin_index) == (0, 8)
+    assert token_status(weak, "000000") == lpk.PIN_INVALID
+    assert tpm_gate.pin_counts(tpm, vault.pin_index) == (1, 8), "now counted by the PIN index"
+    assert rp.authenticate(weak.client(), allow=[reg.credential_id])[0].credential_id == reg.credential_id

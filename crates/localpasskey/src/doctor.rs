@@ -72,7 +72,7 @@ fn check_tpm(r: &mut Report, tcti: &str) -> Option<lp_tpm::TpmCustody> {
             }
         }
     }
-    let mut tpm = match lp_tpm::TpmCustody::open(tcti) {
+    let mut tpm = match lp_tpm::TpmCustody::inspect(tcti) {
         Ok(t) => t,
         Err(e) => {
             r.bad(

@@ -29,7 +29,8 @@ What that changes for everything else on this machine that uses the TPM:
 ";
 
 pub fn run(tcti: &str, yes: bool) -> Result<()> {
-    let mut tpm = lp_tpm::TpmCustody::open(tcti).with_context(|| format!("cannot open the TPM at {tcti}"))?;
+    let mut tpm =
+        lp_tpm::TpmCustody::inspect(tcti).with_context(|| format!("cannot open the TPM at {tcti}"))?;
     let da = tpm.da_status()?;
     if da.lockout_auth_set {
         println!(

@@ -604,6 +604,16 @@ impl TpmCustody {
     /// Connect (`"device:/dev/tpmrm0"`, `"swtpm:path=/run/user/1000/lpk/tpm.sock"`, ...),
     /// re-create the primary, and start the salted session.
     pub fn open(tcti: &str) -> Result<Self, TpmError> {
+        Self::connect(tcti, true)
+    }
+
+    /// [`TpmCustody::open`] for a look at the TPM (`doctor`, `tpm-protect`)
+    /// while a daemon may be using it: leaves whatever is loaded alone.
+    pub fn inspect(tcti: &str) -> Result<Self, TpmError> {
+        Self::connect(tcti, false)
+    }
+
+    fn connect(tcti: &str, owner: bool) -> Result<Self, TpmError> {
         let conf =
             TctiNameConf::from_str(tcti).map_err(|e| TpmError::Tss(format!("bad TCTI {tcti:?}: {e}")))?;
         let mut ctx = Context::new(conf).map_err(|e| TpmError::Tss(format!("cannot open {tcti}: {e}")))?;
@@ -611,7 +621,7 @@ impl TpmCustody {
         // file its own handles, /dev/tpm0 is opened exclusively. A socket
         // (swtpm, mssim) serves whoever connects, between our commands too.
         let isolated = tcti.starts_with("device");
-        if !isolated {
+        if owner && !isolated {
             match support::flush_leftovers(&mut ctx) {
                 Ok(0) => {}
                 Ok(n) => tracing::warn!(n, "flushed objects a previous run left in the TPM"),
