@@ -68,6 +68,8 @@ def test_rolling_back_the_data_directory_and_resetting_the_lockout_gives_at_most
         if r.returncode != 0:
             lockout_resets_refused += 1
         d.start()
+        # The restored copy says 8; the daemon reports the TPM's own count.
+        assert d.pin_retries()[0] == 8 - guesses, "retries shown from the copy, not from the TPM"
         status = token_status(d, "000000")
         d.stop()
         answers.append(lpk.status_name(status) if status else "OK")
