@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import webauthn
+from webauthn.helpers.cose import COSEAlgorithmIdentifier
 from fido2.attestation import Attestation, AttestationType
 from fido2.client import DefaultClientDataCollector, Fido2Client, UserInteraction
 from fido2.ctap import STATUS, CtapError
@@ -1112,8 +1113,9 @@ def check_flags(auth_data: AuthenticatorData, up: bool, at: bool = False, ed: bo
     assert not f & 0x22, f"reserved flag bits set (flags 0x{f:02x})"
 
 
-def verify_es256(cose_public_key: bytes, message: bytes, signature: bytes) -> None:
-    """Verify with py_webauthn's COSE decoding and signature code (not fido2's)."""
+def verify_es256(cose_public_key: bytes, message: bytes, signature: bytes, alg: int = None) -> None:
+    """Verify with py_webauthn's COSE decoding and signature code (not fido2's).
+    `alg`: the credential's algorithm (ES256 unless said)."""
     from webauthn.helpers import (
         decode_credential_public_key,
         decoded_public_key_to_cryptography,
@@ -1121,7 +1123,8 @@ def verify_es256(cose_public_key: bytes, message: bytes, signature: bytes) -> No
     )
 
     decoded = decode_credential_public_key(cose_public_key)
-    assert decoded.alg == ES256, f"credential key alg {decoded.alg}, expected ES256"
+    expected = ES256 if alg is None else alg
+    assert decoded.alg == expected, f"credential key alg {decoded.alg}, expected {expected}"
     pub = decoded_public_key_to_cryptography(decoded)
     verify_signature(public_key=pub, signature_alg=decoded.alg, signature=signature, data=message)
 
@@ -1148,11 +1151,12 @@ def verify_attestation_twice(att, client_data_hash: bytes) -> bytes:
 
 
 def verify_packed_self(attestation_object, client_data_hash: bytes) -> None:
-    """fido2.server's attestation hook: packed self-attestation, ES256, no x5c."""
+    """fido2.server's attestation hook: packed self-attestation with the
+    credential key's own algorithm, no x5c."""
     assert attestation_object.fmt == "packed", f"attestation format {attestation_object.fmt!r}"
     stmt = attestation_object.att_stmt
     assert set(stmt) == {"alg", "sig"}, f"packed attStmt keys {sorted(stmt)} (expected alg, sig; no x5c)"
-    assert stmt["alg"] == ES256
+    assert stmt["alg"] == attestation_object.auth_data.credential_data.public_key[3], "attStmt alg is not the key's"
     result = Attestation.for_type("packed")().verify(stmt, attestation_object.auth_data, client_data_hash)
     assert result.attestation_type == AttestationType.SELF, result.attestation_type
 
@@ -1181,7 +1185,10 @@ class Registered:
 class RelyingParty:
     """A WebAuthn relying party whose every check is done twice, by two libraries."""
 
-    def __init__(self, rp_id: str = "example.com", origin: str | None = None, attestation: str = "direct"):
+    def __init__(self, rp_id: str = "example.com", origin: str | None = None, attestation: str = "direct",
+                 algorithms: list[int] | None = None):
+        """`algorithms`: pubKeyCredParams in order (fido2's default list, ES256
+        first, if None); the authenticator must pick the first it supports."""
         self.rp_id = rp_id
         self.origin = origin or f"https://{rp_id}"
         self.attestation = attestation
@@ -1190,6 +1197,13 @@ class RelyingParty:
             attestation=attestation,
             verify_attestation=verify_packed_self,
         )
+        self.expected_alg = ES256
+        if algorithms is not None:
+            from fido2.webauthn import PublicKeyCredentialParameters, PublicKeyCredentialType
+            self.server.allowed_algorithms = [
+                PublicKeyCredentialParameters(type=PublicKeyCredentialType.PUBLIC_KEY, alg=a) for a in algorithms
+            ]
+            self.expected_alg = algorithms[0]
         self.credentials: dict[bytes, Registered] = {}
         self.last_responses: list = []
 
@@ -1238,31 +1252,38 @@ class RelyingParty:
         assert auth_data.rp_id_hash == rp_id_hash(self.rp_id)
         cd = auth_data.credential_data
         assert cd.aaguid == AAGUID, f"AAGUID {cd.aaguid.hex()}"
-        assert cd.public_key[3] == ES256, f"COSE alg {cd.public_key[3]}"
+        assert cd.public_key[3] == self.expected_alg, f"COSE alg {cd.public_key[3]}, expected {self.expected_alg}"
         assert len(cd.credential_id) >= 16, "credential id too short to be random"
         if expect_fmt == "packed":
             verify_packed_self(att_obj, response.response.client_data.hash)
 
-        # 2. py_webauthn, from the JSON a browser would send.
-        as_json = json.loads(json.dumps(dict(response), default=_json_default))
-        v = webauthn.verify_registration_response(
-            credential=as_json,
-            expected_challenge=challenge,
-            expected_rp_id=self.rp_id,
-            expected_origin=self.origin,
-            require_user_presence=True,
-            require_user_verification=True,
-        )
-        assert v.fmt == expect_fmt, v.fmt
-        assert v.aaguid == AAGUID_STR, v.aaguid
-        assert v.credential_id == cd.credential_id
-        assert v.credential_device_type == CredentialDeviceType.SINGLE_DEVICE
-        assert v.credential_backed_up is False
-        assert v.user_verified is True
-        assert v.sign_count == auth_data.counter
         parsed = parse_attestation_object(bytes(att_obj))
         cose = parsed.auth_data.attested_credential_data.credential_public_key
-        assert v.credential_public_key == cose
+        if _py_webauthn_knows(self.expected_alg):
+            # 2. py_webauthn, from the JSON a browser would send.
+            as_json = json.loads(json.dumps(dict(response), default=_json_default))
+            v = webauthn.verify_registration_response(
+                credential=as_json,
+                expected_challenge=challenge,
+                expected_rp_id=self.rp_id,
+                expected_origin=self.origin,
+                require_user_presence=True,
+                require_user_verification=True,
+                supported_pub_key_algs=[COSEAlgorithmIdentifier(self.expected_alg)],
+            )
+            assert v.fmt == expect_fmt, v.fmt
+            assert v.aaguid == AAGUID_STR, v.aaguid
+            assert v.credential_id == cd.credential_id
+            assert v.credential_device_type == CredentialDeviceType.SINGLE_DEVICE
+            assert v.credential_backed_up is False
+            assert v.user_verified is True
+            assert v.sign_count == auth_data.counter
+            assert v.credential_public_key == cose
+        elif expect_fmt == "packed":
+            # 2'. py_webauthn has no ES384: the packed signature again with
+            # `cryptography` (neither fido2's code nor ours).
+            message = bytes(att_obj.auth_data) + response.response.client_data.hash
+            verify_with_cryptography(cose, message, att_obj.att_stmt["sig"])
 
         reg = Registered(
             credential_id=cd.credential_id,
@@ -1320,21 +1341,26 @@ class RelyingParty:
         assert auth_data.rp_id_hash == rp_id_hash(self.rp_id)
         if reg.discoverable:
             assert response.response.user_handle == reg.user_id, "wrong or missing userHandle"
-        # 2. py_webauthn (it also rejects a counter that does not go up)
-        as_json = json.loads(json.dumps(dict(response), default=_json_default))
-        v = webauthn.verify_authentication_response(
-            credential=as_json,
-            expected_challenge=challenge,
-            expected_rp_id=self.rp_id,
-            expected_origin=self.origin,
-            credential_public_key=reg.public_key,
-            credential_current_sign_count=reg.sign_count,
-            require_user_verification=True,
-        )
-        assert v.credential_device_type == CredentialDeviceType.SINGLE_DEVICE
-        assert v.credential_backed_up is False
-        assert v.user_verified is True
-        assert v.new_sign_count == auth_data.counter
+        if _py_webauthn_knows(reg.credential_data.public_key[3]):
+            # 2. py_webauthn (it also rejects a counter that does not go up)
+            as_json = json.loads(json.dumps(dict(response), default=_json_default))
+            v = webauthn.verify_authentication_response(
+                credential=as_json,
+                expected_challenge=challenge,
+                expected_rp_id=self.rp_id,
+                expected_origin=self.origin,
+                credential_public_key=reg.public_key,
+                credential_current_sign_count=reg.sign_count,
+                require_user_verification=True,
+            )
+            assert v.credential_device_type == CredentialDeviceType.SINGLE_DEVICE
+            assert v.credential_backed_up is False
+            assert v.user_verified is True
+            assert v.new_sign_count == auth_data.counter
+        else:
+            # 2'. py_webauthn has no ES384: the signature with `cryptography`.
+            message = bytes(auth_data) + response.response.client_data.hash
+            verify_with_cryptography(reg.public_key, message, response.response.signature)
         # Counter strictly increasing (explicitly, whatever the library allows).
         assert auth_data.counter > reg.sign_count, (
             f"counter went from {reg.sign_count} to {auth_data.counter}"
@@ -1342,6 +1368,25 @@ class RelyingParty:
         reg.sign_count = auth_data.counter
         reg.counters.append(auth_data.counter)
         return reg
+
+
+def _py_webauthn_knows(alg: int) -> bool:
+    return alg in {a.value for a in COSEAlgorithmIdentifier}
+
+
+def verify_with_cryptography(cose_public_key: bytes, message: bytes, signature: bytes) -> None:
+    """An EC2 P-384 (ES384) signature checked by `cryptography` alone, from
+    the COSE key decoded with cbor2: code neither we nor fido2 wrote."""
+    import cbor2
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = cbor2.loads(cose_public_key)
+    assert key[1] == 2 and key[3] == -35 and key[-1] == 2, f"not an ES384 EC2 P-384 key: {key}"
+    pub = ec.EllipticCurvePublicNumbers(
+        int.from_bytes(key[-2], "big"), int.from_bytes(key[-3], "big"), ec.SECP384R1()
+    ).public_key()
+    pub.verify(signature, message, ec.ECDSA(hashes.SHA384()))
 
 
 def _uv_required(state: dict) -> dict:

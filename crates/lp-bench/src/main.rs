@@ -501,7 +501,9 @@ fn fill(dir: &Path, n: usize) -> Result<Vec<u8>> {
         custody
             .create_vault(&[0; 32])
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let key = custody.create_key().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let key = custody
+            .create_key(lp_core::custody::Algorithm::Es256)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let cose = vec![0xa0u8];
         for i in 1..n {
             let mut id = vec![0u8; 32];

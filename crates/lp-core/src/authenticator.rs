@@ -9,13 +9,13 @@
 use crate::authdata::{self, flags};
 use crate::cbor::{self, int_map, text_map};
 use crate::clock::{Clock, Millis};
-use crate::custody::{CustodyError, KeyCustody, PublicKey};
+use crate::custody::{Algorithm, CustodyError, KeyCustody, PublicKey};
 use crate::extensions;
 use crate::pin::{self, permission, Token};
 use crate::pin_protocol::{KeyAgreement, ProtocolVersion};
 use crate::status::{CtapError, CTAP2_OK};
 use crate::store::{Credential, CredentialStore, StoreError};
-use crate::types::{command, CredentialDescriptor, GetAssertionRequest, MakeCredentialRequest, ES256};
+use crate::types::{command, CredentialDescriptor, GetAssertionRequest, MakeCredentialRequest};
 use crate::user::{
     Action, Interaction, KeepaliveStatus, Presence, PresenceRequest, UserPresence, Verification,
 };
@@ -23,7 +23,6 @@ use ciborium::value::Value;
 use coset::iana;
 use coset::CborSerializable;
 use rand_core::{OsRng, RngCore};
-use sha2::{Digest, Sha256};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
@@ -234,10 +233,18 @@ impl Authenticator {
     }
 
     fn get_info(&self) -> Result<Value, CtapError> {
-        let algorithms = Value::Array(vec![text_map([
-            ("alg", Value::Integer(ES256.into())),
-            ("type", Value::Text("public-key".into())),
-        ])]);
+        let algorithms = Value::Array(
+            self.custody
+                .algorithms()
+                .into_iter()
+                .map(|a| {
+                    text_map([
+                        ("alg", Value::Integer(a.cose().into())),
+                        ("type", Value::Text("public-key".into())),
+                    ])
+                })
+                .collect(),
+        );
         let pin_set = self.pin_is_set()?;
         let mut options = vec![
             ("rk", Value::Bool(true)),
@@ -572,13 +579,14 @@ impl Authenticator {
             &req.rp.id,
             io,
         )?;
-        if !req
+        // §6.1.2 step 3: the first of the platform's algorithms we support.
+        let supported = self.custody.algorithms();
+        let alg = req
             .pub_key_cred_params
             .iter()
-            .any(|(kind, alg)| kind == "public-key" && *alg == ES256)
-        {
-            return Err(CtapError::UnsupportedAlgorithm);
-        }
+            .filter(|(kind, _)| kind == "public-key")
+            .find_map(|(_, alg)| Algorithm::from_cose(*alg).filter(|a| supported.contains(a)))
+            .ok_or(CtapError::UnsupportedAlgorithm)?;
         // §6.1.2 step 5: "up" false is invalid for MakeCredential; "uv" true
         // needs built-in user verification.
         if req.options.up == Some(false) || (req.options.uv == Some(true) && !self.user.can_verify()) {
@@ -639,7 +647,7 @@ impl Authenticator {
             self.token.spend();
         }
 
-        let key = self.custody.create_key()?;
+        let key = self.custody.create_key(alg)?;
         let cose_key = cose_public_key(&key.public)?;
         let mut id = vec![0u8; CREDENTIAL_ID_LEN];
         OsRng.fill_bytes(&mut id);
@@ -721,7 +729,10 @@ impl Authenticator {
             let sig = self.sign(&cred.key_blob, &auth_data, &req.client_data_hash)?;
             (
                 "packed",
-                text_map([("alg", Value::Integer(ES256.into())), ("sig", Value::Bytes(sig))]),
+                text_map([
+                    ("alg", Value::Integer(alg.cose().into())),
+                    ("sig", Value::Bytes(sig)),
+                ]),
             )
         };
         // Stored (durably) before the answer leaves: an acknowledged credential is never lost.
@@ -738,11 +749,11 @@ impl Authenticator {
         Ok(Some(int_map(response)))
     }
 
+    /// WebAuthn's signature: over authenticatorData || clientDataHash, hashed
+    /// as the key's algorithm says (the custody knows its keys).
     fn sign(&mut self, blob: &[u8], auth_data: &[u8], client_data_hash: &[u8]) -> Result<Vec<u8>, CtapError> {
-        let mut h = Sha256::new();
-        h.update(auth_data);
-        h.update(client_data_hash);
-        Ok(self.custody.sign_digest(blob, &h.finalize().into())?)
+        let message = [auth_data, client_data_hash].concat();
+        Ok(self.custody.sign(blob, &message)?)
     }
 
     fn get_assertion(&mut self, params: &[u8], io: &dyn Interaction) -> CtapResult {
@@ -1050,14 +1061,29 @@ fn account_label(cred: &Credential) -> Option<String> {
     }
 }
 
-/// The COSE_Key for an ES256 public key. coset emits kty(1), alg(3),
-/// crv(-1), x(-2), y(-3): CTAP2 canonical order.
+/// The COSE_Key of a credential's public key. coset emits kty(1), alg(3),
+/// then the key parameters in the order given (-1, -2, -3): CTAP2 canonical order.
 fn cose_public_key(public: &PublicKey) -> Result<Vec<u8>, CtapError> {
-    coset::CoseKeyBuilder::new_ec2_pub_key(iana::EllipticCurve::P_256, public.x.to_vec(), public.y.to_vec())
-        .algorithm(iana::Algorithm::ES256)
-        .build()
-        .to_vec()
-        .map_err(|_| CtapError::Other)
+    let key = match public {
+        PublicKey::Ec2 { alg, x, y } => {
+            let (curve, cose_alg) = match alg {
+                Algorithm::Es256 => (iana::EllipticCurve::P_256, iana::Algorithm::ES256),
+                Algorithm::Es384 => (iana::EllipticCurve::P_384, iana::Algorithm::ES384),
+                Algorithm::Rs256 => return Err(CtapError::Other),
+            };
+            coset::CoseKeyBuilder::new_ec2_pub_key(curve, x.clone(), y.clone())
+                .algorithm(cose_alg)
+                .build()
+        }
+        // RFC 8230: kty RSA (3), n (-1), e (-2).
+        PublicKey::Rsa { n, e } => coset::CoseKeyBuilder::new()
+            .key_type(iana::KeyType::RSA)
+            .algorithm(iana::Algorithm::RS256)
+            .param(iana::RsaKeyParameter::N as i64, Value::Bytes(n.clone()))
+            .param(iana::RsaKeyParameter::E as i64, Value::Bytes(e.clone()))
+            .build(),
+    };
+    key.to_vec().map_err(|_| CtapError::Other)
 }
 
 mod client_pin;

@@ -1,19 +1,108 @@
 //! The key custody seam: who holds the private keys.
 //!
 //! The authenticator never sees a private key. It asks custody to create a
-//! P-256 key and gets back an opaque, custody-wrapped blob (stored next to the
-//! credential) plus the public key; to sign, it hands the blob back with a
-//! SHA-256 digest. The real implementation is the TPM (crate `lp-tpm`); the
+//! key for an algorithm and gets back an opaque, custody-wrapped blob (stored
+//! next to the credential) plus the public key; to sign, it hands the blob
+//! back with the message. The real implementation is the TPM (crate `lp-tpm`); the
 //! one in [`insecure_software`] keeps keys in process memory and exists only
 //! for unit tests and the simulation.
 
 pub mod insecure_software;
 
-/// An uncompressed P-256 public key, as affine coordinates.
+/// A signature algorithm a credential key can have, named by its COSE
+/// identifier (WebAuthn's `alg`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    /// ECDSA on P-256 with SHA-256 (COSE -7); every custody has it.
+    Es256,
+    /// ECDSA on P-384 with SHA-384 (COSE -35).
+    Es384,
+    /// RSASSA-PKCS1-v1_5 with SHA-256 on a 2048-bit key (COSE -257).
+    Rs256,
+}
+
+impl Algorithm {
+    /// Every algorithm any custody may offer, in our order of preference
+    /// (used when the platform's list leaves a choice: it never does, its
+    /// order wins).
+    pub const ALL: [Algorithm; 3] = [Algorithm::Es256, Algorithm::Es384, Algorithm::Rs256];
+
+    pub fn cose(self) -> i64 {
+        match self {
+            Algorithm::Es256 => -7,
+            Algorithm::Es384 => -35,
+            Algorithm::Rs256 => -257,
+        }
+    }
+
+    pub fn from_cose(alg: i64) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.cose() == alg)
+    }
+}
+
+/// A credential's public key.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PublicKey {
-    pub x: [u8; 32],
-    pub y: [u8; 32],
+pub enum PublicKey {
+    /// ES256 or ES384: the affine coordinates of the point, big-endian,
+    /// each as long as the curve's field (32 or 48 bytes).
+    Ec2 { alg: Algorithm, x: Vec<u8>, y: Vec<u8> },
+    /// RS256: modulus and public exponent, big-endian, no leading zeros.
+    Rsa { n: Vec<u8>, e: Vec<u8> },
+}
+
+impl PublicKey {
+    pub fn algorithm(&self) -> Algorithm {
+        match self {
+            PublicKey::Ec2 { alg, .. } => *alg,
+            PublicKey::Rsa { .. } => Algorithm::Rs256,
+        }
+    }
+
+    /// Whether `signature` (in WebAuthn's form) is this key's over `message`.
+    /// What a relying party checks; the tests of every custody use it.
+    pub fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
+        use p256::ecdsa::signature::Verifier;
+        match self {
+            PublicKey::Ec2 {
+                alg: Algorithm::Es256,
+                x,
+                y,
+            } => {
+                let sec1 = [&[4u8][..], x, y].concat();
+                let (Ok(key), Ok(sig)) = (
+                    p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1),
+                    p256::ecdsa::Signature::from_der(signature),
+                ) else {
+                    return false;
+                };
+                key.verify(message, &sig).is_ok()
+            }
+            PublicKey::Ec2 {
+                alg: Algorithm::Es384,
+                x,
+                y,
+            } => {
+                let sec1 = [&[4u8][..], x, y].concat();
+                let (Ok(key), Ok(sig)) = (
+                    p384::ecdsa::VerifyingKey::from_sec1_bytes(&sec1),
+                    p384::ecdsa::Signature::from_der(signature),
+                ) else {
+                    return false;
+                };
+                key.verify(message, &sig).is_ok()
+            }
+            PublicKey::Ec2 { .. } => false,
+            PublicKey::Rsa { n, e } => {
+                use sha2::Digest;
+                let key =
+                    rsa::RsaPublicKey::new(rsa::BigUint::from_bytes_be(n), rsa::BigUint::from_bytes_be(e));
+                let Ok(key) = key else { return false };
+                let digest = sha2::Sha256::digest(message);
+                key.verify(rsa::Pkcs1v15Sign::new::<sha2::Sha256>(), &digest, signature)
+                    .is_ok()
+            }
+        }
+    }
 }
 
 /// What custody returns for a new key: the wrapped blob to store, and the public key.
@@ -66,12 +155,17 @@ pub trait KeyCustody: Send {
     /// True only for custody whose keys cannot leave secure hardware.
     fn is_hardware(&self) -> bool;
 
-    /// Create a new P-256 signing key.
-    fn create_key(&mut self) -> Result<NewKey, CustodyError>;
+    /// The algorithms this custody can make keys for (ES256 always), in
+    /// our order of preference.
+    fn algorithms(&self) -> Vec<Algorithm>;
 
-    /// Sign a SHA-256 digest with the key in `blob`; returns an ASN.1 DER
-    /// ECDSA signature (the form WebAuthn uses for ES256).
-    fn sign_digest(&mut self, blob: &[u8], digest: &[u8; 32]) -> Result<Vec<u8>, CustodyError>;
+    /// Create a new signing key for `alg` (one of [`KeyCustody::algorithms`]).
+    fn create_key(&mut self, alg: Algorithm) -> Result<NewKey, CustodyError>;
+
+    /// Sign `message` with the key in `blob`, hashing it as the key's
+    /// algorithm says, in the form WebAuthn uses: ASN.1 DER for ECDSA, the
+    /// raw PKCS#1 v1.5 signature for RS256.
+    fn sign(&mut self, blob: &[u8], message: &[u8]) -> Result<Vec<u8>, CustodyError>;
 
     /// Create a per-credential HMAC-SHA-256 key (for hmac-secret), under the
     /// vault like the signing keys; returns its wrapped blob.

@@ -62,7 +62,7 @@ pub use gate::PIN_LIMIT;
 pub use lockout::{DaStatus, DA_LOCKOUT_RECOVERY_SECS, DA_MAX_TRIES, DA_RECOVERY_SECS};
 
 use gate::Policy;
-use lp_core::custody::{CustodyError, KeyCustody, NewKey, PublicKey};
+use lp_core::custody::{Algorithm, CustodyError, KeyCustody, NewKey, PublicKey};
 use sha2::{Digest as _, Sha256};
 use std::str::FromStr;
 use support::{
@@ -78,13 +78,15 @@ use tss_esapi::{
     interface_types::{
         algorithm::{HashingAlgorithm, PublicAlgorithm},
         ecc::EccCurve,
+        key_bits::RsaKeyBits,
         resource_handles::{Hierarchy, NvAuth, Provision},
         session_handles::{AuthSession, PolicySession},
     },
     structures::{
         Auth, CapabilityData, Digest, DigestList, EccPoint, EccScheme, HashScheme, HashcheckTicket,
         KeyedHashScheme, MaxBuffer, MaxNvBuffer, Nonce, Private, Public, PublicBuilder, PublicEccParameters,
-        PublicEccParametersBuilder, PublicKeyedHashParameters, PublicParameters, SensitiveData, Signature,
+        PublicEccParametersBuilder, PublicKeyRsa, PublicKeyedHashParameters, PublicParameters,
+        PublicRsaParameters, PublicRsaParametersBuilder, RsaExponent, RsaScheme, SensitiveData, Signature,
         SignatureScheme, SymmetricDefinition, SymmetricDefinitionObject,
     },
     tcti_ldr::TctiNameConf,
@@ -243,6 +245,23 @@ fn credential_parameters() -> Result<PublicEccParameters, TpmError> {
     Ok(PublicEccParametersBuilder::new_unrestricted_signing_key(ecdsa_sha256, EccCurve::NistP256).build()?)
 }
 
+/// ECC P-384, ECDSA with SHA-384 only (WebAuthn ES384).
+fn p384_parameters() -> Result<PublicEccParameters, TpmError> {
+    let ecdsa_sha384 = EccScheme::EcDsa(HashScheme::new(HashingAlgorithm::Sha384));
+    Ok(PublicEccParametersBuilder::new_unrestricted_signing_key(ecdsa_sha384, EccCurve::NistP384).build()?)
+}
+
+/// RSA-2048, RSASSA-PKCS1-v1_5 with SHA-256 only (WebAuthn RS256), the
+/// default exponent 65537.
+fn rsa_parameters() -> Result<PublicRsaParameters, TpmError> {
+    Ok(PublicRsaParametersBuilder::new_unrestricted_signing_key(
+        RsaScheme::RsaSsa(HashScheme::new(HashingAlgorithm::Sha256)),
+        RsaKeyBits::Rsa2048,
+        RsaExponent::default(),
+    )
+    .build()?)
+}
+
 /// An ECC template: SHA-256 names, the given policy, empty `unique` (so the
 /// primary is the same key at every CreatePrimary).
 fn template(
@@ -298,6 +317,25 @@ pub fn credential_template() -> Result<Public, TpmError> {
         Digest::default(),
     )
 }
+/// The credential key for `alg`: the same attributes for every algorithm.
+pub fn credential_template_for(alg: Algorithm) -> Result<Public, TpmError> {
+    match alg {
+        Algorithm::Es256 => credential_template(),
+        Algorithm::Es384 => template(
+            credential_attributes(false)?,
+            p384_parameters()?,
+            Digest::default(),
+        ),
+        Algorithm::Rs256 => Ok(PublicBuilder::new()
+            .with_public_algorithm(PublicAlgorithm::Rsa)
+            .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
+            .with_object_attributes(credential_attributes(false)?)
+            .with_auth_policy(Digest::default())
+            .with_rsa_parameters(rsa_parameters()?)
+            .with_rsa_unique_identifier(PublicKeyRsa::default())
+            .build()?),
+    }
+}
 fn legacy_credential_template() -> Result<Public, TpmError> {
     template(
         credential_attributes(true)?,
@@ -336,6 +374,7 @@ fn matches_template(public: &Public, templates: &[Public]) -> bool {
         match (public, &mut t) {
             (Public::Ecc { unique, .. }, Public::Ecc { unique: u, .. }) => *u = unique.clone(),
             (Public::KeyedHash { unique, .. }, Public::KeyedHash { unique: u, .. }) => *u = unique.clone(),
+            (Public::Rsa { unique, .. }, Public::Rsa { unique: u, .. }) => *u = unique.clone(),
             _ => {}
         }
         *public == t
@@ -595,6 +634,8 @@ pub struct TpmCustody {
     isolated: bool,
     /// swtpm or the reference simulator: a TPM that is a file.
     software: bool,
+    /// The credential algorithms this TPM accepts (TPM2_TestParms), ES256 first.
+    algorithms: Vec<Algorithm>,
     /// The person accepted a PIN guarded by the DA lockout alone where the
     /// TPM cannot make our PIN index (`accept_weak_pin_limit`).
     allow_unguarded: bool,
@@ -667,7 +708,8 @@ impl TpmCustody {
         // the same credential cost one TPM2_Sign, where nobody else can use them.
         let slots = support::property(&mut ctx, PropertyTag::HrTransientMin)?.unwrap_or(3);
         let cache_size = (slots as usize).saturating_sub(2).clamp(1, 8);
-        tracing::debug!(slots, cache_size, isolated, software, "TPM opened");
+        let algorithms = supported_algorithms(&mut ctx);
+        tracing::debug!(slots, cache_size, isolated, software, ?algorithms, "TPM opened");
         Ok(TpmCustody {
             ctx,
             primary,
@@ -678,6 +720,7 @@ impl TpmCustody {
             cache_size,
             isolated,
             software,
+            algorithms,
             allow_unguarded: false,
         })
     }
@@ -937,17 +980,35 @@ impl TpmCustody {
         Ok(())
     }
 
-    /// Make a credential key under the unlocked vault.
-    pub fn create_credential(&mut self) -> Result<NewKey, TpmError> {
-        let template = credential_template()?;
+    /// Make a credential key for `alg` under the unlocked vault.
+    pub fn create_credential(&mut self, alg: Algorithm) -> Result<NewKey, TpmError> {
+        if !self.algorithms.contains(&alg) {
+            return Err(TpmError::Tss(format!("this TPM cannot make {alg:?} keys")));
+        }
+        let template = credential_template_for(alg)?;
         let made =
             self.vault_command(|ctx, vault| ctx.create(vault, template.clone(), None, None, None, None))?;
         let public = match &made.out_public {
-            Public::Ecc { unique, .. } => PublicKey {
-                x: support::coordinate(unique.x().value())?,
-                y: support::coordinate(unique.y().value())?,
+            Public::Ecc { unique, .. } => PublicKey::Ec2 {
+                alg,
+                x: support::left_pad(unique.x().value(), alg)?,
+                y: support::left_pad(unique.y().value(), alg)?,
             },
-            _ => return Err(TpmError::Tss("TPM2_Create returned a non-ECC key".into())),
+            Public::Rsa {
+                unique, parameters, ..
+            } => PublicKey::Rsa {
+                n: unique.value().to_vec(),
+                // TPM2B exponent 0 means the default, 65537 (Part 2, 12.2.3.5).
+                e: match parameters.exponent().value() {
+                    0 => 65537u32,
+                    e => e,
+                }
+                .to_be_bytes()
+                .into_iter()
+                .skip_while(|b| *b == 0)
+                .collect(),
+            },
+            _ => return Err(TpmError::Tss("TPM2_Create returned another kind of key".into())),
         };
         let blob = encode(
             KEY_TAG,
@@ -957,17 +1018,42 @@ impl TpmCustody {
         Ok(NewKey { blob, public })
     }
 
-    /// ECDSA-sign a SHA-256 digest with a credential key; ASN.1 DER.
-    pub fn sign(&mut self, blob: &[u8], digest: &[u8; 32]) -> Result<Vec<u8>, TpmError> {
-        let key = self.loaded_key(
-            KEY_TAG,
-            &[credential_template()?, legacy_credential_template()?],
-            blob,
-        )?;
-        let digest = Digest::try_from(&digest[..])?;
-        let scheme = SignatureScheme::EcDsa {
-            hash_scheme: HashScheme::new(HashingAlgorithm::Sha256),
+    /// Sign `message` with a credential key: hashed here as the key's
+    /// algorithm says (an unrestricted key needs no TPM hash ticket), signed
+    /// by TPM2_Sign; ASN.1 DER for ECDSA, the raw PKCS#1 v1.5 block for RSA.
+    pub fn sign(&mut self, blob: &[u8], message: &[u8]) -> Result<Vec<u8>, TpmError> {
+        let templates = [
+            credential_template()?,
+            legacy_credential_template()?,
+            credential_template_for(Algorithm::Es384)?,
+            credential_template_for(Algorithm::Rs256)?,
+        ];
+        let (public, _) = decode(KEY_TAG, blob)?;
+        if !matches_template(&public, &templates) {
+            return Err(TpmError::InvalidBlob);
+        }
+        let (digest, scheme) = match &public {
+            Public::Rsa { .. } => (
+                Sha256::digest(message).to_vec(),
+                SignatureScheme::RsaSsa {
+                    hash_scheme: HashScheme::new(HashingAlgorithm::Sha256),
+                },
+            ),
+            Public::Ecc { parameters, .. } if parameters.ecc_curve() == EccCurve::NistP384 => (
+                sha2::Sha384::digest(message).to_vec(),
+                SignatureScheme::EcDsa {
+                    hash_scheme: HashScheme::new(HashingAlgorithm::Sha384),
+                },
+            ),
+            _ => (
+                Sha256::digest(message).to_vec(),
+                SignatureScheme::EcDsa {
+                    hash_scheme: HashScheme::new(HashingAlgorithm::Sha256),
+                },
+            ),
         };
+        let key = self.loaded_key(KEY_TAG, &templates, blob)?;
+        let digest = Digest::try_from(digest)?;
         // "No ticket": only restricted keys need proof the TPM hashed the data.
         let no_ticket = HashcheckTicket::try_from(TPMT_TK_HASHCHECK {
             tag: TPM2_ST_HASHCHECK,
@@ -980,14 +1066,27 @@ impl TpmCustody {
             ctx.sign(key, digest, scheme, no_ticket)
         });
         self.release_keys();
-        let Signature::EcDsa(sig) = signature? else {
-            return Err(TpmError::Tss("TPM2_Sign returned a non-ECDSA signature".into()));
-        };
-        let r = support::coordinate(sig.signature_r().value())?;
-        let s = support::coordinate(sig.signature_s().value())?;
-        let sig = p256::ecdsa::Signature::from_scalars(r, s)
-            .map_err(|_| TpmError::Tss("TPM2_Sign returned an invalid signature".into()))?;
-        Ok(sig.to_der().as_bytes().to_vec())
+        match signature? {
+            Signature::EcDsa(sig) if matches!(&public, Public::Ecc { parameters, .. } if parameters.ecc_curve() == EccCurve::NistP384) =>
+            {
+                let r = support::left_pad(sig.signature_r().value(), Algorithm::Es384)?;
+                let s = support::left_pad(sig.signature_s().value(), Algorithm::Es384)?;
+                let sig = p384::ecdsa::Signature::from_slice(&[r, s].concat())
+                    .map_err(|_| TpmError::Tss("TPM2_Sign returned an invalid signature".into()))?;
+                Ok(sig.to_der().as_bytes().to_vec())
+            }
+            Signature::EcDsa(sig) => {
+                let r = support::coordinate(sig.signature_r().value())?;
+                let s = support::coordinate(sig.signature_s().value())?;
+                let sig = p256::ecdsa::Signature::from_scalars(r, s)
+                    .map_err(|_| TpmError::Tss("TPM2_Sign returned an invalid signature".into()))?;
+                Ok(sig.to_der().as_bytes().to_vec())
+            }
+            Signature::RsaSsa(sig) => Ok(sig.signature().value().to_vec()),
+            _ => Err(TpmError::Tss(
+                "TPM2_Sign returned another kind of signature".into(),
+            )),
+        }
     }
 
     /// Make a per-credential HMAC-SHA-256 key (hmac-secret) under the
@@ -1183,6 +1282,24 @@ fn salted_session(ctx: &mut Context, primary: KeyHandle, kind: SessionType) -> R
         .build();
     ctx.tr_sess_set_attributes(session, attrs, mask)?;
     Ok(session)
+}
+
+/// The credential algorithms this TPM can make keys for: each template's
+/// parameters offered to TPM2_TestParms. EdDSA is never listed: TPM 2.0
+/// chips of today have no Ed25519, and a software fallback would put a key
+/// outside the TPM.
+fn supported_algorithms(ctx: &mut Context) -> Vec<Algorithm> {
+    Algorithm::ALL
+        .into_iter()
+        .filter(|alg| {
+            let params = match alg {
+                Algorithm::Es256 => credential_parameters().map(PublicParameters::Ecc),
+                Algorithm::Es384 => p384_parameters().map(PublicParameters::Ecc),
+                Algorithm::Rs256 => rsa_parameters().map(PublicParameters::Rsa),
+            };
+            params.is_ok_and(|p| ctx.execute_without_session(|ctx| ctx.test_parms(p)).is_ok())
+        })
+        .collect()
 }
 
 fn key_attributes(public: &Public) -> KeyAttributes {
@@ -1900,12 +2017,16 @@ impl KeyCustody for TpmCustody {
         !self.software
     }
 
-    fn create_key(&mut self) -> Result<NewKey, CustodyError> {
-        Ok(self.create_credential()?)
+    fn algorithms(&self) -> Vec<Algorithm> {
+        self.algorithms.clone()
     }
 
-    fn sign_digest(&mut self, blob: &[u8], digest: &[u8; 32]) -> Result<Vec<u8>, CustodyError> {
-        Ok(self.sign(blob, digest)?)
+    fn create_key(&mut self, alg: Algorithm) -> Result<NewKey, CustodyError> {
+        Ok(self.create_credential(alg)?)
+    }
+
+    fn sign(&mut self, blob: &[u8], message: &[u8]) -> Result<Vec<u8>, CustodyError> {
+        Ok(TpmCustody::sign(self, blob, message)?)
     }
 
     fn create_hmac_key(&mut self) -> Result<Vec<u8>, CustodyError> {

@@ -85,6 +85,21 @@ pub(crate) fn decode(tag: [u8; 4], blob: &[u8]) -> Result<(Public, Private), Tpm
     Ok((parse_public(public)?, parse_private(private)?))
 }
 
+/// A big-endian ECC value from the TPM, left-padded to the curve's size
+/// (32 bytes for P-256, 48 for P-384).
+pub(crate) fn left_pad(bytes: &[u8], alg: lp_core::custody::Algorithm) -> Result<Vec<u8>, TpmError> {
+    let size: usize = match alg {
+        lp_core::custody::Algorithm::Es384 => 48,
+        _ => 32,
+    };
+    let start = size
+        .checked_sub(bytes.len())
+        .ok_or(TpmError::Tss("ECC value longer than its curve".into()))?;
+    let mut out = vec![0u8; size];
+    out[start..].copy_from_slice(bytes);
+    Ok(out)
+}
+
 /// A big-endian ECC coordinate from the TPM, left-padded to 32 bytes.
 pub(crate) fn coordinate(bytes: &[u8]) -> Result<[u8; 32], TpmError> {
     let start = 32usize

@@ -5,8 +5,8 @@
 mod common;
 
 use common::Swtpm;
+use lp_core::custody::Algorithm;
 use lp_tpm::{PinCounts, TpmError, VaultBlob, DA_MAX_TRIES, PIN_LIMIT};
-use p256::ecdsa::{signature::hazmat::PrehashVerifier, Signature, VerifyingKey};
 use tss_esapi::{
     attributes::NvIndexAttributes,
     constants::{CommandCode, SessionType},
@@ -25,14 +25,9 @@ const WRONG: [u8; 32] = [8; 32];
 const NEW_PIN: [u8; 32] = [9; 32];
 
 fn signs(custody: &mut lp_tpm::TpmCustody, key: &lp_core::custody::NewKey) {
-    let digest = [3u8; 32];
-    let der = custody.sign(&key.blob, &digest).expect("sign");
-    let mut sec1 = vec![4u8];
-    sec1.extend_from_slice(&key.public.x);
-    sec1.extend_from_slice(&key.public.y);
-    let vk = VerifyingKey::from_sec1_bytes(&sec1).expect("public key");
-    vk.verify_prehash(&digest, &Signature::from_der(&der).expect("DER"))
-        .expect("signature verifies");
+    let message = b"authenticator data || client data hash";
+    let sig = custody.sign(&key.blob, message).expect("sign");
+    assert!(key.public.verifies(message, &sig), "signature does not verify");
 }
 
 fn counts(custody: &mut lp_tpm::TpmCustody, vault: &VaultBlob) -> PinCounts {
@@ -65,7 +60,7 @@ fn the_pin_index_counts_wrong_pins_and_the_dictionary_attack_counter_never_sees_
             limit: PIN_LIMIT
         }
     );
-    let key = c.create_credential().unwrap();
+    let key = c.create_credential(Algorithm::Es256).unwrap();
     c.lock();
     for i in 1..=5 {
         assert!(matches!(c.unlock(&vault, &WRONG), Err(TpmError::AuthFailed)));
@@ -108,7 +103,7 @@ fn a_pin_change_revokes_the_old_pin_in_every_copy_and_keeps_the_passkeys() {
     let tpm = Swtpm::start();
     let mut c = tpm.open();
     let old_copy = c.create_vault(&PIN).unwrap();
-    let key = c.create_credential().unwrap();
+    let key = c.create_credential(Algorithm::Es256).unwrap();
     let prepared = c.change_auth(&old_copy, &PIN, &NEW_PIN).unwrap();
     let committed = c.commit_change(&prepared, &PIN, &NEW_PIN).unwrap();
     c.lock();
@@ -133,7 +128,7 @@ fn a_pin_change_interrupted_before_the_commit_still_opens_with_the_old_pin() {
     let tpm = Swtpm::start();
     let mut c = tpm.open();
     let vault = c.create_vault(&PIN).unwrap();
-    let key = c.create_credential().unwrap();
+    let key = c.create_credential(Algorithm::Es256).unwrap();
     let prepared = c.change_auth(&vault, &PIN, &NEW_PIN).unwrap();
     c.lock();
     let settled = c
@@ -150,7 +145,7 @@ fn reset_revokes_the_vault_in_every_copy() {
     let tpm = Swtpm::start();
     let mut c = tpm.open();
     let vault = c.create_vault(&PIN).unwrap();
-    let key = c.create_credential().unwrap();
+    let key = c.create_credential(Algorithm::Es256).unwrap();
     c.revoke(&vault).unwrap();
     assert!(!c.is_unlocked());
     assert!(matches!(c.unlock(&vault, &PIN), Err(TpmError::Revoked)));
@@ -175,7 +170,7 @@ fn a_vault_made_before_the_pin_index_moves_onto_one_at_the_next_right_pin() {
         .create_unguarded_vault(&Auth::try_from(&PIN[..]).unwrap())
         .unwrap();
     assert!(!legacy.is_gated());
-    let key = c.create_credential().unwrap();
+    let key = c.create_credential(Algorithm::Es256).unwrap();
     c.lock();
     assert!(matches!(c.unlock(&legacy, &WRONG), Err(TpmError::AuthFailed)));
     let migrated = c.unlock(&legacy, &PIN).unwrap().expect("migrated");
@@ -208,7 +203,7 @@ fn the_vault_seal_and_keys_have_the_promised_attributes() {
         s.fixed_tpm && s.fixed_parent && !s.no_da && !s.user_with_auth && s.admin_with_policy && s.has_policy
     );
     assert!(!s.sign && !s.decrypt && !s.restricted);
-    let key = c.create_credential().unwrap();
+    let key = c.create_credential(Algorithm::Es256).unwrap();
     let k = lp_tpm::TpmCustody::public_attributes(&key.blob).unwrap();
     assert!(k.fixed_tpm && k.fixed_parent && k.sensitive_data_origin && k.sign && k.no_da && !k.decrypt);
     assert!(!k.has_policy);
@@ -373,4 +368,34 @@ fn the_owner_can_replace_the_pin_index_but_then_every_guess_costs_a_dictionary_a
     // Even the right PIN is refused now (lockout), and P counts nothing for it.
     assert!(c.unlock(&vault, &PIN).is_err());
     let _ = chosen;
+}
+
+/// Every algorithm the TPM accepts (TPM2_TestParms): swtpm has ES256, ES384
+/// and RS256. Each key is the same kind of TPM object, and signs.
+#[test]
+fn every_algorithm_the_tpm_has_makes_non_exportable_keys_that_sign() {
+    use lp_core::custody::KeyCustody;
+    let tpm = Swtpm::start();
+    let mut c = tpm.open();
+    assert_eq!(
+        c.algorithms(),
+        vec![Algorithm::Es256, Algorithm::Es384, Algorithm::Rs256]
+    );
+    let vault = c.create_vault(&PIN).unwrap();
+    for alg in c.algorithms() {
+        let key = c.create_credential(alg).unwrap();
+        assert_eq!(key.public.algorithm(), alg);
+        let a = lp_tpm::TpmCustody::public_attributes(&key.blob).unwrap();
+        assert!(
+            a.fixed_tpm && a.fixed_parent && a.sensitive_data_origin && a.sign && a.no_da && !a.decrypt,
+            "{alg:?}"
+        );
+        signs(&mut c, &key);
+        // A signature of one message does not verify for another.
+        let sig = c.sign(&key.blob, b"one").unwrap();
+        assert!(!key.public.verifies(b"two", &sig), "{alg:?}");
+        c.lock();
+        assert!(matches!(c.sign(&key.blob, b"one"), Err(TpmError::Locked)));
+        c.unlock(&vault, &PIN).unwrap();
+    }
 }

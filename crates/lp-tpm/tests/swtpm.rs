@@ -1,8 +1,7 @@
 //! The promises, proved against a real swtpm (one per test; never a mock).
 
-use lp_core::custody::{CustodyError, KeyCustody, PublicKey};
+use lp_core::custody::{Algorithm, CustodyError, KeyCustody, PublicKey};
 use lp_tpm::{TpmCustody, TpmError, VaultBlob, MAX_HMAC_MESSAGE};
-use p256::ecdsa::{signature::hazmat::PrehashVerifier, Signature, VerifyingKey};
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
@@ -105,11 +104,8 @@ fn digest(n: u32) -> [u8; 32] {
     sha2::Sha256::digest(n.to_be_bytes()).into()
 }
 
-fn verify(public: &PublicKey, digest: &[u8; 32], der: &[u8]) {
-    let point = p256::EncodedPoint::from_affine_coordinates(&public.x.into(), &public.y.into(), false);
-    let key = VerifyingKey::from_encoded_point(&point).expect("valid public key");
-    let sig = Signature::from_der(der).expect("DER signature");
-    key.verify_prehash(digest, &sig).expect("signature verifies");
+fn verify(public: &PublicKey, message: &[u8; 32], signature: &[u8]) {
+    assert!(public.verifies(message, signature), "signature does not verify");
 }
 
 #[test]
@@ -122,9 +118,9 @@ fn create_sign_and_verify_with_p256() {
     assert!(custody.is_software());
     custody.create_vault(&PIN).unwrap();
     assert!(custody.is_unlocked());
-    let key = custody.create_key().unwrap();
+    let key = custody.create_key(Algorithm::Es256).unwrap();
     for n in 0..3 {
-        let sig = custody.sign_digest(&key.blob, &digest(n)).unwrap();
+        let sig = custody.sign(&key.blob, &digest(n)).unwrap();
         verify(&key.public, &digest(n), &sig);
     }
     // Only TPM-wrapped material in the blob: tag + TPM2B_PUBLIC (90) + TPM2B_PRIVATE (128).
@@ -137,7 +133,7 @@ fn credential_and_vault_attributes_are_the_promised_ones() {
     let tpm = Swtpm::start();
     let mut custody = tpm.open();
     let vault = custody.create_vault(&PIN).unwrap();
-    let key = custody.create_key().unwrap();
+    let key = custody.create_key(Algorithm::Es256).unwrap();
 
     let a = TpmCustody::public_attributes(&key.blob).unwrap();
     assert!(a.fixed_tpm && a.fixed_parent && a.sensitive_data_origin && a.user_with_auth && a.sign);
@@ -175,7 +171,7 @@ fn blobs_load_only_into_the_tpm_that_made_them() {
     let (tpm_a, tpm_b) = (Swtpm::start(), Swtpm::start());
     let mut a = tpm_a.open();
     let vault = a.create_vault(&PIN).unwrap();
-    let key = a.create_key().unwrap();
+    let key = a.create_key(Algorithm::Es256).unwrap();
     drop(a);
 
     let mut b = tpm_b.open();
@@ -188,8 +184,8 @@ fn blobs_load_only_into_the_tpm_that_made_them() {
     // Even under an unlocked vault of its own with the same PIN, B refuses A's key.
     b.create_vault(&PIN).unwrap();
     assert!(matches!(
-        b.sign_digest(&key.blob, &digest(0)),
-        Err(CustodyError::InvalidBlob)
+        b.sign(&key.blob, &digest(0)),
+        Err(TpmError::InvalidBlob)
     ));
 
     // Tampered and malformed blobs are refused too.
@@ -205,10 +201,7 @@ fn blobs_load_only_into_the_tpm_that_made_them() {
         b"",
         b"LPK\x01\x00\x00\x00\x00",
     ] {
-        assert!(matches!(
-            b.sign_digest(bad, &digest(0)),
-            Err(CustodyError::InvalidBlob)
-        ));
+        assert!(matches!(b.sign(bad, &digest(0)), Err(TpmError::InvalidBlob)));
     }
     assert!(b.is_unlocked());
 }
@@ -218,13 +211,16 @@ fn without_the_pin_nothing_signs_and_wrong_pins_are_counted() {
     let tpm = Swtpm::start();
     let mut custody = tpm.open();
     let vault = custody.create_vault(&PIN).unwrap();
-    let key = custody.create_key().unwrap();
+    let key = custody.create_key(Algorithm::Es256).unwrap();
     custody.lock();
     assert!(!custody.is_unlocked());
-    assert!(matches!(custody.create_key(), Err(CustodyError::Locked)));
     assert!(matches!(
-        custody.sign_digest(&key.blob, &digest(0)),
+        custody.create_key(Algorithm::Es256),
         Err(CustodyError::Locked)
+    ));
+    assert!(matches!(
+        custody.sign(&key.blob, &digest(0)),
+        Err(TpmError::Locked)
     ));
 
     let da = custody.da_status().unwrap().counter;
@@ -234,8 +230,8 @@ fn without_the_pin_nothing_signs_and_wrong_pins_are_counted() {
     ));
     assert!(!custody.is_unlocked());
     assert!(matches!(
-        custody.sign_digest(&key.blob, &digest(0)),
-        Err(CustodyError::Locked)
+        custody.sign(&key.blob, &digest(0)),
+        Err(TpmError::Locked)
     ));
     let counts = custody.pin_counts(&vault).unwrap().unwrap();
     assert_eq!(counts.failures, 1, "the TPM's PIN index counted the wrong PIN");
@@ -247,7 +243,7 @@ fn without_the_pin_nothing_signs_and_wrong_pins_are_counted() {
 
     // Same process, same session: the right PIN still works.
     custody.unlock(&vault, &PIN).unwrap();
-    let sig = custody.sign_digest(&key.blob, &digest(1)).unwrap();
+    let sig = custody.sign(&key.blob, &digest(1)).unwrap();
     verify(&key.public, &digest(1), &sig);
 }
 
@@ -291,7 +287,7 @@ fn change_auth_keeps_credentials_and_retires_the_old_pin() {
     let tpm = Swtpm::start();
     let mut custody = tpm.open();
     let vault = custody.create_vault(&PIN).unwrap();
-    let key = custody.create_key().unwrap();
+    let key = custody.create_key(Algorithm::Es256).unwrap();
 
     assert!(matches!(
         custody.change_auth(&vault, &WRONG, &NEW_PIN),
@@ -307,14 +303,14 @@ fn change_auth_keeps_credentials_and_retires_the_old_pin() {
         Err(TpmError::AuthFailed)
     ));
     custody.unlock(&new_vault, &NEW_PIN).unwrap();
-    let sig = custody.sign_digest(&key.blob, &digest(1)).unwrap();
+    let sig = custody.sign(&key.blob, &digest(1)).unwrap();
     verify(&key.public, &digest(1), &sig);
     // Keys created after the change work alike.
-    let key2 = custody.create_key().unwrap();
+    let key2 = custody.create_key(Algorithm::Es256).unwrap();
     verify(
         &key2.public,
         &digest(2),
-        &custody.sign_digest(&key2.blob, &digest(2)).unwrap(),
+        &custody.sign(&key2.blob, &digest(2)).unwrap(),
     );
 }
 
@@ -326,30 +322,34 @@ fn key_cache_fits_swtpm_three_slots() {
     assert_eq!(info.transient_slots, Some(3));
     assert_eq!(info.key_cache_size, 1);
     custody.create_vault(&PIN).unwrap();
-    let keys: Vec<_> = (0..3).map(|_| custody.create_key().unwrap()).collect();
+    let keys: Vec<_> = (0..3)
+        .map(|_| custody.create_key(Algorithm::Es256).unwrap())
+        .collect();
     for n in 0..30 {
         let key = &keys[n as usize % 3];
-        let sig = custody.sign_digest(&key.blob, &digest(n)).expect("no 0x902");
+        let sig = custody.sign(&key.blob, &digest(n)).expect("no 0x902");
         verify(&key.public, &digest(n), &sig);
     }
     // TPM2_Create needs a free slot too: creating and signing interleaved.
     for n in 0..4 {
-        let key = custody.create_key().expect("create with a full cache");
+        let key = custody
+            .create_key(Algorithm::Es256)
+            .expect("create with a full cache");
         verify(
             &key.public,
             &digest(n),
-            &custody.sign_digest(&key.blob, &digest(n)).unwrap(),
+            &custody.sign(&key.blob, &digest(n)).unwrap(),
         );
         let old = &keys[n as usize % 3];
         verify(
             &old.public,
             &digest(n),
-            &custody.sign_digest(&old.blob, &digest(n)).unwrap(),
+            &custody.sign(&old.blob, &digest(n)).unwrap(),
         );
     }
     // Repeated use of one key does not leak slots either.
     for n in 0..5 {
-        let sig = custody.sign_digest(&keys[0].blob, &digest(n)).unwrap();
+        let sig = custody.sign(&keys[0].blob, &digest(n)).unwrap();
         verify(&keys[0].public, &digest(n), &sig);
     }
 }
@@ -359,8 +359,8 @@ fn unlocking_again_rechecks_the_pin_in_the_tpm() {
     let tpm = Swtpm::start();
     let mut custody = tpm.open();
     let vault = custody.create_vault(&PIN).unwrap();
-    let key = custody.create_key().unwrap();
-    custody.sign_digest(&key.blob, &digest(0)).unwrap();
+    let key = custody.create_key(Algorithm::Es256).unwrap();
+    custody.sign(&key.blob, &digest(0)).unwrap();
     // A second unlock is still a TPM check: the right PIN passes, a wrong
     // one is counted and locks everything.
     TpmCustody::unlock(&mut custody, &vault, &PIN).unwrap();
@@ -372,14 +372,14 @@ fn unlocking_again_rechecks_the_pin_in_the_tpm() {
     assert_eq!(custody.pin_counts(&vault).unwrap().unwrap().failures, 1);
     assert!(!custody.is_unlocked());
     assert!(matches!(
-        custody.sign_digest(&key.blob, &digest(1)),
-        Err(CustodyError::Locked)
+        custody.sign(&key.blob, &digest(1)),
+        Err(TpmError::Locked)
     ));
     TpmCustody::unlock(&mut custody, &vault, &PIN).unwrap();
     verify(
         &key.public,
         &digest(2),
-        &custody.sign_digest(&key.blob, &digest(2)).unwrap(),
+        &custody.sign(&key.blob, &digest(2)).unwrap(),
     );
 }
 
@@ -388,7 +388,7 @@ fn reopen_recreates_the_primary_and_unlocks_the_stored_vault() {
     let tpm = Swtpm::start();
     let mut first = tpm.open();
     let stored = first.create_vault(&PIN).unwrap().to_bytes();
-    let key = first.create_key().unwrap();
+    let key = first.create_key(Algorithm::Es256).unwrap();
     drop(first);
 
     for _ in 0..3 {
@@ -396,7 +396,7 @@ fn reopen_recreates_the_primary_and_unlocks_the_stored_vault() {
         assert!(!again.is_unlocked());
         let vault = VaultBlob::from_bytes(&stored).unwrap();
         again.unlock(&vault, &PIN).unwrap();
-        let sig = again.sign_digest(&key.blob, &digest(5)).unwrap();
+        let sig = again.sign(&key.blob, &digest(5)).unwrap();
         verify(&key.public, &digest(5), &sig);
     }
 }
@@ -412,12 +412,12 @@ fn reset_locks_and_describe_reports_the_tpm() {
     assert!(!da.in_lockout);
 
     let vault = custody.create_vault(&PIN).unwrap();
-    let key = custody.create_key().unwrap();
+    let key = custody.create_key(Algorithm::Es256).unwrap();
     KeyCustody::reset(&mut custody, Some(&vault.to_bytes())).unwrap();
     assert!(!custody.is_unlocked());
     assert!(matches!(
-        custody.sign_digest(&key.blob, &digest(0)),
-        Err(CustodyError::Locked)
+        custody.sign(&key.blob, &digest(0)),
+        Err(TpmError::Locked)
     ));
 
     // Storage format round trip, and garbage refused.
@@ -448,12 +448,17 @@ fn the_pin_never_crosses_the_bus_in_clear_and_the_session_is_salted() {
     let prepared = custody.change_auth(&vault, &pin, &new_pin).unwrap();
     let vault = custody.commit_change(&prepared, &pin, &new_pin).unwrap();
     custody.unlock(&vault, &new_pin).unwrap();
-    let key = custody.create_key().unwrap();
+    let key = custody.create_key(Algorithm::Es256).unwrap();
     let signed = digest(3333);
-    custody.sign_digest(&key.blob, &signed).unwrap();
+    custody.sign(&key.blob, &signed).unwrap();
     drop(custody);
 
     // The sniffer does see plaintext parameters (the digest to sign is not secret) ...
+    // (We hash the message; the TPM is sent its SHA-256.)
+    let signed: [u8; 32] = {
+        use sha2::Digest;
+        sha2::Sha256::digest(signed).into()
+    };
     assert!(
         sniffer.saw(&signed),
         "sniffer sees nothing: the test would prove nothing"
@@ -614,20 +619,17 @@ fn hmac_blobs_work_only_in_their_tpm_and_only_as_hmac_keys() {
     let mut a = tpm_a.open();
     let vault = a.create_vault(&PIN).unwrap();
     let hmac = a.create_hmac_key().unwrap();
-    let key = a.create_key().unwrap();
+    let key = a.create_key(Algorithm::Es256).unwrap();
 
     // A credential key is not an HMAC key and vice versa: by tag, even when
     // the other kind is already loaded in the cache ...
-    a.sign_digest(&key.blob, &digest(0)).unwrap();
+    a.sign(&key.blob, &digest(0)).unwrap();
     assert!(matches!(
         a.hmac(&key.blob, &digest(0)),
         Err(TpmError::InvalidBlob)
     ));
     a.hmac(&hmac, &digest(0)).unwrap();
-    assert!(matches!(
-        a.sign_digest(&hmac, &digest(0)),
-        Err(CustodyError::InvalidBlob)
-    ));
+    assert!(matches!(a.sign(&hmac, &digest(0)), Err(TpmError::InvalidBlob)));
     // ... and by template, if someone relabels one as the other.
     let key_as_hmac = [b"LPH\x01", &key.blob[4..]].concat();
     let hmac_as_key = [b"LPK\x01", &hmac[4..]].concat();
@@ -636,8 +638,8 @@ fn hmac_blobs_work_only_in_their_tpm_and_only_as_hmac_keys() {
         Err(TpmError::InvalidBlob)
     ));
     assert!(matches!(
-        a.sign_digest(&hmac_as_key, &digest(0)),
-        Err(CustodyError::InvalidBlob)
+        a.sign(&hmac_as_key, &digest(0)),
+        Err(TpmError::InvalidBlob)
     ));
     let hmac_as_vault = VaultBlob::from_bytes(&[b"LPV\x01", &hmac[4..]].concat()).unwrap();
     assert!(matches!(
@@ -685,7 +687,9 @@ fn signatures_and_hmacs_interleave_within_swtpm_three_slots() {
     let mut custody = tpm.open();
     assert_eq!(custody.describe().unwrap().key_cache_size, 1);
     custody.create_vault(&PIN).unwrap();
-    let keys: Vec<_> = (0..3).map(|_| custody.create_key().unwrap()).collect();
+    let keys: Vec<_> = (0..3)
+        .map(|_| custody.create_key(Algorithm::Es256).unwrap())
+        .collect();
     let hmacs: Vec<_> = (0..3).map(|_| custody.create_hmac_key().unwrap()).collect();
     let expected: Vec<_> = hmacs
         .iter()
@@ -693,7 +697,7 @@ fn signatures_and_hmacs_interleave_within_swtpm_three_slots() {
         .collect();
     for n in 0..30u32 {
         let i = n as usize % 3;
-        let sig = custody.sign_digest(&keys[i].blob, &digest(n)).expect("no 0x902");
+        let sig = custody.sign(&keys[i].blob, &digest(n)).expect("no 0x902");
         verify(&keys[i].public, &digest(n), &sig);
         let j = (n as usize / 3) % 3;
         assert_eq!(
@@ -707,11 +711,13 @@ fn signatures_and_hmacs_interleave_within_swtpm_three_slots() {
             .create_hmac_key()
             .expect("create HMAC key with a full cache");
         custody.hmac(&h, &digest(n)).unwrap();
-        let key = custody.create_key().expect("create key with a full cache");
+        let key = custody
+            .create_key(Algorithm::Es256)
+            .expect("create key with a full cache");
         verify(
             &key.public,
             &digest(n),
-            &custody.sign_digest(&key.blob, &digest(n)).unwrap(),
+            &custody.sign(&key.blob, &digest(n)).unwrap(),
         );
         let i = n as usize % 3;
         assert_eq!(custody.hmac(&hmacs[i], &digest(42)).unwrap(), expected[i]);
@@ -729,20 +735,25 @@ fn hmac_outputs_never_cross_the_bus_in_clear() {
     let sniffer = Sniffer::start(&tpm);
     let mut custody = TpmCustody::open(&sniffer.tcti()).unwrap();
     custody.create_vault(&digest(1111)).unwrap();
-    let key = custody.create_key().unwrap();
+    let key = custody.create_key(Algorithm::Es256).unwrap();
     let hmac = custody.create_hmac_key().unwrap();
     let (salt, signed) = (digest(4444), digest(5555));
     let outputs: Vec<_> = (0..3).map(|_| custody.hmac(&hmac, &salt).unwrap()).collect();
-    custody.sign_digest(&key.blob, &signed).unwrap();
+    custody.sign(&key.blob, &signed).unwrap();
     drop(custody);
 
+    // (We hash the message; the TPM is sent its SHA-256.)
+    let signed: [u8; 32] = {
+        use sha2::Digest;
+        sha2::Sha256::digest(signed).into()
+    };
     assert!(
         sniffer.saw(&signed),
         "sniffer sees nothing: the test would prove nothing"
     );
     // Responses are recorded too: the public key comes back from TPM2_Create in clear.
     assert!(
-        sniffer.saw(&key.public.x),
+        matches!(&key.public, PublicKey::Ec2 { x, .. } if sniffer.saw(x)),
         "sniffer sees no responses: the test would prove nothing"
     );
     // TPM2_HMAC goes through the salted session with parameter encryption:
@@ -762,13 +773,13 @@ fn a_killed_owner_leaves_nothing_that_blocks_the_next_start() {
     let tpm = Swtpm::start();
     let mut first = tpm.open();
     let vault = first.create_vault(&PIN).unwrap();
-    let key = first.create_key().unwrap();
-    first.sign_digest(&key.blob, &digest(0)).unwrap();
+    let key = first.create_key(Algorithm::Es256).unwrap();
+    first.sign(&key.blob, &digest(0)).unwrap();
     // Like SIGKILL: no Drop, nothing flushed. swtpm has no resource manager,
     // so primary, vault, key and session stay loaded in its 3 slots.
     std::mem::forget(first);
     let mut second = tpm.open();
     TpmCustody::unlock(&mut second, &vault, &PIN).unwrap();
-    let sig = second.sign_digest(&key.blob, &digest(1)).unwrap();
+    let sig = second.sign(&key.blob, &digest(1)).unwrap();
     verify(&key.public, &digest(1), &sig);
 }

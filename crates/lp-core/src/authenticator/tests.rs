@@ -6,9 +6,11 @@ use crate::clock::ManualClock;
 use crate::custody::insecure_software::InsecureSoftwareCustody;
 use crate::pin_protocol::{KeyAgreement, SharedSecret};
 use crate::store::MemoryStore;
+use crate::types::ES256;
 use crate::user::{AlwaysApprove, NoInteraction, Scripted, Step};
 use p256::ecdsa::signature::Verifier;
 use p256::ecdsa::{Signature, VerifyingKey};
+use sha2::{Digest, Sha256};
 use std::sync::Mutex;
 
 /// A scripted person the test can still talk to after handing it over.
@@ -99,6 +101,8 @@ struct Mc {
     rk: bool,
     exclude: Vec<Vec<u8>>,
     extra: Vec<(u64, Value)>,
+    /// pubKeyCredParams' algorithms, in the platform's order (ES256 alone if empty).
+    algs: Vec<i64>,
 }
 
 impl Mc {
@@ -109,6 +113,7 @@ impl Mc {
             rk,
             exclude: vec![],
             extra: vec![],
+            algs: vec![],
         }
     }
     fn encode(&self) -> Vec<u8> {
@@ -122,7 +127,21 @@ impl Mc {
                     ("name", text("alice@example.com")),
                 ]),
             ),
-            (4, Value::Array(vec![es256_param()])),
+            (
+                4,
+                if self.algs.is_empty() {
+                    Value::Array(vec![es256_param()])
+                } else {
+                    Value::Array(
+                        self.algs
+                            .iter()
+                            .map(|a| {
+                                text_map([("alg", Value::Integer((*a).into())), ("type", text("public-key"))])
+                            })
+                            .collect(),
+                    )
+                },
+            ),
         ];
         if !self.exclude.is_empty() {
             entries.push((5, descriptors(&self.exclude)));
@@ -451,6 +470,61 @@ fn make_credential_gives_verifiable_packed_self_attestation() {
     assert_eq!(r.person.seen()[0].rp_id, "example.com");
 }
 
+/// §6.1.2 step 3: the first algorithm of the platform's list that we
+/// support, and the packed self-attestation signed with it.
+#[test]
+fn make_credential_takes_the_platforms_first_supported_algorithm() {
+    for (algs, want) in [
+        (vec![-35, -7], Algorithm::Es384),
+        (vec![-8, -257, -7], Algorithm::Rs256),
+        (vec![-8, -7, -35], Algorithm::Es256),
+    ] {
+        let mut r = rig();
+        let mut mc = Mc::new("example.com", b"u1", false);
+        mc.algs = algs.clone();
+        let resp = parse(&r.auth.handle(&mc.encode(), &NoInteraction)).unwrap();
+        let auth_data = bytes_of(get(&resp, 2));
+        let stmt = cbor::text_keyed(get(&resp, 3).unwrap().clone()).unwrap();
+        assert_eq!(
+            stmt.get("alg"),
+            Some(&Value::Integer(want.cose().into())),
+            "{algs:?}"
+        );
+        let id_len = u16::from_be_bytes([auth_data[53], auth_data[54]]) as usize;
+        let cose = coset::CoseKey::from_slice(&auth_data[55 + id_len..]).unwrap();
+        let param = |label: i64| {
+            cose.params
+                .iter()
+                .find(|(l, _)| *l == coset::Label::Int(label))
+                .and_then(|(_, v)| v.as_bytes().cloned())
+                .unwrap()
+        };
+        let public = match want {
+            Algorithm::Rs256 => {
+                assert_eq!(cose.kty, coset::KeyType::Assigned(iana::KeyType::RSA));
+                PublicKey::Rsa {
+                    n: param(-1),
+                    e: param(-2),
+                }
+            }
+            alg => {
+                assert_eq!(cose.kty, coset::KeyType::Assigned(iana::KeyType::EC2));
+                PublicKey::Ec2 {
+                    alg,
+                    x: param(-2),
+                    y: param(-3),
+                }
+            }
+        };
+        let sig = stmt.get("sig").and_then(Value::as_bytes).unwrap();
+        let message = [&auth_data[..], &CDH[..]].concat();
+        assert!(
+            public.verifies(&message, sig),
+            "{want:?}: attestation does not verify"
+        );
+    }
+}
+
 #[test]
 fn none_attestation_when_asked_first() {
     let mut r = rig();
@@ -476,10 +550,8 @@ fn make_credential_refusals() {
             (
                 4,
                 Value::Array(vec![
-                    text_map([
-                        ("alg", Value::Integer((-257).into())),
-                        ("type", text("public-key")),
-                    ]),
+                    // EdDSA: no custody here can sign with it.
+                    text_map([("alg", Value::Integer((-8).into())), ("type", text("public-key"))]),
                     text_map([
                         ("alg", Value::Integer(ES256.into())),
                         ("type", text("other-type")),

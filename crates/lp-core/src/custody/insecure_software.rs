@@ -9,7 +9,7 @@
 //! key creation or signature while the vault is locked) so that the
 //! authenticator is tested against the same contract.
 
-use super::{CustodyError, KeyCustody, NewKey, PublicKey};
+use super::{Algorithm, CustodyError, KeyCustody, NewKey, PublicKey};
 use p256::ecdsa::signature::hazmat::PrehashSigner;
 use p256::ecdsa::{Signature, SigningKey};
 use rand_core::{OsRng, RngCore};
@@ -20,6 +20,10 @@ const BLOB_TAG: &[u8; 8] = b"INSECURE";
 const VAULT_TAG: &[u8; 8] = b"INSVAULT";
 const HMAC_TAG: &[u8; 8] = b"INSHMAC1";
 const DATA_TAG: &[u8; 8] = b"INSDATA1";
+/// The byte after BLOB_TAG that says which kind of key follows.
+const ALG_ES256: u8 = 1;
+const ALG_ES384: u8 = 2;
+const ALG_RS256: u8 = 3;
 
 #[derive(Debug, Default)]
 pub struct InsecureSoftwareCustody {
@@ -71,34 +75,96 @@ impl KeyCustody for InsecureSoftwareCustody {
         false
     }
 
-    fn create_key(&mut self) -> Result<NewKey, CustodyError> {
-        self.require_unlocked()?;
-        let key = SigningKey::random(&mut OsRng);
-        let point = key.verifying_key().to_encoded_point(false);
-        let (Some(x), Some(y)) = (point.x(), point.y()) else {
-            return Err(CustodyError::Backend("identity point".into()));
-        };
-        let mut blob = BLOB_TAG.to_vec();
-        blob.extend_from_slice(&key.to_bytes());
-        Ok(NewKey {
-            blob,
-            public: PublicKey {
-                x: (*x).into(),
-                y: (*y).into(),
-            },
-        })
+    fn algorithms(&self) -> Vec<Algorithm> {
+        Algorithm::ALL.to_vec()
     }
 
-    fn sign_digest(&mut self, blob: &[u8], digest: &[u8; 32]) -> Result<Vec<u8>, CustodyError> {
+    /// `tag || algorithm byte || the private key` (scalar, or PKCS#1 DER for RSA).
+    fn create_key(&mut self, alg: Algorithm) -> Result<NewKey, CustodyError> {
         self.require_unlocked()?;
-        let scalar = blob
+        let mut blob = BLOB_TAG.to_vec();
+        let public = match alg {
+            Algorithm::Es256 => {
+                let key = SigningKey::random(&mut OsRng);
+                let point = key.verifying_key().to_encoded_point(false);
+                let (Some(x), Some(y)) = (point.x(), point.y()) else {
+                    return Err(CustodyError::Backend("identity point".into()));
+                };
+                blob.push(ALG_ES256);
+                blob.extend_from_slice(&key.to_bytes());
+                PublicKey::Ec2 {
+                    alg,
+                    x: x.to_vec(),
+                    y: y.to_vec(),
+                }
+            }
+            Algorithm::Es384 => {
+                let key = p384::ecdsa::SigningKey::random(&mut OsRng);
+                let point = key.verifying_key().to_encoded_point(false);
+                let (Some(x), Some(y)) = (point.x(), point.y()) else {
+                    return Err(CustodyError::Backend("identity point".into()));
+                };
+                blob.push(ALG_ES384);
+                blob.extend_from_slice(&key.to_bytes());
+                PublicKey::Ec2 {
+                    alg,
+                    x: x.to_vec(),
+                    y: y.to_vec(),
+                }
+            }
+            Algorithm::Rs256 => {
+                use rsa::pkcs1::EncodeRsaPrivateKey;
+                use rsa::traits::PublicKeyParts;
+                let key = rsa::RsaPrivateKey::new(&mut OsRng, 2048)
+                    .map_err(|e| CustodyError::Backend(format!("RSA key generation: {e}")))?;
+                let der = key
+                    .to_pkcs1_der()
+                    .map_err(|e| CustodyError::Backend(format!("RSA key encoding: {e}")))?;
+                blob.push(ALG_RS256);
+                blob.extend_from_slice(der.as_bytes());
+                PublicKey::Rsa {
+                    n: key.n().to_bytes_be(),
+                    e: key.e().to_bytes_be(),
+                }
+            }
+        };
+        Ok(NewKey { blob, public })
+    }
+
+    fn sign(&mut self, blob: &[u8], message: &[u8]) -> Result<Vec<u8>, CustodyError> {
+        self.require_unlocked()?;
+        let body = blob
             .strip_prefix(BLOB_TAG.as_slice())
             .ok_or(CustodyError::InvalidBlob)?;
-        let key = SigningKey::from_slice(scalar).map_err(|_| CustodyError::InvalidBlob)?;
-        let sig: Signature = key
-            .sign_prehash(digest)
-            .map_err(|_| CustodyError::Backend("sign".into()))?;
-        Ok(sig.to_der().as_bytes().to_vec())
+        // A bare 32-byte scalar: an ES256 key made before there were others.
+        let (alg, key) = match body.split_first() {
+            _ if body.len() == 32 => (ALG_ES256, body),
+            Some((&alg, key)) => (alg, key),
+            None => return Err(CustodyError::InvalidBlob),
+        };
+        let failed = |_| CustodyError::Backend("sign".into());
+        match alg {
+            ALG_ES256 => {
+                let key = SigningKey::from_slice(key).map_err(|_| CustodyError::InvalidBlob)?;
+                let digest: [u8; 32] = Sha256::digest(message).into();
+                let sig: Signature = key.sign_prehash(&digest).map_err(failed)?;
+                Ok(sig.to_der().as_bytes().to_vec())
+            }
+            ALG_ES384 => {
+                let key = p384::ecdsa::SigningKey::from_slice(key).map_err(|_| CustodyError::InvalidBlob)?;
+                let digest = sha2::Sha384::digest(message);
+                let sig: p384::ecdsa::Signature = key.sign_prehash(&digest).map_err(failed)?;
+                Ok(sig.to_der().as_bytes().to_vec())
+            }
+            ALG_RS256 => {
+                use rsa::pkcs1::DecodeRsaPrivateKey;
+                let key = rsa::RsaPrivateKey::from_pkcs1_der(key).map_err(|_| CustodyError::InvalidBlob)?;
+                let digest = Sha256::digest(message);
+                key.sign(rsa::Pkcs1v15Sign::new::<Sha256>(), &digest)
+                    .map_err(|_| CustodyError::Backend("sign".into()))
+            }
+            _ => Err(CustodyError::InvalidBlob),
+        }
     }
 
     fn create_hmac_key(&mut self) -> Result<Vec<u8>, CustodyError> {
@@ -190,40 +256,50 @@ impl KeyCustody for InsecureSoftwareCustody {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use p256::ecdsa::signature::hazmat::PrehashVerifier;
-    use p256::ecdsa::VerifyingKey;
-    use p256::EncodedPoint;
 
     #[test]
     fn signs_with_the_key_it_made_only_while_unlocked() {
         let mut c = InsecureSoftwareCustody::new();
-        assert!(matches!(c.create_key(), Err(CustodyError::Locked)));
-        let vault = c.create_vault(&[1; 32]).unwrap();
-        let k = c.create_key().unwrap();
-        let digest = [7u8; 32];
-        let der = c.sign_digest(&k.blob, &digest).unwrap();
-        let point = EncodedPoint::from_affine_coordinates(&k.public.x.into(), &k.public.y.into(), false);
-        let vk = VerifyingKey::from_encoded_point(&point).unwrap();
-        vk.verify_prehash(&digest, &Signature::from_der(&der).unwrap())
-            .unwrap();
-        c.lock();
         assert!(matches!(
-            c.sign_digest(&k.blob, &digest),
+            c.create_key(Algorithm::Es256),
             Err(CustodyError::Locked)
         ));
+        let vault = c.create_vault(&[1; 32]).unwrap();
+        for alg in Algorithm::ALL {
+            let k = c.create_key(alg).unwrap();
+            assert_eq!(k.public.algorithm(), alg);
+            let message = b"authenticator data || client data hash";
+            let sig = c.sign(&k.blob, message).unwrap();
+            assert!(k.public.verifies(message, &sig), "{alg:?}");
+            assert!(!k.public.verifies(b"another message", &sig), "{alg:?}");
+        }
+        let k = c.create_key(Algorithm::Es256).unwrap();
+        c.lock();
+        assert!(matches!(c.sign(&k.blob, b"m"), Err(CustodyError::Locked)));
         assert!(matches!(
             c.unlock(&vault, &[2; 32]),
             Err(CustodyError::AuthFailed)
         ));
         c.unlock(&vault, &[1; 32]).unwrap();
-        assert!(c.sign_digest(&k.blob, &digest).is_ok());
+        assert!(c.sign(&k.blob, b"m").is_ok());
+    }
+
+    /// Keys stored before there were several algorithms: a bare scalar.
+    #[test]
+    fn a_bare_scalar_is_an_es256_key() {
+        let mut c = InsecureSoftwareCustody::new();
+        c.create_vault(&[1; 32]).unwrap();
+        let k = c.create_key(Algorithm::Es256).unwrap();
+        let old = [&BLOB_TAG[..], &k.blob[BLOB_TAG.len() + 1..]].concat();
+        let sig = c.sign(&old, b"m").unwrap();
+        assert!(k.public.verifies(b"m", &sig));
     }
 
     #[test]
     fn change_auth_keeps_keys() {
         let mut c = InsecureSoftwareCustody::new();
         let vault = c.create_vault(&[1; 32]).unwrap();
-        let k = c.create_key().unwrap();
+        let k = c.create_key(Algorithm::Es256).unwrap();
         let vault2 = c.change_auth(&vault, &[1; 32], &[3; 32]).unwrap();
         assert!(matches!(
             c.change_auth(&vault, &[9; 32], &[3; 32]),
@@ -235,21 +311,16 @@ mod tests {
             Err(CustodyError::AuthFailed)
         ));
         c.unlock(&vault2, &[3; 32]).unwrap();
-        assert!(c.sign_digest(&k.blob, &[0; 32]).is_ok());
+        assert!(c.sign(&k.blob, &[0; 32]).is_ok());
     }
 
     #[test]
     fn rejects_foreign_blobs() {
         let mut c = InsecureSoftwareCustody::new();
         c.create_vault(&[0; 32]).unwrap();
-        assert!(matches!(
-            c.sign_digest(b"garbage", &[0; 32]),
-            Err(CustodyError::InvalidBlob)
-        ));
-        assert!(matches!(
-            c.sign_digest(b"INSECURE\x00", &[0; 32]),
-            Err(CustodyError::InvalidBlob)
-        ));
+        for bad in [&b"garbage"[..], b"INSECURE\x00", b"INSECURE\x09abc", b"INSECURE"] {
+            assert!(matches!(c.sign(bad, &[0; 32]), Err(CustodyError::InvalidBlob)));
+        }
         assert!(matches!(
             c.unlock(b"INSVAULTshort", &[0; 32]),
             Err(CustodyError::InvalidBlob)
