@@ -86,7 +86,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let hmac_key = custody.create_hmac_key()?;
     custody.hmac(&hmac_key, &digest)?;
     report(
-        "hmac, key cached (one TPM2_HMAC, salted)",
+        "hmac (vault policy + Load + TPM2_HMAC + Flush on a socket TPM; salted)",
         time(n, |_| custody.hmac(&hmac_key, &digest).unwrap()),
     );
     drop(custody);
