@@ -51,7 +51,7 @@
 use crate::TpmError;
 use sha2::{Digest as _, Sha256};
 use tss_esapi::{
-    attributes::NvIndexAttributesBuilder,
+    attributes::{NvIndexAttributes, NvIndexAttributesBuilder},
     constants::{
         tss::{
             TPM2_CC_NV_ChangeAuth, TPM2_CC_NV_Write, TPM2_CC_PolicyAuthValue, TPM2_CC_PolicyCommandCode,
@@ -87,13 +87,7 @@ pub(crate) fn pin_index_public(handle: u32) -> Result<NvPublic, TpmError> {
         .with_policy_write(true)
         .with_no_da(true)
         .build()?;
-    Ok(NvPublicBuilder::new()
-        .with_nv_index(NvIndexTpmHandle::new(handle)?)
-        .with_index_name_algorithm(HashingAlgorithm::Sha256)
-        .with_index_attributes(attributes)
-        .with_index_auth_policy(pin_index_policy())
-        .with_data_area_size(8)
-        .build()?)
+    eight_bytes_at(handle, attributes, pin_index_policy())
 }
 
 /// C and E: counters anyone may read and increment (empty authValue). An
@@ -106,10 +100,17 @@ pub(crate) fn counter_public(handle: u32) -> Result<NvPublic, TpmError> {
         .with_auth_write(true)
         .with_no_da(true)
         .build()?;
+    eight_bytes_at(handle, attributes, Digest::default())
+}
+
+/// The public area of one of our NV indices: 8 bytes (a pin counter pair
+/// or a counter), SHA-256 names.
+fn eight_bytes_at(handle: u32, attributes: NvIndexAttributes, policy: Digest) -> Result<NvPublic, TpmError> {
     Ok(NvPublicBuilder::new()
         .with_nv_index(NvIndexTpmHandle::new(handle)?)
         .with_index_name_algorithm(HashingAlgorithm::Sha256)
         .with_index_attributes(attributes)
+        .with_index_auth_policy(policy)
         .with_data_area_size(8)
         .build()?)
 }
