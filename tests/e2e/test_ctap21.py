@@ -75,7 +75,7 @@ EXTENSIONS = [
 ]
 
 EXPECTED_VERSIONS = ["FIDO_2_0", "FIDO_2_1_PRE", "FIDO_2_1"]
-EXPECTED_EXTENSIONS = {"credProtect", "hmac-secret", "credBlob", "largeBlobKey", "minPinLength"}
+EXPECTED_EXTENSIONS = {"credProtect", "hmac-secret", "hmac-secret-mc", "credBlob", "largeBlobKey", "minPinLength"}
 EXPECTED_OPTIONS = {
     "rk": True, "up": True, "uv": True, "plat": False, "alwaysUv": True,
     "credMgmt": True, "credentialMgmtPreview": True, "authnrCfg": True,
@@ -737,6 +737,21 @@ def test_prf_and_hmac_get_secret_through_the_client(daemon):
     got = rp.last_responses[0].client_extension_results.hmac_get_secret
     assert got.output1 + got.output2 == hmac_secret(daemon, rp, reg2, [salt1, salt2], 1)
     assert got.output1 != first
+
+
+def test_prf_at_registration_through_hmac_secret_mc(daemon):
+    """CTAP 2.2 hmac-secret-mc: python-fido2 sends the PRF salts with
+    MakeCredential because GetInfo lists it; the outputs equal what every
+    later assertion gives for the same input."""
+    rp = lpk.RelyingParty("prf-mc.example")
+    c = client(daemon, rp.rp_id)
+    reg = rp.register(c, user_name="prf-mc", resident_key="required",
+                      extensions={"prf": {"eval": {"first": b"at creation", "second": b"second"}}})
+    assert set(reg.authenticator_extensions) == {"hmac-secret", "hmac-secret-mc"}, reg.authenticator_extensions
+    results = reg.client_extensions.prf.results
+    assert results is not None and len(results.first) == 32 and len(results.second) == 32
+    first, second = prf_eval(rp, c, reg, b"at creation", b"second")
+    assert (results.first, results.second) == (first, second), "hmac-secret-mc and hmac-secret disagree"
 
 
 def test_hmac_secret_and_large_blobs_survive_a_restart(daemon):

@@ -664,6 +664,12 @@ impl Authenticator {
         } else {
             None
         };
+        // CTAP 2.2 hmac-secret-mc: the first outputs now, computed exactly as
+        // GetAssertion would with this (verified) user.
+        if let (Some(input), Some(key)) = (&ext.hmac_secret_mc, &hmac_key) {
+            let out = self.hmac_secret(input, key, true)?;
+            outputs.push((extensions::HMAC_SECRET_MC, Value::Bytes(out)));
+        }
         // credBlob and largeBlobKey are stored sealed by the custody under
         // the vault: a copy of the database alone reveals neither.
         let cred_blob = match ext.cred_blob {

@@ -9,14 +9,17 @@ use std::collections::BTreeMap;
 
 pub const CRED_PROTECT: &str = "credProtect";
 pub const HMAC_SECRET: &str = "hmac-secret";
+/// CTAP 2.2 §12.7: hmac-secret's output already at MakeCredential.
+pub const HMAC_SECRET_MC: &str = "hmac-secret-mc";
 pub const CRED_BLOB: &str = "credBlob";
 pub const LARGE_BLOB_KEY: &str = "largeBlobKey";
 pub const MIN_PIN_LENGTH: &str = "minPinLength";
 
 /// Every extension we implement, as GetInfo lists them.
-pub const SUPPORTED: [&str; 5] = [
+pub const SUPPORTED: [&str; 6] = [
     CRED_PROTECT,
     HMAC_SECRET,
+    HMAC_SECRET_MC,
     CRED_BLOB,
     LARGE_BLOB_KEY,
     MIN_PIN_LENGTH,
@@ -48,6 +51,8 @@ pub fn visible(level: u8, uv: bool, named: bool) -> bool {
 pub struct McInputs {
     pub cred_protect: Option<u8>,
     pub hmac_secret: bool,
+    /// Salts to evaluate now (only with `hmac_secret`).
+    pub hmac_secret_mc: Option<HmacSecretInput>,
     pub cred_blob: Option<Vec<u8>>,
     pub large_blob_key: bool,
     pub min_pin_length: bool,
@@ -74,6 +79,10 @@ impl McInputs {
                 .map(cbor::boolean)
                 .transpose()?
                 .unwrap_or(false),
+            hmac_secret_mc: map
+                .remove(HMAC_SECRET_MC)
+                .map(HmacSecretInput::parse)
+                .transpose()?,
             cred_blob: map.remove(CRED_BLOB).map(cbor::bytes).transpose()?,
             large_blob_key: large_blob_key.unwrap_or(false),
             min_pin_length: map
@@ -95,6 +104,28 @@ pub struct HmacSecretInput {
     pub protocol: u64,
 }
 
+impl HmacSecretInput {
+    /// `{1: keyAgreement, 2: saltEnc, 3: saltAuth, 4: pinUvAuthProtocol}`,
+    /// the same at GetAssertion (hmac-secret) and MakeCredential (hmac-secret-mc).
+    fn parse(v: Value) -> Result<Self, CtapError> {
+        let Value::Map(entries) = v else {
+            return Err(CtapError::CborUnexpectedType);
+        };
+        let mut m: BTreeMap<u64, Value> = BTreeMap::new();
+        for (k, v) in entries {
+            if let Some(k) = k.as_integer().and_then(|i| u64::try_from(i).ok()) {
+                m.insert(k, v);
+            }
+        }
+        Ok(HmacSecretInput {
+            key_agreement: m.remove(&1).ok_or(CtapError::MissingParameter)?,
+            salt_enc: cbor::bytes(m.remove(&2).ok_or(CtapError::MissingParameter)?)?,
+            salt_auth: cbor::bytes(m.remove(&3).ok_or(CtapError::MissingParameter)?)?,
+            protocol: m.remove(&4).map(cbor::unsigned).transpose()?.unwrap_or(1),
+        })
+    }
+}
+
 /// GetAssertion extension inputs.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct GaInputs {
@@ -105,26 +136,7 @@ pub struct GaInputs {
 
 impl GaInputs {
     pub fn parse(mut map: BTreeMap<String, Value>) -> Result<Self, CtapError> {
-        let hmac_secret = match map.remove(HMAC_SECRET) {
-            None => None,
-            Some(v) => {
-                let Value::Map(entries) = v else {
-                    return Err(CtapError::CborUnexpectedType);
-                };
-                let mut m: BTreeMap<u64, Value> = BTreeMap::new();
-                for (k, v) in entries {
-                    if let Some(k) = k.as_integer().and_then(|i| u64::try_from(i).ok()) {
-                        m.insert(k, v);
-                    }
-                }
-                Some(HmacSecretInput {
-                    key_agreement: m.remove(&1).ok_or(CtapError::MissingParameter)?,
-                    salt_enc: cbor::bytes(m.remove(&2).ok_or(CtapError::MissingParameter)?)?,
-                    salt_auth: cbor::bytes(m.remove(&3).ok_or(CtapError::MissingParameter)?)?,
-                    protocol: m.remove(&4).map(cbor::unsigned).transpose()?.unwrap_or(1),
-                })
-            }
-        };
+        let hmac_secret = map.remove(HMAC_SECRET).map(HmacSecretInput::parse).transpose()?;
         let large_blob_key = map.remove(LARGE_BLOB_KEY).map(cbor::boolean).transpose()?;
         if large_blob_key == Some(false) {
             return Err(CtapError::InvalidOption);

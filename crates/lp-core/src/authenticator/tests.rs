@@ -1823,6 +1823,7 @@ fn get_info_lists_exactly_what_is_implemented() {
         [
             "credProtect",
             "hmac-secret",
+            "hmac-secret-mc",
             "credBlob",
             "largeBlobKey",
             "minPinLength"
