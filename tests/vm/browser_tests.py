@@ -489,7 +489,7 @@ def firefox(bidi: Bidi) -> None:
         # Firefox never got a PIN from anyone (headless: nobody could type one
         # into its PIN prompt); every verification was our own prompt's.
         daemon = (ARGS.out / "daemon.log").read_text(errors="replace")[daemon_mark:]
-        ours = re.findall(r'scripted verification rp=localhost account="([^"]*)"', daemon)
+        ours = re.findall(r'scripted verification rp="localhost" account="([^"]*)"', daemon)
         assert len(ours) >= 5, f"only {len(ours)} built-in verifications for 5 ceremonies"
         fx = (ARGS.out / "firefox.log").read_text(errors="replace")
         asked = sorted(set(re.findall(r"PinRequired|InvalidPin|PinNotSet", fx)))
