@@ -30,14 +30,16 @@ def _expected_info(options: dict) -> dict:
         # know the pre-release credential management (0x41). No U2F_V2.
         0x01: ["FIDO_2_0", "FIDO_2_1_PRE", "FIDO_2_1"],
         # Listed because they are complete (tests/e2e/test_ctap21.py).
-        0x02: ["credProtect", "hmac-secret", "credBlob", "largeBlobKey", "minPinLength"],
+        0x02: ["credProtect", "hmac-secret", "hmac-secret-mc", "credBlob", "largeBlobKey", "minPinLength"],
         0x03: lpk.AAGUID,
         0x04: options,
         0x05: lpk.MAX_MSG_SIZE,
         0x06: [2, 1],  # pinUvAuthProtocols, preferred first
         0x08: 32,  # maxCredentialIdLength: our ids are 32 random bytes
         0x09: ["usb"],
-        0x0A: [{"alg": -7, "type": "public-key"}],
+        # What the custody has (swtpm and the software custody: all three).
+        0x0A: [{"alg": -7, "type": "public-key"}, {"alg": -35, "type": "public-key"},
+               {"alg": -257, "type": "public-key"}],
         0x0B: 4096,  # maxSerializedLargeBlobArray
         0x0C: False,  # forcePINChange
         0x0D: 4,  # minPINLength
