@@ -92,11 +92,16 @@ impl Authenticator {
                     return Err(CtapError::InvalidParameter);
                 }
                 // The legacy command grants what a CTAP 2.0 token could do.
-                self.token_using_pin(p, permission::MC | permission::GA, None)
+                // A right PIN that must change: CTAP2_ERR_PIN_INVALID
+                // (§6.5.5.7.1 step 11).
+                let perms = permission::MC | permission::GA;
+                self.token_using_pin(p, perms, None, CtapError::PinInvalid)
             }
             sub::GET_TOKEN_USING_PIN => {
                 let (perms, rp_id) = Self::requested_permissions(&p)?;
-                self.token_using_pin(p, perms, rp_id)
+                // Here the answer tells the platform to ask for a new PIN
+                // (§6.5.5.7.2 step 11).
+                self.token_using_pin(p, perms, rp_id, CtapError::PinPolicyViolation)
             }
             sub::GET_TOKEN_USING_UV => self.token_using_uv(p, io),
             _ => Err(CtapError::InvalidSubcommand),
@@ -184,6 +189,11 @@ impl Authenticator {
 
         let padded = Zeroizing::new(shared.decrypt(&new_pin_enc)?);
         let new_pin = pin::parse_new_pin(&padded, self.min_pin_length()? as usize)?;
+        // §6.5.5.6 step 13: a forced change must change the PIN.
+        let new_hash = pin::pin_hash(&new_pin);
+        if self.meta_u8(pin::meta::FORCE_CHANGE)?.unwrap_or(0) != 0 && *new_hash == old_hash {
+            return Err(CtapError::PinPolicyViolation);
+        }
         let code_points = std::str::from_utf8(&new_pin)
             .map(|s| s.chars().count())
             .unwrap_or(0);
@@ -193,7 +203,7 @@ impl Authenticator {
             .ok_or(CtapError::PinNotSet)?;
         let salt = self.store.get_meta(pin::meta::SALT)?.ok_or(CtapError::Other)?;
         let old_auth = pin::vault_auth(&old_hash, &salt);
-        let new_auth = pin::vault_auth(&pin::pin_hash(&new_pin), &salt);
+        let new_auth = pin::vault_auth(&new_hash, &salt);
         // Two steps, each stored before the next: a crash anywhere leaves a
         // vault that opens with the old PIN or the new one (see the custody).
         let prepared = self.custody.change_auth(&vault, &old_auth, &new_auth)?;
@@ -215,7 +225,17 @@ impl Authenticator {
         <[u8; 16]>::try_from(plain.as_slice()).map_err(|_| CtapError::PinAuthInvalid)
     }
 
-    fn token_using_pin(&mut self, mut p: Params, perms: u8, rp_id: Option<String>) -> CtapResult {
+    /// `must_change` is the subcommand's answer to the right PIN while
+    /// forcePINChange is set. The PIN was verified all the same, so the
+    /// retry counters stay reset (step 10 comes before step 11) and no
+    /// token is issued.
+    fn token_using_pin(
+        &mut self,
+        mut p: Params,
+        perms: u8,
+        rp_id: Option<String>,
+        must_change: CtapError,
+    ) -> CtapResult {
         let pin_hash_enc = p.pin_hash_enc.take();
         let shared = self.shared_secret(&mut p)?;
         let pin_hash_enc = pin_hash_enc.ok_or(CtapError::MissingParameter)?;
@@ -228,7 +248,8 @@ impl Authenticator {
         let hash = Self::decrypt_pin_hash(&shared, &pin_hash_enc)?;
         self.verify_pin_hash(&hash)?;
         if self.meta_u8(pin::meta::FORCE_CHANGE)?.unwrap_or(0) != 0 {
-            return Err(CtapError::PinPolicyViolation);
+            tracing::info!("right PIN, but it must be changed first (forcePINChange)");
+            return Err(must_change);
         }
         let now = self.clock.now();
         let token = *self.token.issue(shared.version(), perms, rp_id, false, now);

@@ -2024,3 +2024,97 @@ fn no_user_selected_with_two_accounts_or_when_the_named_account_is_not_the_match
     let m = parse(&r.auth.handle(&req, &NoInteraction)).unwrap();
     assert_eq!(user_selected(&m), None);
 }
+
+// ---- clientPIN to the letter of CTAP 2.1 §6.5.5 ----
+
+/// getPinToken (0x05, superseded); returns the decrypted token.
+fn legacy_pin_token(r: &mut Rig, pin: &str, v: ProtocolVersion) -> Result<[u8; 32], u8> {
+    let (shared, platform) = agree(r, v);
+    let hash_enc = shared.encrypt(&crate::pin::pin_hash(pin.as_bytes())[..]).unwrap();
+    let resp = client_pin(r, v, 5, vec![(3, platform), (6, Value::Bytes(hash_enc))])?;
+    let token = shared.decrypt(&bytes_of(get(&resp, 2))).unwrap();
+    Ok(token.try_into().unwrap())
+}
+
+/// CTAP 2.1 §6.5.5.2 (the same in 2.2): to getPINRetries the authenticator
+/// "responds back with pinRetries and, optionally, powerCycleState"; the
+/// text has no error for an authenticator without a PIN. Before the first
+/// PIN the counter is at its maximum, and that is the answer.
+#[test]
+fn get_pin_retries_without_a_pin_answers_pin_retries() {
+    let mut r = rig_without_pin();
+    for v in [ProtocolVersion::One, ProtocolVersion::Two] {
+        let m = client_pin(&mut r, v, 1, vec![]).expect("getPINRetries answers");
+        assert_eq!(int(get(&m, 3)), i128::from(pin::MAX_RETRIES));
+        assert_eq!(get(&m, 4), Some(&Value::Bool(false)));
+    }
+    // Without the protocol too: getPINRetries needs none.
+    let req = [command::CLIENT_PIN, 0xa1, 0x02, 0x01];
+    let m = parse(&r.auth.handle(&req, &NoInteraction)).unwrap();
+    assert_eq!(int(get(&m, 3)), i128::from(pin::MAX_RETRIES));
+}
+
+/// CTAP 2.1 §6.5.5.7.1 steps 10–11: with forcePINChange set, getPinToken
+/// with the right PIN answers CTAP2_ERR_PIN_INVALID; §6.5.5.7.2 step 11:
+/// getPinUvAuthTokenUsingPinWithPermissions answers
+/// CTAP2_ERR_PIN_POLICY_VIOLATION. Either way the PIN was right: the retry
+/// counters are reset (step 10), nothing is counted as a wrong PIN, no token
+/// is issued and the vault is locked again. §6.5.5.6 step 13: the change
+/// must be to another PIN.
+#[test]
+fn a_forced_pin_change_refuses_the_right_pin_and_counts_it_as_right() {
+    let mut r = rig();
+    let v = ProtocolVersion::Two;
+    let t = pin_token_for(&mut r, PIN, v, permission::ACFG, None).unwrap();
+    config(&mut r, &t, 3, Some(int_map([(3, Value::Bool(true))]))).unwrap();
+    r.auth.token.revoke();
+    r.auth.tick();
+    for _ in 0..2 {
+        assert_eq!(
+            legacy_pin_token(&mut r, "0000", v),
+            Err(CtapError::PinInvalid.code())
+        );
+    }
+    assert_eq!(retries(&mut r), (6, false));
+
+    assert_eq!(
+        legacy_pin_token(&mut r, PIN, v),
+        Err(CtapError::PinInvalid.code())
+    );
+    assert_eq!(
+        retries(&mut r),
+        (pin::MAX_RETRIES, false),
+        "the right PIN reset the count"
+    );
+    assert!(
+        r.auth.token.grant().is_none(),
+        "no token for a PIN that must change"
+    );
+    assert!(!r.auth.custody.is_unlocked());
+    // The per-boot count was reset too: two more wrong PINs are not the third in a row.
+    for _ in 0..2 {
+        assert_eq!(
+            legacy_pin_token(&mut r, "0000", v),
+            Err(CtapError::PinInvalid.code())
+        );
+    }
+    assert_eq!(retries(&mut r), (6, false));
+
+    assert_eq!(
+        pin_token(&mut r, PIN, v, permission::GA, "example.com"),
+        Err(CtapError::PinPolicyViolation.code())
+    );
+    assert_eq!(retries(&mut r), (pin::MAX_RETRIES, false));
+    assert!(r.auth.token.grant().is_none());
+
+    assert_eq!(
+        change_pin(&mut r, PIN, PIN, v),
+        Err(CtapError::PinPolicyViolation.code()),
+        "a forced change to the same PIN"
+    );
+    change_pin(&mut r, PIN, "4321", v).unwrap();
+    change_pin(&mut r, "4321", PIN, v).unwrap();
+    legacy_pin_token(&mut r, PIN, v).unwrap();
+    let m = parse(&r.auth.handle(&[command::GET_INFO], &NoInteraction)).unwrap();
+    assert_eq!(get(&m, 0x0C), Some(&Value::Bool(false)));
+}
