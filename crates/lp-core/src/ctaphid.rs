@@ -431,6 +431,9 @@ impl Ctaphid {
             cmd::LOCK => None,
             cmd::WINK if len != 0 => Some(err::INVALID_LEN),
             cmd::WINK => None,
+            // §11.2.9.1.1–2: BCNT is 1..(n + 1); a message without even a
+            // command byte is a framing error, not a CTAP one.
+            cmd::CBOR | cmd::MSG if len == 0 => Some(err::INVALID_LEN),
             cmd::CBOR | cmd::MSG if self.abandoned.is_some() => Some(err::CHANNEL_BUSY),
             cmd::CBOR | cmd::MSG => None,
             // KEEPALIVE and ERROR only ever travel from device to host.
@@ -459,6 +462,11 @@ impl Ctaphid {
     }
 
     fn init(&mut self, cid: u32, len: usize, data: &[u8], out: &mut Vec<Event>) {
+        // §11.2.5.3: an INIT on the channel of the running transaction aborts
+        // it, a malformed one too: either way its sender has lost track.
+        if cid != BROADCAST_CID {
+            self.resync(cid, out);
+        }
         let nonce = match data.get(..8) {
             Some(nonce) if len == 8 => nonce,
             _ => {
@@ -469,7 +477,6 @@ impl Ctaphid {
         let new_cid = if cid == BROADCAST_CID {
             self.allocate()
         } else {
-            self.resync(cid, out);
             cid
         };
         let mut payload = [0u8; 17];
@@ -1156,18 +1163,28 @@ mod tests {
         assert_ne!(t1, t2);
     }
 
+    /// §11.2.9.1.1 (MSG) and §11.2.9.1.2 (CBOR): BCNT is 1..(n + 1), so a
+    /// message without even the command byte is refused by the framing
+    /// (ERR_INVALID_LEN); the application never sees it, and the device stays
+    /// idle.
     #[test]
-    fn empty_msg_and_cbor_go_to_the_application() {
+    fn a_cbor_or_msg_message_without_a_command_byte_is_invalid_len() {
         let mut dev = Ctaphid::new();
         let a = open(&mut dev, 0);
         for c in [cmd::MSG, cmd::CBOR] {
             let ev = send_msg(&mut dev, a, c, &[], 0);
+            assert_eq!(errors(&ev), vec![(a, err::INVALID_LEN)], "cmd {c:#x}");
+            assert!(requests(&ev).is_empty());
+            assert!(!dev.busy());
+            // One byte is a request.
+            let ev = send_msg(&mut dev, a, c, &[0x04], 1);
             let reqs = requests(&ev);
             assert_eq!(reqs.len(), 1);
-            assert_eq!((reqs[0].1, reqs[0].2, reqs[0].3.len()), (a, c, 0));
-            let ev = dev.respond(reqs[0].0, c, &[0x6d, 0x00], 1);
+            let ev = dev.respond(reqs[0].0, c, &[0x6d, 0x00], 2);
             assert_eq!(messages(&ev), vec![(a, c, vec![0x6d, 0x00])]);
         }
+        // PING may be empty (§11.2.9.1.4: BCNT 0..n).
+        assert_eq!(ping(&mut dev, a, &[], 3), vec![(a, cmd::PING, vec![])]);
     }
 
     #[test]
@@ -1273,6 +1290,153 @@ mod tests {
         assert_eq!(cancels(&send_msg(&mut dev, a, cmd::CANCEL, &[], 1)), vec![txn]);
         assert!(cancels(&send_msg(&mut dev, a, cmd::INIT, &NONCE, 2)).is_empty());
         assert!(dev.respond(txn, cmd::CBOR, &[0x2d], 3).is_empty());
+    }
+
+    // ---- §11.2 edge cases, to the letter ----
+
+    /// §11.2.4 and §11.2.9.1.3: channels come from INIT on the broadcast
+    /// channel. An initialisation packet on a channel that was never
+    /// allocated (or was forgotten at a power cycle) is answered
+    /// ERR_INVALID_CHANNEL on that channel, whatever the device is doing;
+    /// continuation packets and CANCEL there are ignored (§11.2.5.4,
+    /// §11.2.9.1.5), and nothing the device was doing is disturbed.
+    #[test]
+    fn a_never_allocated_channel_gets_invalid_channel_whatever_the_device_is_doing() {
+        let stranger: u32 = 0x1234_5678;
+        let probe = |dev: &mut Ctaphid, now: Millis| {
+            for c in [
+                cmd::INIT,
+                cmd::PING,
+                cmd::CBOR,
+                cmd::MSG,
+                cmd::LOCK,
+                cmd::WINK,
+                0x55,
+            ] {
+                let data: &[u8] = if c == cmd::INIT { &NONCE } else { &[1] };
+                let ev = send_msg(dev, stranger, c, data, now);
+                assert_eq!(ev.len(), 1, "cmd {c:#x}: {ev:?}");
+                assert_eq!(errors(&ev), vec![(stranger, err::INVALID_CHANNEL)], "cmd {c:#x}");
+            }
+            assert!(one(dev, cont_pkt(stranger, 0, &[1]), now).is_empty());
+            assert!(send_msg(dev, stranger, cmd::CANCEL, &[], now).is_empty());
+        };
+        let mut dev = Ctaphid::new();
+        probe(&mut dev, 0);
+        assert!(!dev.channels.contains(&stranger));
+
+        // While another channel is mid-message: its message survives.
+        let a = open(&mut dev, 0);
+        assert!(one(&mut dev, init_pkt(a, cmd::PING, 100, &[1; 57]), 0).is_empty());
+        probe(&mut dev, 1);
+        let ev = one(&mut dev, cont_pkt(a, 0, &[2; 59]), 2);
+        assert_eq!(messages(&ev)[0].2.len(), 100);
+
+        // While a request runs, and while a lock is held.
+        let txn = start_request(&mut dev, a, 3);
+        probe(&mut dev, 4);
+        assert!(cancels(&send_msg(&mut dev, a, cmd::CANCEL, &[], 5)) == vec![txn]);
+        dev.respond(txn, cmd::CBOR, &[0x2d], 6);
+        assert!(messages(&send_msg(&mut dev, a, cmd::LOCK, &[5], 7)).len() == 1);
+        probe(&mut dev, 8);
+
+        // A channel from before a power cycle is a stranger now.
+        dev.power_cycle();
+        let ev = send_msg(&mut dev, a, cmd::PING, &[1], 9);
+        assert_eq!(errors(&ev), vec![(a, err::INVALID_CHANNEL)]);
+        let ev = send_msg(&mut dev, 0, cmd::INIT, &NONCE, 9);
+        assert_eq!(errors(&ev), vec![(0, err::INVALID_CHANNEL)], "CID 0 is reserved");
+    }
+
+    /// §11.2.5.3 and §11.2.9.1.3: a new INIT while a transaction is pending.
+    /// On the transaction's own channel it aborts the transaction (and says
+    /// so to the application), even when the INIT itself is malformed and
+    /// gets ERR_INVALID_LEN; on another allocated channel it resynchronises
+    /// only that one; on the broadcast channel it allocates a new channel.
+    /// The last two are answered at once and leave the transaction alone:
+    /// a client needs a channel before it can even hear ERR_CHANNEL_BUSY.
+    #[test]
+    fn init_while_a_transaction_is_pending_on_each_kind_of_channel() {
+        // Pending = a message still arriving, or a request being processed.
+        for processing in [false, true] {
+            let start = |dev: &mut Ctaphid, a: u32| -> Option<u64> {
+                if processing {
+                    Some(start_request(dev, a, 0))
+                } else {
+                    assert!(one(dev, init_pkt(a, cmd::PING, 100, &[1; 57]), 0).is_empty());
+                    None
+                }
+            };
+            let still_pending = |dev: &mut Ctaphid, a: u32, txn: Option<u64>, now: Millis| match txn {
+                Some(txn) => {
+                    assert!(dev.busy());
+                    let ev = dev.respond(txn, cmd::CBOR, &[0], now);
+                    assert_eq!(messages(&ev), vec![(a, cmd::CBOR, vec![0])]);
+                }
+                None => {
+                    let ev = one(dev, cont_pkt(a, 0, &[2; 59]), now);
+                    assert_eq!(messages(&ev)[0].2.len(), 100, "the message survived");
+                }
+            };
+
+            // Another allocated channel.
+            let mut dev = Ctaphid::new();
+            let a = open(&mut dev, 0);
+            let b = open(&mut dev, 0);
+            let txn = start(&mut dev, a);
+            let ev = send_msg(&mut dev, b, cmd::INIT, &NONCE, 1);
+            let msgs = messages(&ev);
+            assert_eq!(msgs.len(), 1, "{ev:?}");
+            assert_eq!((msgs[0].0, msgs[0].1), (b, cmd::INIT));
+            assert_eq!(u32::from_be_bytes(msgs[0].2[8..12].try_into().unwrap()), b);
+            assert!(cancels(&ev).is_empty());
+            let ev = send_msg(&mut dev, b, cmd::PING, &[1], 2);
+            assert_eq!(errors(&ev), vec![(b, err::CHANNEL_BUSY)], "still busy for B");
+            still_pending(&mut dev, a, txn, 3);
+
+            // The broadcast channel.
+            let mut dev = Ctaphid::new();
+            let a = open(&mut dev, 0);
+            let txn = start(&mut dev, a);
+            let ev = send_msg(&mut dev, BROADCAST_CID, cmd::INIT, &NONCE, 1);
+            let msgs = messages(&ev);
+            assert_eq!((msgs.len(), msgs[0].0, msgs[0].1), (1, BROADCAST_CID, cmd::INIT));
+            let c = u32::from_be_bytes(msgs[0].2[8..12].try_into().unwrap());
+            assert!(c != a && dev.channels.contains(&c));
+            assert!(cancels(&ev).is_empty());
+            still_pending(&mut dev, a, txn, 3);
+
+            // The transaction's own channel: aborted, with a good INIT or a bad one.
+            for len in [8u16, 0, 7, 9] {
+                let mut dev = Ctaphid::new();
+                let a = open(&mut dev, 0);
+                let b = open(&mut dev, 0);
+                let txn = start(&mut dev, a);
+                let ev = one(&mut dev, init_pkt(a, cmd::INIT, len, &NONCE), 1);
+                assert_eq!(cancels(&ev), txn.into_iter().collect::<Vec<_>>(), "len {len}");
+                if let Some(txn) = txn {
+                    assert_eq!(
+                        ev.first(),
+                        Some(&Event::Cancel { txn }),
+                        "cancel before the reply"
+                    );
+                }
+                if len == 8 {
+                    assert_eq!(messages(&ev).last().map(|m| (m.0, m.1)), Some((a, cmd::INIT)));
+                } else {
+                    assert_eq!(errors(&ev), vec![(a, err::INVALID_LEN)], "len {len}");
+                }
+                // What was pending is gone: no continuation revives it, no
+                // keepalive or answer comes for it.
+                assert!(one(&mut dev, cont_pkt(a, 0, &[2; 59]), 2).is_empty());
+                assert!(dev.poll(500, KeepaliveStatus::Processing).is_empty());
+                if let Some(txn) = txn {
+                    assert!(dev.respond(txn, cmd::CBOR, &[0], 501).is_empty());
+                }
+                assert!(!dev.busy());
+                assert_eq!(ping(&mut dev, b, b"b", 502), vec![(b, cmd::PING, b"b".to_vec())]);
+            }
+        }
     }
 
     // ---- keepalive ----
