@@ -7,6 +7,8 @@
 # - Debian packages (apt-get update only when one is missing)
 # - cargo, through rustup, only if there is no cargo at all
 # - a Python venv at .venv with tests/e2e/requirements.txt and rp/requirements.txt
+# - python-fido2's device test suite, from its sdist on PyPI, in a cache
+#   directory (tests/device-suite/fetch.sh)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -125,6 +127,9 @@ import importlib.metadata as m
 print("==> python test deps: " + ", ".join(
     f"{p} {m.version(p)}" for p in ("fido2", "webauthn", "cbor2", "cryptography", "pytest", "pytest-xdist")))
 EOF
+
+# ------------------------------------------------- python-fido2's device suite
+log "python-fido2 device suite at $("$ROOT/tests/device-suite/fetch.sh")"
 
 # ------------------------------------------------------------- TPM tools check
 for t in swtpm tpm2_dictionarylockout tpm2_flushcontext tpm2_getcap tpm2_print; do

@@ -8,7 +8,9 @@
 # 3. cargo build, then the end-to-end suite (tests/e2e, python-fido2 against the
 #    real daemon over the UDP simulation transport; every daemon test runs once
 #    with TPM custody, each with its own swtpm, and once with the insecure
-#    software custody), on E2E_WORKERS pytest-xdist workers (default 2)
+#    software custody), on E2E_WORKERS pytest-xdist workers (default 2);
+#    then python-fido2's own device suite (tests/device-suite) over the same
+#    transport, once per custody
 # 4. the desktop prompt (tests/desktop): the real GTK dialog on a private Xvfb,
 #    driven with the keyboard by xdotool, alone and behind the daemon;
 #    screenshots in test-output/prompt-*.png
@@ -121,6 +123,10 @@ if run_step "cargo build" cargo build --workspace --bins; then
     run_step "end-to-end (pytest tests/e2e)" \
         env LOCALPASSKEY_BIN="$BIN" TSS2_LOG=all+none "$ROOT/.venv/bin/python" -m pytest "$ROOT/tests/e2e" \
         -v -p no:cacheprovider -n "${E2E_WORKERS:-2}" --durations=10 --junitxml="$JUNIT" "$@" || true
+    # Yubico's own tests for a FIDO2 key, from the fido2 sdist: one daemon
+    # (presence approved, throw-away data dir) per custody, side by side.
+    run_step "python-fido2 device suite (tests/device-suite)" \
+        "$ROOT/.venv/bin/python" "$ROOT/tests/device-suite/run.py" --bin "$BIN" || true
     run_step "desktop prompt (pytest tests/desktop)" \
         env LOCALPASSKEY_BIN="$BIN" "$ROOT/.venv/bin/python" -m pytest "$ROOT/tests/desktop" \
         -v -p no:cacheprovider || true
@@ -149,6 +155,7 @@ if run_step "cargo build" cargo build --workspace --bins; then
     fi
 else
     skip_step "end-to-end (pytest tests/e2e)" "no binary"
+    skip_step "python-fido2 device suite (tests/device-suite)" "no binary"
     skip_step "desktop prompt (pytest tests/desktop)" "no binary"
     skip_step "VM: uhid + real clients (tests/vm)" "no binary"
     skip_step "crash soak" "no binary"
