@@ -20,7 +20,7 @@ unplug and replug it. This plugin gives it instead:
 LPK_SUITE_CUSTODY picks the custody ("tpm" or "soft"). The daemon's log ends
 up in LPK_SUITE_OUTPUT (default test-output/fido2-device-suite/<custody>).
 
-Tests that assert behaviour CTAP 2.1 does not prescribe are skipped with
+Tests whose assertion contradicts what CTAP 2.1 prescribes are skipped with
 the reason (SPEC_DISAGREEMENTS); docs/conformance.md names each one.
 """
 
