@@ -86,15 +86,7 @@ class Device:
         return f"udp:127.0.0.1:{self.daemon.port}"
 
     def descriptor(self) -> HidDescriptor:
-        return HidDescriptor(
-            path=self.path,
-            vid=0x1209,
-            pid=0x0001,
-            report_size_in=64,
-            report_size_out=64,
-            product_name="LocalPasskey (UDP simulation)",
-            serial_number=None,
-        )
+        return lpk.udp_descriptor(self.daemon.port)
 
     # ---- fido2.hid's backend, for this one device
 

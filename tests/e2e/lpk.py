@@ -347,16 +347,21 @@ def hid_device(endpoint: int | str, **kw) -> CtapHidDevice:
         from fido2.hid.linux import get_descriptor
 
         return CtapHidDevice(get_descriptor(endpoint), HidrawConnection(endpoint, **kw))
-    descriptor = HidDescriptor(
-        path=f"udp:127.0.0.1:{endpoint}",
-        vid=0,
-        pid=0,
+    return CtapHidDevice(udp_descriptor(endpoint), UdpConnection(endpoint, **kw))
+
+
+def udp_descriptor(port: int) -> HidDescriptor:
+    """How python-fido2 sees the simulation on 127.0.0.1:PORT: our USB
+    vendor/product ids (pid.codes 1209:0001, as the real device has), 64-byte reports."""
+    return HidDescriptor(
+        path=f"udp:127.0.0.1:{port}",
+        vid=0x1209,
+        pid=0x0001,
         report_size_in=64,
         report_size_out=64,
         product_name="LocalPasskey (UDP simulation)",
         serial_number=None,
     )
-    return CtapHidDevice(descriptor, UdpConnection(endpoint, **kw))
 
 
 class RawHid:
