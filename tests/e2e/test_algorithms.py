@@ -1,5 +1,5 @@
-"""Every algorithm the custody has (ES256, ES384, RS256 on swtpm and in the
-software custody), registered and used through python-fido2's client and
+"""Every algorithm the custody has (ES256, ES384, ES512, RS256 and PS256
+on swtpm and in the software custody), registered and used through python-fido2's client and
 verified by both relying-party libraries (fido2.server and py_webauthn);
 the platform's order of preference decides (CTAP 2.1 §6.1.2 step 3)."""
 
@@ -10,17 +10,17 @@ from fido2.ctap import CtapError
 
 import lpk
 
-ES256, ES384, RS256, EDDSA = -7, -35, -257, -8
+ES256, ES384, ES512, RS256, PS256, EDDSA = -7, -35, -36, -257, -37, -8
 
 
 def test_get_info_lists_exactly_the_algorithms_the_custody_has(daemon):
     info = daemon.ctap2().get_info()
     algs = [p["alg"] for p in info.algorithms]
-    assert algs == [ES256, ES384, RS256], algs
+    assert algs == [ES256, ES384, ES512, RS256, PS256], algs
     assert all(p["type"] == "public-key" for p in info.algorithms)
 
 
-@pytest.mark.parametrize("alg", [ES384, RS256, ES256])
+@pytest.mark.parametrize("alg", [ES384, ES512, RS256, PS256, ES256])
 def test_each_algorithm_registers_and_signs_in(daemon, alg):
     rp = lpk.RelyingParty(algorithms=[alg])
     client = daemon.client()

@@ -26,26 +26,28 @@ def test_init_capabilities(daemon):
 
 def _expected_info(options: dict) -> dict:
     return {
-        # CTAP 2.1 in full (issue 4); FIDO_2_1_PRE for platforms that only
-        # know the pre-release credential management (0x41). No U2F_V2.
-        0x01: ["FIDO_2_0", "FIDO_2_1_PRE", "FIDO_2_1"],
+        # CTAP 2.1 and 2.2 (docs/conformance.md); FIDO_2_1_PRE for platforms
+        # that only know the pre-release credential management (0x41). No U2F_V2.
+        0x01: ["FIDO_2_0", "FIDO_2_1_PRE", "FIDO_2_1", "FIDO_2_2"],
         # Listed because they are complete (tests/e2e/test_ctap21.py).
-        0x02: ["credProtect", "hmac-secret", "hmac-secret-mc", "credBlob", "largeBlobKey", "minPinLength"],
+        0x02: ["credProtect", "hmac-secret", "hmac-secret-mc", "credBlob", "largeBlobKey", "minPinLength",
+               "thirdPartyPayment"],
         0x03: lpk.AAGUID,
         0x04: options,
         0x05: lpk.MAX_MSG_SIZE,
         0x06: [2, 1],  # pinUvAuthProtocols, preferred first
         0x08: 32,  # maxCredentialIdLength: our ids are 32 random bytes
         0x09: ["usb"],
-        # What the custody has (swtpm and the software custody: all three).
-        0x0A: [{"alg": -7, "type": "public-key"}, {"alg": -35, "type": "public-key"},
-               {"alg": -257, "type": "public-key"}],
+        # What the custody has (swtpm and the software custody: all five).
+        0x0A: [{"alg": alg, "type": "public-key"} for alg in (-7, -35, -36, -257, -37)],
         0x0B: 4096,  # maxSerializedLargeBlobArray
         0x0C: False,  # forcePINChange
         0x0D: 4,  # minPINLength
         0x0F: 32,  # maxCredBlobLength
         0x10: 8,  # maxRPIDsForSetMinPINLength
         0x14: 1_000_000,  # remainingDiscoverableCredentials (none stored yet)
+        0x16: ["packed", "none"],  # attestationFormats, preferred first
+        0x1D: 63,  # maxPINLength (bytes)
     }
 
 
@@ -63,9 +65,8 @@ def _check_info(ctap2, options: dict) -> dict:
     assert rest == {k: v for k, v in expected.items() if k not in (0x01, 0x03, 0x04)}, (
         f"GetInfo {rest}"
     )
-    # Nothing claimed that is not there: no bio enrolment, no enterprise
-    # attestation, no read-only credential management token.
-    for opt in ("bioEnroll", "uvBioEnroll", "userVerificationMgmtPreview", "ep", "perCredMgmtRO",
+    # Nothing claimed that is not there: no bio enrolment, no enterprise attestation.
+    for opt in ("bioEnroll", "uvBioEnroll", "userVerificationMgmtPreview", "ep",
                 "noMcGaPermissionsWithClientPin", "uvAcfg"):
         assert opt not in raw[0x04], f"option {opt} claimed"
     return raw
@@ -75,7 +76,7 @@ _BASE_OPTIONS = {
     "rk": True, "up": True, "plat": False, "pinUvAuthToken": True,
     "alwaysUv": True, "makeCredUvNotRqd": False,
     "credMgmt": True, "credentialMgmtPreview": True, "authnrCfg": True,
-    "largeBlobs": True, "setMinPINLength": True,
+    "largeBlobs": True, "setMinPINLength": True, "perCredMgmtRO": True,
 }
 
 

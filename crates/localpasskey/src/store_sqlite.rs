@@ -25,7 +25,7 @@ pub const DB_FILE_NAME: &str = "credentials.sqlite3";
 
 /// The schema this code writes. A database with a higher `user_version` was
 /// written by a newer LocalPasskey; we refuse it rather than guess.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// How long a writer waits for another process (the CLI while the daemon
 /// runs, or the other way round) before giving up. Every transaction here is
@@ -35,7 +35,18 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Columns in the order [`read_row`] expects them.
 const COLUMNS: &str = "id, rp_id, rp_name, user_id, user_name, user_display_name, discoverable, \
      key_blob, public_key_cose, sign_count, created, last_used, cred_protect, hmac_key, cred_blob, \
-     large_blob_key";
+     large_blob_key, third_party_payment";
+
+/// The meta key of the discoverable credentials' generation: a counter
+/// bumped in the same transaction as every change a credential-management
+/// listing would show (CTAP 2.2's credential store state).
+const GENERATION_KEY: &str = "store.discoverable_generation";
+
+/// Schema version 3: CTAP 2.2's thirdPartyPayment flag.
+const SCHEMA_V3: &str = "
+ALTER TABLE credentials ADD COLUMN third_party_payment INTEGER NOT NULL DEFAULT 0
+    CHECK (third_party_payment IN (0, 1));
+";
 
 /// Schema version 2: the CTAP 2.1 extensions' per-credential data. The HMAC
 /// key is custody-wrapped like the signing key; credBlob and largeBlobKey are
@@ -235,6 +246,9 @@ impl SqliteStore {
         if version < 2 {
             tx.execute_batch(SCHEMA_V2)?;
         }
+        if version < 3 {
+            tx.execute_batch(SCHEMA_V3)?;
+        }
         if version != SCHEMA_VERSION {
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         }
@@ -310,8 +324,8 @@ impl CredentialStore for SqliteStore {
             tx.prepare_cached(
                 "INSERT INTO credentials (id, rp_id, rp_name, user_id, user_name, user_display_name, \
                  discoverable, key_blob, public_key_cose, sign_count, created, last_used, cred_protect, \
-                 hmac_key, cred_blob, large_blob_key) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                 hmac_key, cred_blob, large_blob_key, third_party_payment) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
             )
             .and_then(|mut stmt| {
                 stmt.execute(params![
@@ -331,9 +345,13 @@ impl CredentialStore for SqliteStore {
                     cred.hmac_key,
                     cred.cred_blob,
                     cred.large_blob_key,
+                    cred.third_party_payment,
                 ])
             })
             .map_err(backend("insert credential"))?;
+            if cred.discoverable {
+                bump_generation(tx)?;
+            }
             Ok(removed)
         })?;
         if !removed.is_empty() {
@@ -382,10 +400,18 @@ impl CredentialStore for SqliteStore {
 
     fn delete(&mut self, id: &[u8]) -> Result<bool, StoreError> {
         let deleted = self.write("delete credential", |tx| {
-            let n = tx
-                .execute("DELETE FROM credentials WHERE id = ?1", params![id])
+            let discoverable: Option<bool> = tx
+                .query_row(
+                    "DELETE FROM credentials WHERE id = ?1 RETURNING discoverable",
+                    params![id],
+                    |r| r.get(0),
+                )
+                .optional()
                 .map_err(backend("delete credential"))?;
-            Ok(n > 0)
+            if discoverable == Some(true) {
+                bump_generation(tx)?;
+            }
+            Ok(discoverable.is_some())
         })?;
         if deleted {
             self.scrub();
@@ -397,6 +423,7 @@ impl CredentialStore for SqliteStore {
         self.write("delete all credentials", |tx| {
             tx.execute("DELETE FROM credentials", [])
                 .map_err(backend("delete all credentials"))?;
+            bump_generation(tx)?;
             Ok(())
         })?;
         self.scrub();
@@ -423,6 +450,9 @@ impl CredentialStore for SqliteStore {
                     params![name, display_name, id],
                 )
                 .map_err(backend("update user"))?;
+            if n > 0 {
+                bump_generation(tx)?;
+            }
             Ok(n > 0)
         })
     }
@@ -453,6 +483,11 @@ impl CredentialStore for SqliteStore {
             )
             .map_err(backend("count"))?;
         to_u64(n, "count")
+    }
+
+    fn discoverable_generation(&self) -> Result<u64, StoreError> {
+        let value = self.get_meta(GENERATION_KEY)?;
+        Ok(value.as_deref().map(generation_from).unwrap_or(0))
     }
 
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -506,6 +541,36 @@ struct RawCredential {
     hmac_key: Option<Vec<u8>>,
     cred_blob: Option<Vec<u8>>,
     large_blob_key: Option<Vec<u8>>,
+    third_party_payment: i64,
+}
+
+/// A damaged counter reads as 0; the next bump starts it afresh (the state
+/// then still changes, which is all a platform relies on).
+fn generation_from(bytes: &[u8]) -> u64 {
+    <[u8; 8]>::try_from(bytes).map(u64::from_be_bytes).unwrap_or(0)
+}
+
+fn bump_generation(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    let current: Option<Vec<u8>> = tx
+        .query_row(
+            "SELECT value FROM meta WHERE key = ?1",
+            params![GENERATION_KEY],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(backend("read generation"))?;
+    let next = current
+        .as_deref()
+        .map(generation_from)
+        .unwrap_or(0)
+        .wrapping_add(1);
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![GENERATION_KEY, next.to_be_bytes().as_slice()],
+    )
+    .map_err(backend("bump generation"))?;
+    Ok(())
 }
 
 fn read_row(row: &Row<'_>) -> rusqlite::Result<RawCredential> {
@@ -526,6 +591,7 @@ fn read_row(row: &Row<'_>) -> rusqlite::Result<RawCredential> {
         hmac_key: row.get(13)?,
         cred_blob: row.get(14)?,
         large_blob_key: row.get(15)?,
+        third_party_payment: row.get(16)?,
     })
 }
 
@@ -553,6 +619,11 @@ impl RawCredential {
             hmac_key: self.hmac_key,
             cred_blob: self.cred_blob,
             large_blob_key: self.large_blob_key,
+            third_party_payment: match self.third_party_payment {
+                0 => false,
+                1 => true,
+                _ => return Err(corrupt("third_party_payment")),
+            },
         })
     }
 }
@@ -705,6 +776,7 @@ mod tests {
             hmac_key: None,
             cred_blob: None,
             large_blob_key: None,
+            third_party_payment: false,
         }
     }
 
@@ -739,6 +811,7 @@ mod tests {
             hmac_key: Some(vec![5; 200]),
             cred_blob: Some(vec![6; 32]),
             large_blob_key: Some(vec![8; 32]),
+            third_party_payment: true,
         };
         let bare = Credential {
             id: vec![9; 16],
@@ -757,6 +830,7 @@ mod tests {
             hmac_key: None,
             cred_blob: None,
             large_blob_key: None,
+            third_party_payment: false,
         };
         assert!(store.insert(&full).unwrap().is_empty());
         assert!(store.insert(&bare).unwrap().is_empty());
@@ -1172,6 +1246,7 @@ mod v2_tests {
             hmac_key: None,
             cred_blob: None,
             large_blob_key: None,
+            third_party_payment: false,
         }
     }
 
@@ -1194,6 +1269,7 @@ mod v2_tests {
         let c = store.get(&[4u8; 32]).unwrap().expect("the v1 row survives");
         assert_eq!(c.sign_count, 5);
         assert_eq!((c.hmac_key, c.cred_blob, c.large_blob_key), (None, None, None));
+        assert!(!c.third_party_payment, "a v1 row was never enabled for payment");
         let v: i64 = store
             .conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
@@ -1226,5 +1302,38 @@ mod v2_tests {
         assert_eq!(c.user_name.as_deref(), Some("new"));
         assert_eq!(c.user_display_name, None, "absent means removed");
         assert!(!store.update_user(&[9; 32], Some("x"), None).unwrap());
+    }
+
+    /// The generation moves with every change a listing shows, and only then,
+    /// and it survives reopening the database.
+    #[test]
+    fn the_discoverable_generation_follows_what_a_listing_shows() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SqliteStore::open(dir.path()).unwrap();
+        let mut last = store.discoverable_generation().unwrap();
+        let mut changed = |store: &SqliteStore, expected: bool, what: &str| {
+            let now = store.discoverable_generation().unwrap();
+            assert_eq!(now != last, expected, "{what}");
+            last = now;
+        };
+        store.insert(&cred(1, "a.example", b"u1", true)).unwrap();
+        changed(&store, true, "a discoverable credential added");
+        store.insert(&cred(2, "a.example", b"u2", false)).unwrap();
+        changed(&store, false, "a non-discoverable one added");
+        store.increment_counter(&[1; 32], 5).unwrap();
+        changed(&store, false, "a signature counted");
+        store.update_user(&[1; 32], Some("new"), None).unwrap();
+        changed(&store, true, "an account renamed");
+        store.delete(&[2; 32]).unwrap();
+        changed(&store, false, "a non-discoverable one deleted");
+        store.delete(&[1; 32]).unwrap();
+        changed(&store, true, "a discoverable one deleted");
+        store.delete(&[1; 32]).unwrap();
+        changed(&store, false, "nothing deleted");
+        drop(store);
+        let mut store = SqliteStore::open(dir.path()).unwrap();
+        changed(&store, false, "reopened");
+        store.delete_all().unwrap();
+        changed(&store, true, "everything deleted");
     }
 }

@@ -11,6 +11,7 @@ use crate::cbor::{self, int_map, text_map};
 use crate::clock::{Clock, Millis};
 use crate::custody::{Algorithm, CustodyError, KeyCustody, PublicKey};
 use crate::extensions;
+use crate::persistent_token::{self, PersistentToken};
 use crate::pin::{self, permission, Token};
 use crate::pin_protocol::{KeyAgreement, ProtocolVersion};
 use crate::status::{CtapError, CTAP2_OK};
@@ -23,9 +24,11 @@ use ciborium::value::Value;
 use coset::iana;
 use coset::CborSerializable;
 use rand_core::{OsRng, RngCore};
+use sha2::{Digest, Sha256};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
+use zeroize::Zeroizing;
 
 /// Length of a credential id: random, 256 bits, nothing else in it.
 pub const CREDENTIAL_ID_LEN: usize = 32;
@@ -257,6 +260,7 @@ impl Authenticator {
             ("makeCredUvNotRqd", Value::Bool(false)),
             ("credMgmt", Value::Bool(true)),
             ("credentialMgmtPreview", Value::Bool(true)),
+            ("perCredMgmtRO", Value::Bool(true)),
             ("largeBlobs", Value::Bool(true)),
             ("authnrCfg", Value::Bool(true)),
             ("setMinPINLength", Value::Bool(true)),
@@ -268,11 +272,11 @@ impl Authenticator {
         }
         let force_change = self.meta_u8(pin::meta::FORCE_CHANGE)?.unwrap_or(0) != 0;
         let remaining = cred_mgmt::MAX_DISCOVERABLE.saturating_sub(self.store.count_discoverable()?);
-        Ok(int_map([
+        let mut fields = vec![
             (
                 0x01,
                 Value::Array(
-                    ["FIDO_2_0", "FIDO_2_1_PRE", "FIDO_2_1"]
+                    ["FIDO_2_0", "FIDO_2_1_PRE", "FIDO_2_1", "FIDO_2_2"]
                         .into_iter()
                         .map(|v| Value::Text(v.into()))
                         .collect(),
@@ -313,7 +317,58 @@ impl Authenticator {
                 Value::Integer((config::MAX_MIN_PIN_LENGTH_RPS as u64).into()),
             ),
             (0x14, Value::Integer(remaining.into())),
-        ]))
+            (
+                0x16,
+                Value::Array(vec![Value::Text("packed".into()), Value::Text("none".into())]),
+            ),
+            (0x1D, Value::Integer((pin::MAX_PIN_BYTES as u64).into())),
+        ];
+        // Only the persistent token's holder can read (and so correlate)
+        // the device identifier and the credential store's state.
+        if let Some(token) = self.persistent_token()? {
+            if let Some(id) = self.device_identifier()? {
+                let state = self.cred_store_state(&id)?;
+                fields.push((
+                    0x19,
+                    Value::Bytes(token.encrypt(persistent_token::INFO_IDENTIFIER, &id)),
+                ));
+                fields.push((
+                    0x1E,
+                    Value::Bytes(token.encrypt(persistent_token::INFO_CRED_STORE_STATE, &state)),
+                ));
+            }
+        }
+        Ok(int_map(fields))
+    }
+
+    /// The persistentPinUvAuthToken, if one was issued since the last PIN
+    /// change or Reset.
+    fn persistent_token(&self) -> Result<Option<PersistentToken>, CtapError> {
+        let stored = self
+            .store
+            .get_meta(pin::meta::PERSISTENT_TOKEN)?
+            .map(Zeroizing::new);
+        Ok(stored.as_deref().and_then(|b| PersistentToken::from_bytes(b)))
+    }
+
+    fn device_identifier(&self) -> Result<Option<[u8; 16]>, CtapError> {
+        let stored = self.store.get_meta(pin::meta::IDENTIFIER)?;
+        Ok(stored.and_then(|v| <[u8; 16]>::try_from(v.as_slice()).ok()))
+    }
+
+    /// 16 bytes that change whenever a credential-management listing would
+    /// (CTAP 2.2 §6.4 encCredStoreState), and say nothing else: a hash of
+    /// the store's generation under the device identifier.
+    fn cred_store_state(&self, identifier: &[u8; 16]) -> Result<[u8; 16], CtapError> {
+        let generation = self.store.discoverable_generation()?;
+        let digest = Sha256::new()
+            .chain_update(b"LocalPasskey credential store state")
+            .chain_update(identifier)
+            .chain_update(generation.to_be_bytes())
+            .finalize();
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&digest[..16]);
+        Ok(out)
     }
 
     /// Ask the person, mapping every non-approval to its CTAP status.
@@ -714,6 +769,8 @@ impl Authenticator {
             hmac_key,
             cred_blob,
             large_blob_key: sealed_large_blob_key,
+            // §12.9: recorded now, reported at GetAssertion; no output here.
+            third_party_payment: ext.third_party_payment,
         };
         let auth_data = authdata::build(
             &cred.rp_id,
@@ -950,6 +1007,12 @@ impl Authenticator {
             let blob = self.secret_in_clear(cred.cred_blob.as_deref())?;
             outputs.push((extensions::CRED_BLOB, Value::Bytes(blob.unwrap_or_default())));
         }
+        if ext.third_party_payment {
+            outputs.push((
+                extensions::THIRD_PARTY_PAYMENT,
+                Value::Bool(cred.third_party_payment),
+            ));
+        }
         let ext_bytes = extensions::encode_outputs(outputs);
         let counter = self.store.increment_counter(&cred.id, self.clock.unix_millis())?;
         let auth_data = authdata::build(&cred.rp_id, flag_bits, counter, None, ext_bytes.as_deref());
@@ -1075,16 +1138,20 @@ fn cose_public_key(public: &PublicKey) -> Result<Vec<u8>, CtapError> {
             let (curve, cose_alg) = match alg {
                 Algorithm::Es256 => (iana::EllipticCurve::P_256, iana::Algorithm::ES256),
                 Algorithm::Es384 => (iana::EllipticCurve::P_384, iana::Algorithm::ES384),
-                Algorithm::Rs256 => return Err(CtapError::Other),
+                Algorithm::Es512 => (iana::EllipticCurve::P_521, iana::Algorithm::ES512),
+                Algorithm::Rs256 | Algorithm::Ps256 => return Err(CtapError::Other),
             };
             coset::CoseKeyBuilder::new_ec2_pub_key(curve, x.clone(), y.clone())
                 .algorithm(cose_alg)
                 .build()
         }
         // RFC 8230: kty RSA (3), n (-1), e (-2).
-        PublicKey::Rsa { n, e } => coset::CoseKeyBuilder::new()
+        PublicKey::Rsa { alg, n, e } => coset::CoseKeyBuilder::new()
             .key_type(iana::KeyType::RSA)
-            .algorithm(iana::Algorithm::RS256)
+            .algorithm(match alg {
+                Algorithm::Ps256 => iana::Algorithm::PS256,
+                _ => iana::Algorithm::RS256,
+            })
             .param(iana::RsaKeyParameter::N as i64, Value::Bytes(n.clone()))
             .param(iana::RsaKeyParameter::E as i64, Value::Bytes(e.clone()))
             .build(),

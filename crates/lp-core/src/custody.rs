@@ -17,21 +17,44 @@ pub enum Algorithm {
     Es256,
     /// ECDSA on P-384 with SHA-384 (COSE -35).
     Es384,
+    /// ECDSA on P-521 with SHA-512 (COSE -36).
+    Es512,
     /// RSASSA-PKCS1-v1_5 with SHA-256 on a 2048-bit key (COSE -257).
     Rs256,
+    /// RSASSA-PSS with SHA-256, MGF1 with SHA-256 and a 32-byte salt, on a
+    /// 2048-bit key (COSE -37, RFC 8230).
+    Ps256,
 }
 
 impl Algorithm {
     /// Every algorithm any custody may offer, in our order of preference
     /// (used when the platform's list leaves a choice: it never does, its
     /// order wins).
-    pub const ALL: [Algorithm; 3] = [Algorithm::Es256, Algorithm::Es384, Algorithm::Rs256];
+    pub const ALL: [Algorithm; 5] = [
+        Algorithm::Es256,
+        Algorithm::Es384,
+        Algorithm::Es512,
+        Algorithm::Rs256,
+        Algorithm::Ps256,
+    ];
 
     pub fn cose(self) -> i64 {
         match self {
             Algorithm::Es256 => -7,
             Algorithm::Es384 => -35,
+            Algorithm::Es512 => -36,
             Algorithm::Rs256 => -257,
+            Algorithm::Ps256 => -37,
+        }
+    }
+
+    /// The length of a curve coordinate (and of r and s), for the ECDSA ones.
+    pub fn coordinate_len(self) -> Option<usize> {
+        match self {
+            Algorithm::Es256 => Some(32),
+            Algorithm::Es384 => Some(48),
+            Algorithm::Es512 => Some(66),
+            Algorithm::Rs256 | Algorithm::Ps256 => None,
         }
     }
 
@@ -43,18 +66,17 @@ impl Algorithm {
 /// A credential's public key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PublicKey {
-    /// ES256 or ES384: the affine coordinates of the point, big-endian,
-    /// each as long as the curve's field (32 or 48 bytes).
+    /// ES256, ES384 or ES512: the affine coordinates of the point,
+    /// big-endian, each as long as the curve's field (32, 48 or 66 bytes).
     Ec2 { alg: Algorithm, x: Vec<u8>, y: Vec<u8> },
-    /// RS256: modulus and public exponent, big-endian, no leading zeros.
-    Rsa { n: Vec<u8>, e: Vec<u8> },
+    /// RS256 or PS256: modulus and public exponent, big-endian, no leading zeros.
+    Rsa { alg: Algorithm, n: Vec<u8>, e: Vec<u8> },
 }
 
 impl PublicKey {
     pub fn algorithm(&self) -> Algorithm {
         match self {
-            PublicKey::Ec2 { alg, .. } => *alg,
-            PublicKey::Rsa { .. } => Algorithm::Rs256,
+            PublicKey::Ec2 { alg, .. } | PublicKey::Rsa { alg, .. } => *alg,
         }
     }
 
@@ -91,15 +113,37 @@ impl PublicKey {
                 };
                 key.verify(message, &sig).is_ok()
             }
+            PublicKey::Ec2 {
+                alg: Algorithm::Es512,
+                x,
+                y,
+            } => {
+                let sec1 = [&[4u8][..], x, y].concat();
+                let (Ok(key), Ok(sig)) = (
+                    p521::ecdsa::VerifyingKey::from_sec1_bytes(&sec1),
+                    p521::ecdsa::Signature::from_der(signature),
+                ) else {
+                    return false;
+                };
+                key.verify(message, &sig).is_ok()
+            }
             PublicKey::Ec2 { .. } => false,
-            PublicKey::Rsa { n, e } => {
+            PublicKey::Rsa { alg, n, e } => {
                 use sha2::Digest;
                 let key =
                     rsa::RsaPublicKey::new(rsa::BigUint::from_bytes_be(n), rsa::BigUint::from_bytes_be(e));
                 let Ok(key) = key else { return false };
                 let digest = sha2::Sha256::digest(message);
-                key.verify(rsa::Pkcs1v15Sign::new::<sha2::Sha256>(), &digest, signature)
-                    .is_ok()
+                match alg {
+                    Algorithm::Rs256 => key
+                        .verify(rsa::Pkcs1v15Sign::new::<sha2::Sha256>(), &digest, signature)
+                        .is_ok(),
+                    // RFC 8230: the salt is as long as the hash.
+                    Algorithm::Ps256 => key
+                        .verify(rsa::Pss::new_with_salt::<sha2::Sha256>(32), &digest, signature)
+                        .is_ok(),
+                    _ => false,
+                }
             }
         }
     }
@@ -164,7 +208,7 @@ pub trait KeyCustody: Send {
 
     /// Sign `message` with the key in `blob`, hashing it as the key's
     /// algorithm says, in the form WebAuthn uses: ASN.1 DER for ECDSA, the
-    /// raw PKCS#1 v1.5 signature for RS256.
+    /// raw signature block for RS256 and PS256.
     fn sign(&mut self, blob: &[u8], message: &[u8]) -> Result<Vec<u8>, CustodyError>;
 
     /// Create a per-credential HMAC-SHA-256 key (for hmac-secret), under the

@@ -14,15 +14,18 @@ pub const HMAC_SECRET_MC: &str = "hmac-secret-mc";
 pub const CRED_BLOB: &str = "credBlob";
 pub const LARGE_BLOB_KEY: &str = "largeBlobKey";
 pub const MIN_PIN_LENGTH: &str = "minPinLength";
+/// CTAP 2.2 §12.9: a flag kept with the credential, reported at GetAssertion.
+pub const THIRD_PARTY_PAYMENT: &str = "thirdPartyPayment";
 
 /// Every extension we implement, as GetInfo lists them.
-pub const SUPPORTED: [&str; 6] = [
+pub const SUPPORTED: [&str; 7] = [
     CRED_PROTECT,
     HMAC_SECRET,
     HMAC_SECRET_MC,
     CRED_BLOB,
     LARGE_BLOB_KEY,
     MIN_PIN_LENGTH,
+    THIRD_PARTY_PAYMENT,
 ];
 
 /// The most credBlob bytes we keep (GetInfo's maxCredBlobLength; the spec's minimum).
@@ -56,6 +59,7 @@ pub struct McInputs {
     pub cred_blob: Option<Vec<u8>>,
     pub large_blob_key: bool,
     pub min_pin_length: bool,
+    pub third_party_payment: bool,
 }
 
 impl McInputs {
@@ -87,6 +91,11 @@ impl McInputs {
             large_blob_key: large_blob_key.unwrap_or(false),
             min_pin_length: map
                 .remove(MIN_PIN_LENGTH)
+                .map(cbor::boolean)
+                .transpose()?
+                .unwrap_or(false),
+            third_party_payment: map
+                .remove(THIRD_PARTY_PAYMENT)
                 .map(cbor::boolean)
                 .transpose()?
                 .unwrap_or(false),
@@ -132,6 +141,7 @@ pub struct GaInputs {
     pub hmac_secret: Option<HmacSecretInput>,
     pub cred_blob: bool,
     pub large_blob_key: bool,
+    pub third_party_payment: bool,
 }
 
 impl GaInputs {
@@ -149,6 +159,11 @@ impl GaInputs {
                 .transpose()?
                 .unwrap_or(false),
             large_blob_key: large_blob_key.unwrap_or(false),
+            third_party_payment: map
+                .remove(THIRD_PARTY_PAYMENT)
+                .map(cbor::boolean)
+                .transpose()?
+                .unwrap_or(false),
         })
     }
 }

@@ -14,6 +14,7 @@ pub mod clock;
 pub mod ctaphid;
 pub mod custody;
 pub mod extensions;
+pub mod persistent_token;
 pub mod pin;
 pub mod pin_protocol;
 pub mod status;

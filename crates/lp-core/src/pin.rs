@@ -27,6 +27,8 @@ pub mod permission {
     pub const BE: u8 = 0x08;
     pub const LBW: u8 = 0x10;
     pub const ACFG: u8 = 0x20;
+    /// CTAP 2.2: persistent credential management, read-only.
+    pub const PCMR: u8 = 0x40;
 }
 
 /// Wrong PINs allowed in total before the PIN is blocked for good.
@@ -62,7 +64,12 @@ pub mod meta {
     /// authenticatorConfig's minimum PIN length, and the RPs that may read it.
     pub const MIN_LENGTH: &str = "pin.min_length";
     pub const MIN_LENGTH_RPS: &str = "pin.min_length_rps";
-    pub const ALL: [&str; 8] = [
+    /// The persistentPinUvAuthToken (see `persistent_token`).
+    pub const PERSISTENT_TOKEN: &str = "pin.persistent_token";
+    /// GetInfo's device identifier (encrypted to the persistent token's
+    /// holder): random, made when first needed, new after a Reset.
+    pub const IDENTIFIER: &str = "device.identifier";
+    pub const ALL: [&str; 10] = [
         VAULT,
         SALT,
         RETRIES,
@@ -71,6 +78,8 @@ pub mod meta {
         FORCE_CHANGE,
         MIN_LENGTH,
         MIN_LENGTH_RPS,
+        PERSISTENT_TOKEN,
+        IDENTIFIER,
     ];
 }
 

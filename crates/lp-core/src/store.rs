@@ -39,6 +39,9 @@ pub struct Credential {
     /// largeBlobKey: the 32-byte key the platform uses to encrypt this
     /// credential's entry in the large-blob array.
     pub large_blob_key: Option<Vec<u8>>,
+    /// CTAP 2.2 thirdPartyPayment: the RP enabled this credential for
+    /// payments that another site initiates (Secure Payment Confirmation).
+    pub third_party_payment: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +88,11 @@ pub trait CredentialStore: Send {
 
     /// How many discoverable credentials are stored.
     fn count_discoverable(&self) -> Result<u64, StoreError>;
+
+    /// A counter that changes, in the same atomic step, with every change a
+    /// credential-management listing would show: a discoverable credential
+    /// inserted, deleted or renamed, and [`CredentialStore::delete_all`].
+    fn discoverable_generation(&self) -> Result<u64, StoreError>;
 
     /// Small persistent settings and state (PIN state, retries, large blobs).
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;

@@ -63,7 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Key creation per algorithm: RSA key generation is the slow one on
     // every TPM (real chips take seconds), so fewer rounds of it.
     for alg in custody.algorithms() {
-        let rounds = if alg == Algorithm::Rs256 {
+        let rounds = if matches!(alg, Algorithm::Rs256 | Algorithm::Ps256) {
             (n / 40).max(3)
         } else {
             n / 4

@@ -251,11 +251,26 @@ fn p384_parameters() -> Result<PublicEccParameters, TpmError> {
     Ok(PublicEccParametersBuilder::new_unrestricted_signing_key(ecdsa_sha384, EccCurve::NistP384).build()?)
 }
 
+/// ECC P-521, ECDSA with SHA-512 only (WebAuthn ES512).
+fn p521_parameters() -> Result<PublicEccParameters, TpmError> {
+    let ecdsa_sha512 = EccScheme::EcDsa(HashScheme::new(HashingAlgorithm::Sha512));
+    Ok(PublicEccParametersBuilder::new_unrestricted_signing_key(ecdsa_sha512, EccCurve::NistP521).build()?)
+}
+
 /// RSA-2048, RSASSA-PKCS1-v1_5 with SHA-256 only (WebAuthn RS256), the
 /// default exponent 65537.
 fn rsa_parameters() -> Result<PublicRsaParameters, TpmError> {
+    rsa_parameters_with(RsaScheme::RsaSsa(HashScheme::new(HashingAlgorithm::Sha256)))
+}
+
+/// RSA-2048, RSASSA-PSS with SHA-256 only (WebAuthn PS256).
+fn rsa_pss_parameters() -> Result<PublicRsaParameters, TpmError> {
+    rsa_parameters_with(RsaScheme::RsaPss(HashScheme::new(HashingAlgorithm::Sha256)))
+}
+
+fn rsa_parameters_with(scheme: RsaScheme) -> Result<PublicRsaParameters, TpmError> {
     Ok(PublicRsaParametersBuilder::new_unrestricted_signing_key(
-        RsaScheme::RsaSsa(HashScheme::new(HashingAlgorithm::Sha256)),
+        scheme,
         RsaKeyBits::Rsa2048,
         RsaExponent::default(),
     )
@@ -317,24 +332,41 @@ pub fn credential_template() -> Result<Public, TpmError> {
         Digest::default(),
     )
 }
-/// The credential key for `alg`: the same attributes for every algorithm.
+/// The credential key for `alg`: the same attributes for every algorithm,
+/// and the one signing scheme the algorithm names fixed in the key.
 pub fn credential_template_for(alg: Algorithm) -> Result<Public, TpmError> {
-    match alg {
-        Algorithm::Es256 => credential_template(),
-        Algorithm::Es384 => template(
-            credential_attributes(false)?,
-            p384_parameters()?,
-            Digest::default(),
-        ),
-        Algorithm::Rs256 => Ok(PublicBuilder::new()
+    let ecc = |params| template(credential_attributes(false)?, params, Digest::default());
+    let rsa = |params| -> Result<Public, TpmError> {
+        Ok(PublicBuilder::new()
             .with_public_algorithm(PublicAlgorithm::Rsa)
             .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
             .with_object_attributes(credential_attributes(false)?)
             .with_auth_policy(Digest::default())
-            .with_rsa_parameters(rsa_parameters()?)
+            .with_rsa_parameters(params)
             .with_rsa_unique_identifier(PublicKeyRsa::default())
-            .build()?),
+            .build()?)
+    };
+    match alg {
+        Algorithm::Es256 => credential_template(),
+        Algorithm::Es384 => ecc(p384_parameters()?),
+        Algorithm::Es512 => ecc(p521_parameters()?),
+        Algorithm::Rs256 => rsa(rsa_parameters()?),
+        Algorithm::Ps256 => rsa(rsa_pss_parameters()?),
     }
+}
+
+/// Which algorithm a credential key's public area was made for, if it is
+/// one of ours at all (a key of the first release is ES256).
+fn credential_algorithm(public: &Public) -> Result<Option<Algorithm>, TpmError> {
+    if matches_template(public, &[legacy_credential_template()?]) {
+        return Ok(Some(Algorithm::Es256));
+    }
+    for alg in Algorithm::ALL {
+        if matches_template(public, &[credential_template_for(alg)?]) {
+            return Ok(Some(alg));
+        }
+    }
+    Ok(None)
 }
 fn legacy_credential_template() -> Result<Public, TpmError> {
     template(
@@ -997,6 +1029,7 @@ impl TpmCustody {
             Public::Rsa {
                 unique, parameters, ..
             } => PublicKey::Rsa {
+                alg,
                 n: unique.value().to_vec(),
                 // TPM2B exponent 0 means the default, 65537 (Part 2, 12.2.3.5).
                 e: match parameters.exponent().value() {
@@ -1020,38 +1053,44 @@ impl TpmCustody {
 
     /// Sign `message` with a credential key: hashed here as the key's
     /// algorithm says (an unrestricted key needs no TPM hash ticket), signed
-    /// by TPM2_Sign; ASN.1 DER for ECDSA, the raw PKCS#1 v1.5 block for RSA.
+    /// by TPM2_Sign; ASN.1 DER for ECDSA, the raw signature block for RSA.
     pub fn sign(&mut self, blob: &[u8], message: &[u8]) -> Result<Vec<u8>, TpmError> {
-        let templates = [
-            credential_template()?,
-            legacy_credential_template()?,
-            credential_template_for(Algorithm::Es384)?,
-            credential_template_for(Algorithm::Rs256)?,
-        ];
         let (public, _) = decode(KEY_TAG, blob)?;
-        if !matches_template(&public, &templates) {
-            return Err(TpmError::InvalidBlob);
-        }
-        let (digest, scheme) = match &public {
-            Public::Rsa { .. } => (
+        let alg = credential_algorithm(&public)?.ok_or(TpmError::InvalidBlob)?;
+        let hash = |h| HashScheme::new(h);
+        let (digest, scheme) = match alg {
+            Algorithm::Es256 => (
                 Sha256::digest(message).to_vec(),
-                SignatureScheme::RsaSsa {
-                    hash_scheme: HashScheme::new(HashingAlgorithm::Sha256),
+                SignatureScheme::EcDsa {
+                    hash_scheme: hash(HashingAlgorithm::Sha256),
                 },
             ),
-            Public::Ecc { parameters, .. } if parameters.ecc_curve() == EccCurve::NistP384 => (
+            Algorithm::Es384 => (
                 sha2::Sha384::digest(message).to_vec(),
                 SignatureScheme::EcDsa {
-                    hash_scheme: HashScheme::new(HashingAlgorithm::Sha384),
+                    hash_scheme: hash(HashingAlgorithm::Sha384),
                 },
             ),
-            _ => (
-                Sha256::digest(message).to_vec(),
+            Algorithm::Es512 => (
+                sha2::Sha512::digest(message).to_vec(),
                 SignatureScheme::EcDsa {
-                    hash_scheme: HashScheme::new(HashingAlgorithm::Sha256),
+                    hash_scheme: hash(HashingAlgorithm::Sha512),
+                },
+            ),
+            Algorithm::Rs256 => (
+                Sha256::digest(message).to_vec(),
+                SignatureScheme::RsaSsa {
+                    hash_scheme: hash(HashingAlgorithm::Sha256),
+                },
+            ),
+            Algorithm::Ps256 => (
+                Sha256::digest(message).to_vec(),
+                SignatureScheme::RsaPss {
+                    hash_scheme: hash(HashingAlgorithm::Sha256),
                 },
             ),
         };
+        let templates = [credential_template_for(alg)?, legacy_credential_template()?];
         let key = self.loaded_key(KEY_TAG, &templates, blob)?;
         let digest = Digest::try_from(digest)?;
         // "No ticket": only restricted keys need proof the TPM hashed the data.
@@ -1066,23 +1105,15 @@ impl TpmCustody {
             ctx.sign(key, digest, scheme, no_ticket)
         });
         self.release_keys();
-        match signature? {
-            Signature::EcDsa(sig) if matches!(&public, Public::Ecc { parameters, .. } if parameters.ecc_curve() == EccCurve::NistP384) =>
-            {
-                let r = support::left_pad(sig.signature_r().value(), Algorithm::Es384)?;
-                let s = support::left_pad(sig.signature_s().value(), Algorithm::Es384)?;
-                let sig = p384::ecdsa::Signature::from_slice(&[r, s].concat())
-                    .map_err(|_| TpmError::Tss("TPM2_Sign returned an invalid signature".into()))?;
-                Ok(sig.to_der().as_bytes().to_vec())
+        match (signature?, alg) {
+            (Signature::EcDsa(sig), Algorithm::Es256 | Algorithm::Es384 | Algorithm::Es512) => {
+                let r = support::left_pad(sig.signature_r().value(), alg)?;
+                let s = support::left_pad(sig.signature_s().value(), alg)?;
+                support::ecdsa_der(alg, &r, &s)
             }
-            Signature::EcDsa(sig) => {
-                let r = support::coordinate(sig.signature_r().value())?;
-                let s = support::coordinate(sig.signature_s().value())?;
-                let sig = p256::ecdsa::Signature::from_scalars(r, s)
-                    .map_err(|_| TpmError::Tss("TPM2_Sign returned an invalid signature".into()))?;
-                Ok(sig.to_der().as_bytes().to_vec())
+            (Signature::RsaSsa(sig), Algorithm::Rs256) | (Signature::RsaPss(sig), Algorithm::Ps256) => {
+                Ok(sig.signature().value().to_vec())
             }
-            Signature::RsaSsa(sig) => Ok(sig.signature().value().to_vec()),
             _ => Err(TpmError::Tss(
                 "TPM2_Sign returned another kind of signature".into(),
             )),
@@ -1295,7 +1326,9 @@ fn supported_algorithms(ctx: &mut Context) -> Vec<Algorithm> {
             let params = match alg {
                 Algorithm::Es256 => credential_parameters().map(PublicParameters::Ecc),
                 Algorithm::Es384 => p384_parameters().map(PublicParameters::Ecc),
+                Algorithm::Es512 => p521_parameters().map(PublicParameters::Ecc),
                 Algorithm::Rs256 => rsa_parameters().map(PublicParameters::Rsa),
+                Algorithm::Ps256 => rsa_pss_parameters().map(PublicParameters::Rsa),
             };
             params.is_ok_and(|p| ctx.execute_without_session(|ctx| ctx.test_parms(p)).is_ok())
         })

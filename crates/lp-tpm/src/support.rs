@@ -3,6 +3,7 @@
 //! The promise (templates, hierarchy, sessions) is in `lib.rs`.
 
 use crate::TpmError;
+use lp_core::custody::Algorithm;
 use tss_esapi::{
     constants::{response_code::Tss2ResponseCode, CapabilityType, PropertyTag},
     structures::{CapabilityData, Private, Public, PublicBuffer},
@@ -86,12 +87,11 @@ pub(crate) fn decode(tag: [u8; 4], blob: &[u8]) -> Result<(Public, Private), Tpm
 }
 
 /// A big-endian ECC value from the TPM, left-padded to the curve's size
-/// (32 bytes for P-256, 48 for P-384).
-pub(crate) fn left_pad(bytes: &[u8], alg: lp_core::custody::Algorithm) -> Result<Vec<u8>, TpmError> {
-    let size: usize = match alg {
-        lp_core::custody::Algorithm::Es384 => 48,
-        _ => 32,
-    };
+/// (32 bytes for P-256, 48 for P-384, 66 for P-521).
+pub(crate) fn left_pad(bytes: &[u8], alg: Algorithm) -> Result<Vec<u8>, TpmError> {
+    let size = alg
+        .coordinate_len()
+        .ok_or(TpmError::Tss("not an ECC algorithm".into()))?;
     let start = size
         .checked_sub(bytes.len())
         .ok_or(TpmError::Tss("ECC value longer than its curve".into()))?;
@@ -100,14 +100,29 @@ pub(crate) fn left_pad(bytes: &[u8], alg: lp_core::custody::Algorithm) -> Result
     Ok(out)
 }
 
-/// A big-endian ECC coordinate from the TPM, left-padded to 32 bytes.
-pub(crate) fn coordinate(bytes: &[u8]) -> Result<[u8; 32], TpmError> {
-    let start = 32usize
-        .checked_sub(bytes.len())
-        .ok_or(TpmError::Tss("ECC value longer than 32 bytes".into()))?;
-    let mut out = [0u8; 32];
-    out[start..].copy_from_slice(bytes);
-    Ok(out)
+/// An ECDSA signature (r, s, each as long as the curve's field) in the
+/// ASN.1 DER form WebAuthn uses; a value out of range is refused.
+pub(crate) fn ecdsa_der(alg: Algorithm, r: &[u8], s: &[u8]) -> Result<Vec<u8>, TpmError> {
+    let rs = [r, s].concat();
+    let invalid = |_| TpmError::Tss("TPM2_Sign returned an invalid signature".into());
+    Ok(match alg {
+        Algorithm::Es256 => p256::ecdsa::Signature::from_slice(&rs)
+            .map_err(invalid)?
+            .to_der()
+            .as_bytes()
+            .to_vec(),
+        Algorithm::Es384 => p384::ecdsa::Signature::from_slice(&rs)
+            .map_err(invalid)?
+            .to_der()
+            .as_bytes()
+            .to_vec(),
+        Algorithm::Es512 => p521::ecdsa::Signature::from_slice(&rs)
+            .map_err(invalid)?
+            .to_der()
+            .as_bytes()
+            .to_vec(),
+        Algorithm::Rs256 | Algorithm::Ps256 => return Err(TpmError::Tss("not an ECC algorithm".into())),
+    })
 }
 
 // ---------------------------------------------------------------------------

@@ -370,8 +370,9 @@ fn the_owner_can_replace_the_pin_index_but_then_every_guess_costs_a_dictionary_a
     let _ = chosen;
 }
 
-/// Every algorithm the TPM accepts (TPM2_TestParms): swtpm has ES256, ES384
-/// and RS256. Each key is the same kind of TPM object, and signs.
+/// Every algorithm the TPM accepts (TPM2_TestParms): swtpm has all five
+/// (ES256, ES384, ES512, RS256, PS256). Each key is the same kind of TPM
+/// object, and signs.
 #[test]
 fn every_algorithm_the_tpm_has_makes_non_exportable_keys_that_sign() {
     use lp_core::custody::KeyCustody;
@@ -379,7 +380,13 @@ fn every_algorithm_the_tpm_has_makes_non_exportable_keys_that_sign() {
     let mut c = tpm.open();
     assert_eq!(
         c.algorithms(),
-        vec![Algorithm::Es256, Algorithm::Es384, Algorithm::Rs256]
+        vec![
+            Algorithm::Es256,
+            Algorithm::Es384,
+            Algorithm::Es512,
+            Algorithm::Rs256,
+            Algorithm::Ps256
+        ]
     );
     let vault = c.create_vault(&PIN).unwrap();
     for alg in c.algorithms() {

@@ -6,6 +6,7 @@
 
 use super::{Authenticator, CtapResult};
 use crate::cbor::{self, int_map, RequestMap};
+use crate::persistent_token::PersistentToken;
 use crate::pin::{self, permission};
 use crate::pin_protocol::{ProtocolVersion, SharedSecret};
 use crate::status::CtapError;
@@ -62,7 +63,7 @@ impl Params {
 /// The permissions this authenticator can grant. Bio enrolment (be) is
 /// refused with CTAP2_ERR_UNAUTHORIZED_PERMISSION: there are no biometrics.
 const SUPPORTED_PERMISSIONS: u8 =
-    permission::MC | permission::GA | permission::CM | permission::LBW | permission::ACFG;
+    permission::MC | permission::GA | permission::CM | permission::LBW | permission::ACFG | permission::PCMR;
 
 impl Authenticator {
     pub(super) fn client_pin(&mut self, params: &[u8], io: &dyn Interaction) -> CtapResult {
@@ -122,6 +123,11 @@ impl Authenticator {
         }
         let perms = u8::try_from(perms).map_err(|_| CtapError::UnauthorizedPermission)?;
         if perms & !SUPPORTED_PERMISSIONS != 0 {
+            return Err(CtapError::UnauthorizedPermission);
+        }
+        // pcmr makes the persistent token, which carries nothing else: a
+        // long-lived grant must not widen into one that writes or signs.
+        if perms & permission::PCMR != 0 && perms != permission::PCMR {
             return Err(CtapError::UnauthorizedPermission);
         }
         if perms & (permission::MC | permission::GA) != 0 && p.rp_id.is_none() {
@@ -206,6 +212,9 @@ impl Authenticator {
         let new_auth = pin::vault_auth(&new_hash, &salt);
         // Two steps, each stored before the next: a crash anywhere leaves a
         // vault that opens with the old PIN or the new one (see the custody).
+        // The persistent token was granted by the old PIN: void before the
+        // new one can open the vault, so no crash leaves it alive.
+        self.store.delete_meta(pin::meta::PERSISTENT_TOKEN)?;
         let prepared = self.custody.change_auth(&vault, &old_auth, &new_auth)?;
         self.store.set_meta(pin::meta::VAULT, &prepared)?;
         let new_vault = self.custody.commit_change(&prepared, &old_auth, &new_auth)?;
@@ -251,9 +260,29 @@ impl Authenticator {
             tracing::info!("right PIN, but it must be changed first (forcePINChange)");
             return Err(must_change);
         }
+        if perms == permission::PCMR {
+            return self.issue_persistent_token(&shared);
+        }
         let now = self.clock.now();
         let token = *self.token.issue(shared.version(), perms, rp_id, false, now);
         let encrypted = shared.encrypt(&token)?;
+        Ok(Some(int_map([(0x02, Value::Bytes(encrypted))])))
+    }
+
+    /// A new persistentPinUvAuthToken replaces the last one. The ordinary
+    /// token is left as it is, and the vault locks again once nothing
+    /// verified is running: reading the store needs no key.
+    fn issue_persistent_token(&mut self, shared: &SharedSecret) -> CtapResult {
+        if self.device_identifier()?.is_none() {
+            let mut id = [0u8; 16];
+            OsRng.fill_bytes(&mut id);
+            self.store.set_meta(pin::meta::IDENTIFIER, &id)?;
+        }
+        let token = PersistentToken::issue(shared.version());
+        self.store
+            .set_meta(pin::meta::PERSISTENT_TOKEN, &token.to_bytes())?;
+        let encrypted = shared.encrypt(token.value())?;
+        tracing::info!("persistent token issued (read-only credential management)");
         Ok(Some(int_map([(0x02, Value::Bytes(encrypted))])))
     }
 
@@ -286,6 +315,9 @@ impl Authenticator {
             named.as_ref().map(|(_, label)| label.as_str()),
             io,
         )?;
+        if perms == permission::PCMR {
+            return self.issue_persistent_token(&shared);
+        }
         let now = self.clock.now();
         // The person typed their PIN into our prompt: they were present.
         let token = *self.token.issue(shared.version(), perms, rp_id, true, now);

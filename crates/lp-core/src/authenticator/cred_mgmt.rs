@@ -34,7 +34,8 @@ const LISTING_WINDOW_MS: Millis = 30_000;
 /// An enumeration in progress.
 pub(super) enum Listing {
     Rps(VecDeque<(String, Option<String>)>, Millis),
-    Credentials(VecDeque<Credential>, Millis),
+    /// The flag: whether largeBlobKeys are listed (not for the persistent token).
+    Credentials(VecDeque<Credential>, bool, Millis),
 }
 
 impl Authenticator {
@@ -64,11 +65,24 @@ impl Authenticator {
             message.extend(cbor::encode(p));
         }
         let now = self.clock.now();
-        let bound_rp = self
-            .token
-            .check(version, &message, &param, permission::CM, None, now)?
-            .rp_id
-            .clone();
+        let read_only = matches!(
+            subcommand,
+            sub::GET_CREDS_METADATA | sub::ENUMERATE_RPS_BEGIN | sub::ENUMERATE_CREDS_BEGIN
+        );
+        let (bound_rp, persistent) =
+            match self
+                .token
+                .check(version, &message, &param, permission::CM, None, now)
+            {
+                Ok(grant) => (grant.rp_id.clone(), false),
+                // CTAP 2.2: the persistent token (pcmr) reads, and only reads.
+                Err(e) if !read_only => return Err(e),
+                Err(e) => {
+                    let token = self.persistent_token()?.ok_or(e)?;
+                    token.check(version, &message, &param)?;
+                    (None, true)
+                }
+            };
         let mut p = SubParams::decode(sub_params)?;
 
         match subcommand {
@@ -117,10 +131,14 @@ impl Authenticator {
                 let mut creds: VecDeque<_> = self.store.discoverable_for_rp(&rp_id)?.into();
                 let total = creds.len();
                 let first = creds.pop_front().ok_or(CtapError::NoCredentials)?;
+                // The largeBlobKey is a secret sealed in the vault: it goes
+                // to a platform that has just verified the person, never to
+                // the long-lived persistent token.
+                let with_secrets = !persistent;
                 if !creds.is_empty() {
-                    self.listing = Some(Listing::Credentials(creds, now + LISTING_WINDOW_MS));
+                    self.listing = Some(Listing::Credentials(creds, with_secrets, now + LISTING_WINDOW_MS));
                 }
-                let key = self.secret_in_clear(first.large_blob_key.as_deref())?;
+                let key = self.listing_secret(&first, with_secrets)?;
                 let mut out = credential_entries(&first, key)?;
                 out.push((0x09, Value::Integer((total as u64).into())));
                 Ok(Some(int_map(out)))
@@ -173,7 +191,7 @@ impl Authenticator {
 
     fn next_credential(&mut self, listing: Option<Listing>) -> CtapResult {
         let now = self.clock.now();
-        let Some(Listing::Credentials(mut creds, expires)) = listing else {
+        let Some(Listing::Credentials(mut creds, with_secrets, expires)) = listing else {
             return Err(CtapError::NotAllowed);
         };
         if now > expires {
@@ -181,10 +199,21 @@ impl Authenticator {
         }
         let cred = creds.pop_front().ok_or(CtapError::NotAllowed)?;
         if !creds.is_empty() {
-            self.listing = Some(Listing::Credentials(creds, now + LISTING_WINDOW_MS));
+            self.listing = Some(Listing::Credentials(creds, with_secrets, now + LISTING_WINDOW_MS));
         }
-        let key = self.secret_in_clear(cred.large_blob_key.as_deref())?;
+        let key = self.listing_secret(&cred, with_secrets)?;
         Ok(Some(int_map(credential_entries(&cred, key)?)))
+    }
+
+    fn listing_secret(
+        &mut self,
+        cred: &Credential,
+        with_secrets: bool,
+    ) -> Result<Option<Vec<u8>>, CtapError> {
+        if !with_secrets {
+            return Ok(None);
+        }
+        self.secret_in_clear(cred.large_blob_key.as_deref())
     }
 }
 
@@ -261,5 +290,6 @@ fn credential_entries(
     if let Some(k) = large_blob_key {
         out.push((0x0B, Value::Bytes(k)));
     }
+    out.push((0x0C, Value::Bool(c.third_party_payment)));
     Ok(out)
 }

@@ -478,6 +478,8 @@ fn make_credential_takes_the_platforms_first_supported_algorithm() {
         (vec![-35, -7], Algorithm::Es384),
         (vec![-8, -257, -7], Algorithm::Rs256),
         (vec![-8, -7, -35], Algorithm::Es256),
+        (vec![-36, -7], Algorithm::Es512),
+        (vec![-8, -37, -257], Algorithm::Ps256),
     ] {
         let mut r = rig();
         let mut mc = Mc::new("example.com", b"u1", false);
@@ -499,10 +501,17 @@ fn make_credential_takes_the_platforms_first_supported_algorithm() {
                 .and_then(|(_, v)| v.as_bytes().cloned())
                 .unwrap()
         };
+        assert_eq!(
+            cose.alg,
+            Some(coset::Algorithm::Assigned(
+                <iana::Algorithm as iana::EnumI64>::from_i64(want.cose()).unwrap()
+            ))
+        );
         let public = match want {
-            Algorithm::Rs256 => {
+            Algorithm::Rs256 | Algorithm::Ps256 => {
                 assert_eq!(cose.kty, coset::KeyType::Assigned(iana::KeyType::RSA));
                 PublicKey::Rsa {
+                    alg: want,
                     n: param(-1),
                     e: param(-2),
                 }
@@ -1810,7 +1819,7 @@ fn get_info_lists_exactly_what_is_implemented() {
         .iter()
         .map(|v| v.as_text().unwrap().to_owned())
         .collect();
-    assert_eq!(versions, ["FIDO_2_0", "FIDO_2_1_PRE", "FIDO_2_1"]);
+    assert_eq!(versions, ["FIDO_2_0", "FIDO_2_1_PRE", "FIDO_2_1", "FIDO_2_2"]);
     let exts: Vec<_> = get(&m, 2)
         .unwrap()
         .as_array()
@@ -1826,7 +1835,8 @@ fn get_info_lists_exactly_what_is_implemented() {
             "hmac-secret-mc",
             "credBlob",
             "largeBlobKey",
-            "minPinLength"
+            "minPinLength",
+            "thirdPartyPayment"
         ]
     );
     let opts = cbor::text_keyed(get(&m, 4).unwrap().clone()).unwrap();
@@ -1836,6 +1846,7 @@ fn get_info_lists_exactly_what_is_implemented() {
         "largeBlobs",
         "authnrCfg",
         "setMinPINLength",
+        "perCredMgmtRO",
     ] {
         assert_eq!(opts.get(o), Some(&Value::Bool(true)), "{o}");
     }
@@ -1843,6 +1854,11 @@ fn get_info_lists_exactly_what_is_implemented() {
     assert!(!opts.contains_key("bioEnroll"));
     assert_eq!(int(get(&m, 0x0B)), 4096);
     assert_eq!(int(get(&m, 0x0F)), 32);
+    assert_eq!(
+        get(&m, 0x16),
+        Some(&Value::Array(vec![text("packed"), text("none")]))
+    );
+    assert_eq!(int(get(&m, 0x1D)), 63, "maxPINLength, in bytes");
 }
 
 #[test]
@@ -2117,4 +2133,219 @@ fn a_forced_pin_change_refuses_the_right_pin_and_counts_it_as_right() {
     legacy_pin_token(&mut r, PIN, v).unwrap();
     let m = parse(&r.auth.handle(&[command::GET_INFO], &NoInteraction)).unwrap();
     assert_eq!(get(&m, 0x0C), Some(&Value::Bool(false)));
+}
+
+fn credential_descriptor(id: &[u8]) -> Value {
+    text_map([("id", Value::Bytes(id.to_vec())), ("type", text("public-key"))])
+}
+
+/// CTAP 2.2 pcmr: the persistent token lists passkeys after power cycles,
+/// never reveals a sealed secret, never deletes or renames, and dies with
+/// the PIN that granted it.
+#[test]
+fn the_persistent_token_reads_across_power_cycles_and_never_writes() {
+    let mut r = rig();
+    let mut mc = Mc::new("a.example", b"alice", true);
+    mc.extra
+        .push((6, text_map([("largeBlobKey", Value::Bool(true))])));
+    let a = make(&mut r, &mc);
+    let v = ProtocolVersion::Two;
+    assert_eq!(
+        pin_token_for(&mut r, PIN, v, permission::PCMR | permission::CM, None).unwrap_err(),
+        CtapError::UnauthorizedPermission.code(),
+        "pcmr comes alone"
+    );
+    let p = pin_token_for(&mut r, PIN, v, permission::PCMR, None).unwrap();
+    r.auth.tick();
+    assert!(!r.auth.custody.is_unlocked(), "reading needs no key");
+    let hash = || {
+        Some(int_map([(
+            1,
+            Value::Bytes(Sha256::digest(b"a.example").to_vec()),
+        )]))
+    };
+    for boot in 0..2 {
+        let m = cm(&mut r, &p, 1, None).unwrap();
+        assert_eq!(int(get(&m, 1)), 1, "boot {boot}");
+        assert_eq!(int(get(&cm(&mut r, &p, 2, None).unwrap(), 5)), 1);
+        let c = cm(&mut r, &p, 4, hash()).unwrap();
+        assert_eq!(int(get(&c, 9)), 1);
+        assert!(get(&c, 0x0B).is_none(), "no largeBlobKey for a long-lived token");
+        assert_eq!(
+            cm(&mut r, &p, 6, Some(int_map([(2, credential_descriptor(&a.id))]))).unwrap_err(),
+            CtapError::PinAuthInvalid.code(),
+            "no deletion"
+        );
+        let user = text_map([("id", Value::Bytes(b"alice".to_vec())), ("name", text("x"))]);
+        assert_eq!(
+            cm(
+                &mut r,
+                &p,
+                7,
+                Some(int_map([(2, credential_descriptor(&a.id)), (3, user)]))
+            )
+            .unwrap_err(),
+            CtapError::PinAuthInvalid.code(),
+            "no renaming"
+        );
+        r.auth.power_cycle();
+    }
+    // A token the person just verified for still gets the sealed secret.
+    let t = pin_token_for(&mut r, PIN, v, permission::CM, None).unwrap();
+    assert_eq!(bytes_of(get(&cm(&mut r, &t, 4, hash()).unwrap(), 0x0B)).len(), 32);
+    assert_eq!(
+        int(get(&cm(&mut r, &p, 1, None).unwrap(), 1)),
+        1,
+        "both tokens live side by side"
+    );
+
+    change_pin(&mut r, PIN, "5678", v).unwrap();
+    assert_eq!(
+        cm(&mut r, &p, 1, None).unwrap_err(),
+        CtapError::PinAuthInvalid.code(),
+        "a PIN change voids it"
+    );
+    let p2 = pin_token_for(&mut r, "5678", v, permission::PCMR, None).unwrap();
+    let p3 = pin_token_for(&mut r, "5678", v, permission::PCMR, None).unwrap();
+    assert_eq!(
+        cm(&mut r, &p2, 1, None).unwrap_err(),
+        CtapError::PinAuthInvalid.code(),
+        "the newest one replaces it"
+    );
+    cm(&mut r, &p3, 1, None).unwrap();
+}
+
+/// The platform's side of GetInfo's encrypted members (python-fido2's `Info._decrypt`).
+fn decrypt_info(token: &[u8; 32], label: &[u8], data: &[u8]) -> [u8; 16] {
+    use aes::Aes128;
+    use cbc::cipher::{block_padding::NoPadding, BlockDecryptMut, KeyIvInit};
+    let mut key = [0u8; 16];
+    hkdf::Hkdf::<Sha256>::new(Some(&[0u8; 32]), token)
+        .expand(label, &mut key)
+        .unwrap();
+    assert_eq!(data.len(), 32);
+    let iv: [u8; 16] = data[..16].try_into().unwrap();
+    let mut block: [u8; 16] = data[16..].try_into().unwrap();
+    cbc::Decryptor::<Aes128>::new(&key.into(), &iv.into())
+        .decrypt_padded_mut::<NoPadding>(&mut block)
+        .unwrap();
+    block
+}
+
+#[test]
+fn get_info_tells_the_persistent_tokens_holder_who_it_is_and_when_to_list_again() {
+    let mut r = rig();
+    let v = ProtocolVersion::Two;
+    let info = |r: &mut Rig| parse(&r.auth.handle(&[command::GET_INFO], &NoInteraction)).unwrap();
+    let m = info(&mut r);
+    assert!(
+        get(&m, 0x19).is_none() && get(&m, 0x1E).is_none(),
+        "nothing before a persistent token"
+    );
+    let p = pin_token_for(&mut r, PIN, v, permission::PCMR, None).unwrap();
+    let read = |r: &mut Rig, p: &[u8; 32]| {
+        let m = info(r);
+        let id = bytes_of(get(&m, 0x19));
+        let state = bytes_of(get(&m, 0x1E));
+        (
+            decrypt_info(p, b"encIdentifier", &id),
+            decrypt_info(p, b"encCredStoreState", &state),
+            id,
+        )
+    };
+    let (id, s0, raw) = read(&mut r, &p);
+    let (id_again, s_again, raw_again) = read(&mut r, &p);
+    assert_eq!((id, s0), (id_again, s_again));
+    assert_ne!(
+        raw, raw_again,
+        "a fresh IV each time: observers cannot link two answers"
+    );
+
+    let made = make(&mut r, &Mc::new("a.example", b"alice", true));
+    let (_, s1, _) = read(&mut r, &p);
+    assert_ne!(s1, s0, "a new passkey changes the state");
+    make(&mut r, &Mc::new("a.example", b"bob", false));
+    assert!(parse(&r.auth.handle(
+        &ga("a.example", std::slice::from_ref(&made.id), None),
+        &NoInteraction
+    ))
+    .is_ok());
+    let (_, s2, _) = read(&mut r, &p);
+    assert_eq!(
+        s2, s1,
+        "a non-discoverable credential and a signature change nothing listed"
+    );
+    r.auth.power_cycle();
+    assert_eq!(read(&mut r, &p).1, s1, "a power cycle changes nothing");
+
+    change_pin(&mut r, PIN, "5678", v).unwrap();
+    assert!(get(&info(&mut r), 0x19).is_none(), "gone with the token");
+    let p = pin_token_for(&mut r, "5678", v, permission::PCMR, None).unwrap();
+    assert_eq!(read(&mut r, &p).0, id, "the identifier outlives a PIN change");
+
+    r.auth.power_cycle();
+    assert_eq!(r.auth.handle(&[command::RESET], &NoInteraction), [0]);
+    assert!(get(&info(&mut r), 0x19).is_none(), "Reset voids the token");
+    set_pin(&mut r, PIN, v).unwrap();
+    let p = pin_token_for(&mut r, PIN, v, permission::PCMR, None).unwrap();
+    assert_ne!(
+        read(&mut r, &p).0,
+        id,
+        "after a Reset this is a new authenticator"
+    );
+}
+
+/// CTAP 2.2 §12.9: the flag is recorded at MakeCredential, reported at
+/// GetAssertion when asked, and listed by credential management.
+#[test]
+fn third_party_payment_is_kept_with_the_credential() {
+    let mut r = rig();
+    let mut pay = Mc::new("pay.example", b"payer", true);
+    pay.extra
+        .push((6, text_map([("thirdPartyPayment", Value::Bool(true))])));
+    let paid = make(&mut r, &pay);
+    let plain = make(&mut r, &Mc::new("pay.example", b"plain", true));
+    let ad = &paid.auth_data;
+    assert_eq!(ad[32] & flags::ED, 0, "no output at MakeCredential");
+
+    let assert_with = |r: &mut Rig, id: &[u8], ask: bool| -> Option<Value> {
+        let mut entries = vec![
+            (1, text("pay.example")),
+            (2, Value::Bytes(CDH.to_vec())),
+            (3, Value::Array(vec![credential_descriptor(id)])),
+        ];
+        if ask {
+            entries.push((4, text_map([("thirdPartyPayment", Value::Bool(true))])));
+        }
+        let mut req = vec![command::GET_ASSERTION];
+        req.extend(cbor::encode(&int_map(entries)));
+        let m = parse(&r.auth.handle(&req, &NoInteraction)).unwrap();
+        let ad = bytes_of(get(&m, 2));
+        (ad[32] & flags::ED != 0).then(|| {
+            cbor::text_keyed(cbor::decode(&ad[37..]).unwrap())
+                .unwrap()
+                .remove("thirdPartyPayment")
+                .unwrap()
+        })
+    };
+    assert_eq!(assert_with(&mut r, &paid.id, true), Some(Value::Bool(true)));
+    assert_eq!(assert_with(&mut r, &plain.id, true), Some(Value::Bool(false)));
+    assert_eq!(assert_with(&mut r, &paid.id, false), None, "only when asked");
+
+    let t = pin_token_for(&mut r, PIN, ProtocolVersion::Two, permission::CM, None).unwrap();
+    let hash = Value::Bytes(Sha256::digest(b"pay.example").to_vec());
+    let first = cm(&mut r, &t, 4, Some(int_map([(1, hash)]))).unwrap();
+    let second = cm_next(&mut r, 5).unwrap();
+    let mut flags_by_user: Vec<(Vec<u8>, bool)> = [first, second]
+        .iter()
+        .map(|m| {
+            let user = cbor::text_keyed(get(m, 6).unwrap().clone()).unwrap();
+            (bytes_of(user.get("id")), get(m, 0x0C) == Some(&Value::Bool(true)))
+        })
+        .collect();
+    flags_by_user.sort();
+    assert_eq!(
+        flags_by_user,
+        [(b"payer".to_vec(), true), (b"plain".to_vec(), false)]
+    );
 }

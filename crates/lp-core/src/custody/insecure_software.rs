@@ -24,6 +24,23 @@ const DATA_TAG: &[u8; 8] = b"INSDATA1";
 const ALG_ES256: u8 = 1;
 const ALG_ES384: u8 = 2;
 const ALG_RS256: u8 = 3;
+const ALG_ES512: u8 = 4;
+const ALG_PS256: u8 = 5;
+
+/// An uncompressed SEC1 point (`04 || x || y`) as the COSE key's coordinates.
+fn ec2(alg: Algorithm, sec1: &[u8]) -> Result<PublicKey, CustodyError> {
+    match sec1.split_first() {
+        Some((4, xy)) if Some(xy.len()) == alg.coordinate_len().map(|n| 2 * n) => {
+            let (x, y) = xy.split_at(xy.len() / 2);
+            Ok(PublicKey::Ec2 {
+                alg,
+                x: x.to_vec(),
+                y: y.to_vec(),
+            })
+        }
+        _ => Err(CustodyError::Backend("not an uncompressed point".into())),
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct InsecureSoftwareCustody {
@@ -82,37 +99,23 @@ impl KeyCustody for InsecureSoftwareCustody {
     /// `tag || algorithm byte || the private key` (scalar, or PKCS#1 DER for RSA).
     fn create_key(&mut self, alg: Algorithm) -> Result<NewKey, CustodyError> {
         self.require_unlocked()?;
-        let mut blob = BLOB_TAG.to_vec();
-        let public = match alg {
+        let (tag, private, public) = match alg {
             Algorithm::Es256 => {
                 let key = SigningKey::random(&mut OsRng);
                 let point = key.verifying_key().to_encoded_point(false);
-                let (Some(x), Some(y)) = (point.x(), point.y()) else {
-                    return Err(CustodyError::Backend("identity point".into()));
-                };
-                blob.push(ALG_ES256);
-                blob.extend_from_slice(&key.to_bytes());
-                PublicKey::Ec2 {
-                    alg,
-                    x: x.to_vec(),
-                    y: y.to_vec(),
-                }
+                (ALG_ES256, key.to_bytes().to_vec(), ec2(alg, point.as_bytes())?)
             }
             Algorithm::Es384 => {
                 let key = p384::ecdsa::SigningKey::random(&mut OsRng);
                 let point = key.verifying_key().to_encoded_point(false);
-                let (Some(x), Some(y)) = (point.x(), point.y()) else {
-                    return Err(CustodyError::Backend("identity point".into()));
-                };
-                blob.push(ALG_ES384);
-                blob.extend_from_slice(&key.to_bytes());
-                PublicKey::Ec2 {
-                    alg,
-                    x: x.to_vec(),
-                    y: y.to_vec(),
-                }
+                (ALG_ES384, key.to_bytes().to_vec(), ec2(alg, point.as_bytes())?)
             }
-            Algorithm::Rs256 => {
+            Algorithm::Es512 => {
+                let key = p521::ecdsa::SigningKey::random(&mut OsRng);
+                let point = p521::ecdsa::VerifyingKey::from(&key).to_encoded_point(false);
+                (ALG_ES512, key.to_bytes().to_vec(), ec2(alg, point.as_bytes())?)
+            }
+            Algorithm::Rs256 | Algorithm::Ps256 => {
                 use rsa::pkcs1::EncodeRsaPrivateKey;
                 use rsa::traits::PublicKeyParts;
                 let key = rsa::RsaPrivateKey::new(&mut OsRng, 2048)
@@ -120,14 +123,22 @@ impl KeyCustody for InsecureSoftwareCustody {
                 let der = key
                     .to_pkcs1_der()
                     .map_err(|e| CustodyError::Backend(format!("RSA key encoding: {e}")))?;
-                blob.push(ALG_RS256);
-                blob.extend_from_slice(der.as_bytes());
-                PublicKey::Rsa {
+                let public = PublicKey::Rsa {
+                    alg,
                     n: key.n().to_bytes_be(),
                     e: key.e().to_bytes_be(),
-                }
+                };
+                let tag = if alg == Algorithm::Rs256 {
+                    ALG_RS256
+                } else {
+                    ALG_PS256
+                };
+                (tag, der.as_bytes().to_vec(), public)
             }
         };
+        let mut blob = BLOB_TAG.to_vec();
+        blob.push(tag);
+        blob.extend_from_slice(&private);
         Ok(NewKey { blob, public })
     }
 
@@ -156,12 +167,22 @@ impl KeyCustody for InsecureSoftwareCustody {
                 let sig: p384::ecdsa::Signature = key.sign_prehash(&digest).map_err(failed)?;
                 Ok(sig.to_der().as_bytes().to_vec())
             }
-            ALG_RS256 => {
+            ALG_ES512 => {
+                let key = p521::ecdsa::SigningKey::from_slice(key).map_err(|_| CustodyError::InvalidBlob)?;
+                let digest = sha2::Sha512::digest(message);
+                let sig: p521::ecdsa::Signature = key.sign_prehash(&digest).map_err(failed)?;
+                Ok(sig.to_der().as_bytes().to_vec())
+            }
+            ALG_RS256 | ALG_PS256 => {
                 use rsa::pkcs1::DecodeRsaPrivateKey;
                 let key = rsa::RsaPrivateKey::from_pkcs1_der(key).map_err(|_| CustodyError::InvalidBlob)?;
                 let digest = Sha256::digest(message);
-                key.sign(rsa::Pkcs1v15Sign::new::<Sha256>(), &digest)
-                    .map_err(|_| CustodyError::Backend("sign".into()))
+                let sig = if alg == ALG_RS256 {
+                    key.sign(rsa::Pkcs1v15Sign::new::<Sha256>(), &digest)
+                } else {
+                    key.sign_with_rng(&mut OsRng, rsa::Pss::new_with_salt::<Sha256>(32), &digest)
+                };
+                sig.map_err(|_| CustodyError::Backend("sign".into()))
             }
             _ => Err(CustodyError::InvalidBlob),
         }

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 pub struct MemoryStore {
     creds: Vec<Credential>,
     meta: BTreeMap<String, Vec<u8>>,
+    generation: u64,
 }
 
 impl MemoryStore {
@@ -29,6 +30,9 @@ impl CredentialStore for MemoryStore {
             });
         }
         self.creds.push(cred.clone());
+        if cred.discoverable {
+            self.generation += 1;
+        }
         Ok(removed)
     }
 
@@ -59,13 +63,18 @@ impl CredentialStore for MemoryStore {
     }
 
     fn delete(&mut self, id: &[u8]) -> Result<bool, StoreError> {
-        let before = self.creds.len();
-        self.creds.retain(|c| c.id != id);
-        Ok(self.creds.len() != before)
+        let Some(at) = self.creds.iter().position(|c| c.id == id) else {
+            return Ok(false);
+        };
+        if self.creds.remove(at).discoverable {
+            self.generation += 1;
+        }
+        Ok(true)
     }
 
     fn delete_all(&mut self) -> Result<(), StoreError> {
         self.creds.clear();
+        self.generation += 1;
         Ok(())
     }
 
@@ -83,6 +92,7 @@ impl CredentialStore for MemoryStore {
             Some(c) => {
                 c.user_name = name.map(str::to_owned);
                 c.user_display_name = display_name.map(str::to_owned);
+                self.generation += 1;
                 true
             }
             None => false,
@@ -99,6 +109,10 @@ impl CredentialStore for MemoryStore {
 
     fn count_discoverable(&self) -> Result<u64, StoreError> {
         Ok(self.creds.iter().filter(|c| c.discoverable).count() as u64)
+    }
+
+    fn discoverable_generation(&self) -> Result<u64, StoreError> {
+        Ok(self.generation)
     }
 
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
