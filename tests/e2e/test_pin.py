@@ -145,8 +145,9 @@ def test_set_change_and_use_pin(make_daemon, protocol):
     cp.set_pin(first)
     assert ctap2.get_info().options["clientPin"] is True
     assert _retries(cp) == (8, False, 8)
-    # setPIN when a PIN is set: CTAP2_ERR_NOT_ALLOWED, and the PIN is unchanged.
-    assert _err(cp.set_pin, "99999") == lpk.NOT_ALLOWED
+    # setPIN when a PIN is set: CTAP2_ERR_PIN_AUTH_INVALID (CTAP 2.1 and 2.2
+    # §6.5.5.5 step 3), and the PIN is unchanged.
+    assert _err(cp.set_pin, "99999") == lpk.PIN_AUTH_INVALID
     # changePIN with a wrong current PIN: PIN_INVALID, one try gone.
     assert _err(cp.change_pin, WRONG, lpk.PIN) == lpk.PIN_INVALID
     assert _retries(cp) == (7, False, 7)

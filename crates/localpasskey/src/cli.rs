@@ -855,7 +855,8 @@ fn pin(action: PinAction, to: client::Target, from_stdin: bool) -> Result<()> {
                     println!("PIN set.");
                     Ok(())
                 }
-                Err(lp_core::status::CtapError::NotAllowed) => {
+                // CTAP 2.1 §6.5.5.5: setPIN on a PIN that is set is PIN_AUTH_INVALID.
+                Err(lp_core::status::CtapError::PinAuthInvalid) => {
                     bail!("a PIN is already set: use `localpasskey pin change`")
                 }
                 Err(lp_core::status::CtapError::PinPolicyViolation) => {

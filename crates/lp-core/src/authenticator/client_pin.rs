@@ -141,10 +141,12 @@ impl Authenticator {
             p.version()?;
             return Err(CtapError::MissingParameter);
         };
-        let shared = self.shared_secret(&mut p)?;
+        p.version()?;
+        // §6.5.5.5 step 3, before the key agreement is even looked at.
         if self.pin_is_set()? {
-            return Err(CtapError::NotAllowed);
+            return Err(CtapError::PinAuthInvalid);
         }
+        let shared = self.shared_secret(&mut p)?;
         shared.verify(&new_pin_enc, &param)?;
         let padded = Zeroizing::new(shared.decrypt(&new_pin_enc)?);
         let new_pin = pin::parse_new_pin(&padded, self.min_pin_length()? as usize)?;

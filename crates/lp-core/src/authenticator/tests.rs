@@ -1008,11 +1008,11 @@ fn set_pin_rules() {
         set_pin(&mut r, "ääää", v).unwrap();
         assert_eq!(
             set_pin(&mut r, "5678", v),
-            Err(CtapError::NotAllowed.code()),
-            "already set"
+            Err(CtapError::PinAuthInvalid.code()),
+            "already set (§6.5.5.5 step 3)"
         );
         // A wrong MAC is refused before anything is decrypted (on a fresh
-        // authenticator, so NOT_ALLOWED cannot answer first).
+        // authenticator, so "already set" cannot answer first).
         let mut fresh = rig_without_pin();
         let (shared2, platform2) = agree(&mut fresh, v);
         let enc2 = shared2.encrypt(&padded("5678")).unwrap();
