@@ -2,12 +2,19 @@
 //! custody, the in-memory store, a scripted person and a manual clock.
 
 use super::*;
+use crate::authdata::flags;
+use crate::cbor::{int_map, text_map};
 use crate::clock::ManualClock;
 use crate::custody::insecure_software::InsecureSoftwareCustody;
+use crate::custody::{Algorithm, PublicKey};
+use crate::pin::permission;
+use crate::pin_protocol::ProtocolVersion;
 use crate::pin_protocol::{KeyAgreement, SharedSecret};
 use crate::store::MemoryStore;
 use crate::types::ES256;
+use crate::user::Verification;
 use crate::user::{AlwaysApprove, NoInteraction, Scripted, Step};
+use coset::{iana, CborSerializable};
 use p256::ecdsa::signature::Verifier;
 use p256::ecdsa::{Signature, VerifyingKey};
 use sha2::{Digest, Sha256};

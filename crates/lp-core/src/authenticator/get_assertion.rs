@@ -1,0 +1,299 @@
+//! authenticatorGetAssertion (0x02) and authenticatorGetNextAssertion
+//! (0x08), CTAP 2.2 §6.2 and §6.3.
+
+use super::verification::account_label;
+use super::{Authenticator, CtapResult, CREDENTIAL_ID_LEN, NEXT_ASSERTION_WINDOW_MS};
+use crate::authdata::{self, flags};
+use crate::cbor::{int_map, text_map};
+use crate::clock::Millis;
+use crate::extensions;
+use crate::pin::permission;
+use crate::pin_protocol::ProtocolVersion;
+use crate::status::CtapError;
+use crate::store::Credential;
+use crate::types::{CredentialDescriptor, GetAssertionRequest};
+use crate::user::{Action, Interaction};
+use ciborium::value::Value;
+use std::collections::VecDeque;
+
+impl Authenticator {
+    pub(super) fn get_assertion(&mut self, params: &[u8], io: &dyn Interaction) -> CtapResult {
+        let req = GetAssertionRequest::decode(params)?;
+        let version = self.check_pin_uv_param(
+            &req.pin_uv_auth_param,
+            req.pin_uv_auth_protocol,
+            Action::SignIn,
+            &req.rp_id,
+            io,
+        )?;
+        if req.options.rk.is_some() {
+            return Err(CtapError::UnsupportedOption);
+        }
+        if req.options.uv == Some(true) && !self.user.can_verify() {
+            return Err(CtapError::InvalidOption);
+        }
+        let up = req.options.up.unwrap_or(true);
+        let with_token = req.pin_uv_auth_param.is_some();
+        let ext = extensions::GaInputs::parse(req.extensions.clone())?;
+
+        let from_allow_list = req.allow_list.as_ref().is_some_and(|l| !l.is_empty());
+        let mut creds: VecDeque<Credential> = if from_allow_list {
+            self.locate(&req.rp_id, req.allow_list.as_deref().unwrap_or_default())?
+        } else {
+            self.store.discoverable_for_rp(&req.rp_id)?.into()
+        };
+        // A silent pre-flight without a token (platforms probe allowLists and
+        // excludeLists this way) learns only what credProtect lets anyone
+        // learn: "none here" is answered as such; for anything else we would
+        // need a signature, which needs verification (PUAT_REQUIRED below).
+        if !up
+            && !with_token
+            && self.pin_is_set()?
+            && !creds
+                .iter()
+                .any(|c| extensions::visible(c.cred_protect, false, from_allow_list))
+        {
+            return Err(CtapError::NoCredentials);
+        }
+        // Verification before the answer (§6.2.2 step 6); the search above
+        // reveals nothing by itself.
+        // With one match, our prompt names its account.
+        let single: Option<(Vec<u8>, String)> = match (creds.len(), creds.front()) {
+            (1, Some(only)) => account_label(only).map(|label| (only.id.clone(), label)),
+            _ => None,
+        };
+        let single_name = single.as_ref().map(|(_, label)| label.as_str());
+        let verified = self.verify_user(
+            version,
+            req.pin_uv_auth_param.as_deref(),
+            &req.client_data_hash,
+            permission::GA,
+            Action::SignIn,
+            &req.rp_id,
+            single_name,
+            !up,
+            io,
+        )?;
+        let mut present = verified.present;
+        // The credential whose account a prompt the person approved showed
+        // them: the token's, or ours just now.
+        let mut confirmed = if verified.prompted {
+            single.as_ref().map(|(id, _)| id.clone())
+        } else {
+            verified.confirmed
+        };
+        // verify_user succeeded, so the user is verified: credProtect hides
+        // nothing here, but the rule is applied all the same (§12.1).
+        creds.retain(|c| extensions::visible(c.cred_protect, true, from_allow_list));
+        if creds.is_empty() {
+            return Err(CtapError::NoCredentials);
+        }
+        if up && !present {
+            self.ask(Action::SignIn, &req.rp_id, single_name, io)?;
+            present = true;
+            confirmed = single.as_ref().map(|(id, _)| id.clone());
+        }
+        // userSelected (§6.2.2, 0x06): only without an allowList, only for a
+        // single match, and only if that match is the account the person saw
+        // named and approved; never on an assertion without presence.
+        let user_selected = up
+            && present
+            && !from_allow_list
+            && creds.len() == 1
+            && confirmed.is_some_and(|id| creds.front().is_some_and(|c| c.id == id));
+        if up && with_token {
+            self.token.spend();
+        }
+        // UV is always set: no path above returns without verification.
+        let flag_bits = if up && present {
+            flags::UP | flags::UV
+        } else {
+            flags::UV
+        };
+        // With an allowList the first match answers; only discovery offers the rest.
+        if from_allow_list {
+            creds.truncate(1);
+        }
+        let total = creds.len();
+        let Some(first) = creds.pop_front() else {
+            return Err(CtapError::NoCredentials);
+        };
+        let response = self.assertion(
+            &first,
+            &req.client_data_hash,
+            flag_bits,
+            &ext,
+            (total > 1).then_some(total),
+            user_selected,
+        )?;
+        if !creds.is_empty() {
+            self.pending = Some(PendingAssertions {
+                rp_id: req.rp_id,
+                client_data_hash: req.client_data_hash,
+                flags: flag_bits,
+                ext,
+                remaining: creds,
+                expires: self.clock.now() + NEXT_ASSERTION_WINDOW_MS,
+            });
+        }
+        Ok(Some(response))
+    }
+
+    /// The allowList entries that are ours and bound to this RP, in list order, without repeats.
+    pub(super) fn locate(
+        &self,
+        rp_id: &str,
+        list: &[CredentialDescriptor],
+    ) -> Result<VecDeque<Credential>, CtapError> {
+        let mut found: VecDeque<Credential> = VecDeque::new();
+        for d in list.iter().filter(|d| d.is_public_key()) {
+            if d.id.len() != CREDENTIAL_ID_LEN || found.iter().any(|c| c.id == d.id) {
+                continue;
+            }
+            if let Some(c) = self.store.get(&d.id)? {
+                if c.rp_id == rp_id {
+                    found.push_back(c);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    pub(super) fn get_next_assertion(&mut self) -> CtapResult {
+        let now = self.clock.now();
+        let Some(mut pending) = self.pending.take() else {
+            return Err(CtapError::NotAllowed);
+        };
+        if now > pending.expires {
+            return Err(CtapError::NotAllowed);
+        }
+        let Some(cred) = pending.remaining.pop_front() else {
+            return Err(CtapError::NotAllowed);
+        };
+        let response = self.assertion(
+            &cred,
+            &pending.client_data_hash,
+            pending.flags,
+            &pending.ext,
+            None,
+            false,
+        )?;
+        tracing::debug!(rp = ?pending.rp_id, left = pending.remaining.len(), "next assertion");
+        if !pending.remaining.is_empty() {
+            pending.expires = now + NEXT_ASSERTION_WINDOW_MS;
+            self.pending = Some(pending);
+        }
+        Ok(Some(response))
+    }
+
+    /// Sign one assertion. The counter is incremented and persisted before
+    /// the signature is made, so a counter value is never handed out twice.
+    pub(super) fn assertion(
+        &mut self,
+        cred: &Credential,
+        client_data_hash: &[u8],
+        flag_bits: u8,
+        ext: &extensions::GaInputs,
+        count: Option<usize>,
+        user_selected: bool,
+    ) -> Result<Value, CtapError> {
+        let uv = flag_bits & flags::UV != 0;
+        let mut outputs: Vec<(&str, Value)> = Vec::new();
+        if let (Some(input), Some(key)) = (&ext.hmac_secret, &cred.hmac_key) {
+            outputs.push((
+                extensions::HMAC_SECRET,
+                Value::Bytes(self.hmac_secret(input, key, uv)?),
+            ));
+        }
+        if ext.cred_blob {
+            let blob = self.secret_in_clear(cred.cred_blob.as_deref())?;
+            outputs.push((extensions::CRED_BLOB, Value::Bytes(blob.unwrap_or_default())));
+        }
+        if ext.third_party_payment {
+            outputs.push((
+                extensions::THIRD_PARTY_PAYMENT,
+                Value::Bool(cred.third_party_payment),
+            ));
+        }
+        let ext_bytes = extensions::encode_outputs(outputs);
+        let counter = self.store.increment_counter(&cred.id, self.clock.unix_millis())?;
+        let auth_data = authdata::build(&cred.rp_id, flag_bits, counter, None, ext_bytes.as_deref());
+        let sig = self.sign(&cred.key_blob, &auth_data, client_data_hash)?;
+        let descriptor = CredentialDescriptor {
+            kind: "public-key".into(),
+            id: cred.id.clone(),
+        };
+        let mut entries = vec![
+            (0x01, descriptor.to_value()),
+            (0x02, Value::Bytes(auth_data)),
+            (0x03, Value::Bytes(sig)),
+        ];
+        if cred.discoverable {
+            // §6.2.2: name and displayName only after user verification
+            // (which alwaysUv makes the rule); they let the platform offer
+            // the account choice when several passkeys match.
+            let mut user = vec![("id", Value::Bytes(cred.user_id.clone()))];
+            if uv {
+                if let Some(n) = &cred.user_name {
+                    user.push(("name", Value::Text(n.clone())));
+                }
+                if let Some(d) = &cred.user_display_name {
+                    user.push(("displayName", Value::Text(d.clone())));
+                }
+            }
+            entries.push((0x04, text_map(user)));
+        }
+        if let Some(n) = count {
+            entries.push((0x05, Value::Integer((n as u64).into())));
+        }
+        if user_selected {
+            entries.push((0x06, Value::Bool(true)));
+        }
+        if ext.large_blob_key {
+            if let Some(k) = self.secret_in_clear(cred.large_blob_key.as_deref())? {
+                entries.push((0x07, Value::Bytes(k)));
+            }
+        }
+        Ok(int_map(entries))
+    }
+
+    /// hmac-secret (§12.5): HMAC-SHA-256 of each salt with the credential's
+    /// secret, which the custody holds (for the TPM: a keyed-hash object
+    /// under the vault). Verified and unverified uses get different secrets,
+    /// as the spec requires (CredRandomWithUV / WithoutUV): the custody's key
+    /// is used with a one-byte domain prefix.
+    pub(super) fn hmac_secret(
+        &mut self,
+        input: &extensions::HmacSecretInput,
+        key: &[u8],
+        uv: bool,
+    ) -> Result<Vec<u8>, CtapError> {
+        let version = ProtocolVersion::from_u64(input.protocol)?;
+        let shared = self
+            .key_agreement
+            .shared_secret(version, input.key_agreement.clone())?;
+        shared.verify(&input.salt_enc, &input.salt_auth)?;
+        let salts = zeroize::Zeroizing::new(shared.decrypt(&input.salt_enc)?);
+        if salts.len() != 32 && salts.len() != 64 {
+            return Err(CtapError::InvalidLength);
+        }
+        let mut out = zeroize::Zeroizing::new(Vec::with_capacity(64));
+        for salt in salts.chunks(32) {
+            let mut msg = Vec::with_capacity(33);
+            msg.push(u8::from(uv));
+            msg.extend_from_slice(salt);
+            out.extend_from_slice(&self.custody.hmac(key, &msg)?);
+        }
+        shared.encrypt(&out)
+    }
+}
+
+/// What GetNextAssertion continues (CTAP 2.1 §6.2 step 14 onwards).
+pub(super) struct PendingAssertions {
+    pub(super) rp_id: String,
+    pub(super) client_data_hash: Vec<u8>,
+    pub(super) flags: u8,
+    pub(super) ext: extensions::GaInputs,
+    pub(super) remaining: VecDeque<Credential>,
+    pub(super) expires: Millis,
+}

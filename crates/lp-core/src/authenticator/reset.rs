@@ -1,0 +1,29 @@
+//! authenticatorReset (0x07), CTAP 2.2 §6.6.
+
+use super::{Authenticator, CtapResult, RESET_WINDOW_MS};
+use crate::pin;
+use crate::status::CtapError;
+use crate::user::{Action, Interaction};
+
+impl Authenticator {
+    pub(super) fn reset(&mut self, io: &dyn Interaction) -> CtapResult {
+        if self.clock.now().saturating_sub(self.powered_up_at) > RESET_WINDOW_MS {
+            return Err(CtapError::NotAllowed);
+        }
+        self.ask(Action::Reset, "", None, io)?;
+        // Revoke inside the custody first: if that fails nothing is erased,
+        // so no copy of the data directory outlives a Reset that succeeded.
+        let vault = self.store.get_meta(pin::meta::VAULT)?;
+        self.custody.reset(vault.as_deref())?;
+        self.store.delete_all()?;
+        for key in pin::meta::ALL {
+            self.store.delete_meta(key)?;
+        }
+        self.forget_large_blobs()?;
+        self.token.revoke();
+        self.key_agreement.regenerate();
+        self.listing = None;
+        tracing::warn!("authenticator reset: every credential erased");
+        Ok(None)
+    }
+}
