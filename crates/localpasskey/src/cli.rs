@@ -316,7 +316,7 @@ fn power_up_after_boot(store: &mut SqliteStore, boot_id: Option<String>) -> Resu
     if store.get_meta(BOOT_ID_META)?.as_deref() == Some(boot_id.as_bytes()) {
         return Ok(());
     }
-    store.set_meta(lp_core::pin::meta::BOOT_FAILURES, &[0])?;
+    lp_core::pin::clear_boot_failures(store)?;
     store.set_meta(BOOT_ID_META, boot_id.as_bytes())?;
     tracing::info!("first start in this boot of the machine: the per-boot PIN failures start at 0");
     Ok(())

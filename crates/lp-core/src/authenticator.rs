@@ -9,8 +9,6 @@
 use crate::cbor;
 use crate::clock::{Clock, Millis};
 use crate::custody::{CustodyError, KeyCustody};
-use crate::pin::{self, Token};
-use crate::pin_protocol::KeyAgreement;
 use crate::status::{CtapError, CTAP2_OK};
 use crate::store::{CredentialStore, StoreError};
 use crate::types::command;
@@ -54,9 +52,9 @@ pub struct Authenticator {
     config: Config,
     powered_up_at: Millis,
     pending: Option<PendingAssertions>,
-    /// clientPIN key agreement, new at every power cycle and after a wrong PIN.
-    key_agreement: KeyAgreement,
-    token: Token,
+    /// The token and the key agreement; the PIN's persisted state is
+    /// reached through [`Authenticator::pin`].
+    pin: PinState,
     /// A credential-management listing in progress.
     listing: Option<cred_mgmt::Listing>,
     /// A large-blob write in progress.
@@ -104,8 +102,7 @@ impl Authenticator {
             config,
             powered_up_at,
             pending: None,
-            key_agreement: KeyAgreement::new(),
-            token: Token::new(),
+            pin: PinState::new(),
             listing: None,
             blob_write: None,
         }
@@ -129,19 +126,28 @@ impl Authenticator {
         self.listing = None;
         self.blob_write = None;
         self.powered_up_at = self.clock.now();
-        self.key_agreement.regenerate();
-        self.token.revoke();
+        self.pin.new_boot(&mut *self.store);
         self.custody.lock();
-        if let Err(e) = self.store.set_meta(pin::meta::BOOT_FAILURES, &[0]) {
-            tracing::error!("cannot clear the per-boot PIN failures: {e}");
+    }
+
+    /// The PIN with the store and the custody it lives in.
+    fn pin(&mut self) -> Pin<'_> {
+        Pin {
+            state: &mut self.pin,
+            store: &mut *self.store,
+            custody: &mut *self.custody,
         }
+    }
+
+    fn meta_u8(&self, key: &str) -> Result<Option<u8>, CtapError> {
+        Ok(self.store.get_meta(key)?.and_then(|v| v.first().copied()))
     }
 
     /// When [`Authenticator::tick`] must next run (a token or an assertion
     /// sequence expiring), so the daemon sleeps until then instead of polling.
     pub fn next_deadline(&self) -> Option<Millis> {
         let pending = self.pending.as_ref().map(|p| p.expires + 1);
-        match (self.token.deadline(), pending) {
+        match (self.pin.deadline(), pending) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -153,11 +159,12 @@ impl Authenticator {
     /// A spent token keeps at most largeBlobWrite, which needs no key.
     pub fn tick(&mut self) {
         let now = self.clock.now();
-        self.token.expire(now);
+        self.pin.token().expire(now);
         if self.pending.as_ref().is_some_and(|p| now > p.expires) {
             self.pending = None;
         }
-        let verified = self.token.is_live(now) && self.token.grant().is_some_and(|g| g.user_verified);
+        let token = self.pin.token();
+        let verified = token.is_live(now) && token.grant().is_some_and(|g| g.user_verified);
         if !verified && self.pending.is_none() && self.custody.is_unlocked() {
             tracing::debug!("nothing verified is running: vault locked");
             self.custody.lock();
@@ -240,6 +247,7 @@ impl Authenticator {
 }
 
 use get_assertion::PendingAssertions;
+use pin_state::{Pin, PinState};
 
 mod client_pin;
 mod config;
@@ -248,6 +256,7 @@ mod get_assertion;
 mod get_info;
 mod large_blobs;
 mod make_credential;
+mod pin_state;
 mod reset;
 #[cfg(test)]
 mod tests;

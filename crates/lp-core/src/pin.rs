@@ -83,6 +83,14 @@ pub mod meta {
     ];
 }
 
+/// A power cycle clears the "3 wrong PINs in a row" block (the daemon's
+/// first start in a new boot of the machine is the real device's).
+pub fn clear_boot_failures(
+    store: &mut dyn crate::store::CredentialStore,
+) -> Result<(), crate::store::StoreError> {
+    store.set_meta(meta::BOOT_FAILURES, &[0])
+}
+
 /// LEFT(SHA-256(pin), 16): what the platform sends for an existing PIN.
 pub fn pin_hash(pin: &[u8]) -> Zeroizing<[u8; 16]> {
     let digest = Sha256::digest(pin);

@@ -70,8 +70,8 @@ impl Authenticator {
         let p = Params::decode(params)?;
         match p.subcommand {
             sub::GET_PIN_RETRIES => {
-                let retries = self.retries()?;
-                let blocked = self.boot_failures()? >= pin::MAX_FAILURES_PER_BOOT;
+                let retries = self.pin().retries()?;
+                let blocked = self.pin().boot_failures()? >= pin::MAX_FAILURES_PER_BOOT;
                 Ok(Some(int_map([
                     (0x03, Value::Integer(retries.into())),
                     (0x04, Value::Bool(blocked)),
@@ -80,11 +80,14 @@ impl Authenticator {
             sub::GET_UV_RETRIES => {
                 // Built-in verification *is* the PIN typed into our prompt, so
                 // it shares the PIN's counter.
-                Ok(Some(int_map([(0x05, Value::Integer(self.retries()?.into()))])))
+                Ok(Some(int_map([(
+                    0x05,
+                    Value::Integer(self.pin().retries()?.into()),
+                )])))
             }
             sub::GET_KEY_AGREEMENT => {
                 p.version()?;
-                Ok(Some(int_map([(0x01, self.key_agreement.public_cose())])))
+                Ok(Some(int_map([(0x01, self.pin.key_agreement().public_cose())])))
             }
             sub::SET_PIN => self.set_pin(p),
             sub::CHANGE_PIN => self.change_pin(p),
@@ -112,7 +115,7 @@ impl Authenticator {
     fn shared_secret(&self, p: &mut Params) -> Result<SharedSecret, CtapError> {
         let version = p.version()?;
         let platform_key = p.key_agreement.take().ok_or(CtapError::MissingParameter)?;
-        self.key_agreement.shared_secret(version, platform_key)
+        self.pin.key_agreement().shared_secret(version, platform_key)
     }
 
     /// §6.5.5.7: permissions must be present and non-zero; mc and ga need an RP ID.
@@ -143,33 +146,14 @@ impl Authenticator {
         };
         p.version()?;
         // §6.5.5.5 step 3, before the key agreement is even looked at.
-        if self.pin_is_set()? {
+        if self.pin().is_set()? {
             return Err(CtapError::PinAuthInvalid);
         }
         let shared = self.shared_secret(&mut p)?;
         shared.verify(&new_pin_enc, &param)?;
         let padded = Zeroizing::new(shared.decrypt(&new_pin_enc)?);
         let new_pin = pin::parse_new_pin(&padded, self.min_pin_length()? as usize)?;
-        let code_points = std::str::from_utf8(&new_pin)
-            .map(|s| s.chars().count())
-            .unwrap_or(0);
-
-        let mut salt = [0u8; 32];
-        OsRng.fill_bytes(&mut salt);
-        let auth = pin::vault_auth(&pin::pin_hash(&new_pin), &salt);
-        let vault = self.custody.create_vault(&auth)?;
-        // The vault blob goes last: its presence is what "a PIN is set" means,
-        // so a crash part-way leaves no half-set PIN behind.
-        self.store.set_meta(pin::meta::SALT, &salt)?;
-        self.store.set_meta(pin::meta::RETRIES, &[pin::MAX_RETRIES])?;
-        self.store.set_meta(pin::meta::BOOT_FAILURES, &[0])?;
-        self.store
-            .set_meta(pin::meta::CODE_POINTS, &[code_points as u8])?;
-        self.store.set_meta(pin::meta::FORCE_CHANGE, &[0])?;
-        self.store.set_meta(pin::meta::VAULT, &vault)?;
-        // Creating the vault unlocked it; no token is live, so lock it again.
-        self.custody.lock();
-        tracing::info!("PIN set");
+        self.pin().install(&new_pin)?;
         Ok(None)
     }
 
@@ -183,51 +167,21 @@ impl Authenticator {
             return Err(CtapError::MissingParameter);
         };
         let shared = self.shared_secret(&mut p)?;
-        if !self.pin_is_set()? {
+        if !self.pin().is_set()? {
             return Err(CtapError::PinNotSet);
         }
-        if self.retries()? == 0 {
+        if self.pin().retries()? == 0 {
             return Err(CtapError::PinBlocked);
         }
         let mut message = new_pin_enc.clone();
         message.extend_from_slice(&pin_hash_enc);
         shared.verify(&message, &param)?;
         let old_hash = Self::decrypt_pin_hash(&shared, &pin_hash_enc)?;
-        self.verify_pin_hash(&old_hash)?;
+        self.pin().check(&old_hash)?;
 
         let padded = Zeroizing::new(shared.decrypt(&new_pin_enc)?);
         let new_pin = pin::parse_new_pin(&padded, self.min_pin_length()? as usize)?;
-        // §6.5.5.6 step 13: a forced change must change the PIN.
-        let new_hash = pin::pin_hash(&new_pin);
-        if self.meta_u8(pin::meta::FORCE_CHANGE)?.unwrap_or(0) != 0 && *new_hash == old_hash {
-            return Err(CtapError::PinPolicyViolation);
-        }
-        let code_points = std::str::from_utf8(&new_pin)
-            .map(|s| s.chars().count())
-            .unwrap_or(0);
-        let vault = self
-            .store
-            .get_meta(pin::meta::VAULT)?
-            .ok_or(CtapError::PinNotSet)?;
-        let salt = self.store.get_meta(pin::meta::SALT)?.ok_or(CtapError::Other)?;
-        let old_auth = pin::vault_auth(&old_hash, &salt);
-        let new_auth = pin::vault_auth(&new_hash, &salt);
-        // Two steps, each stored before the next: a crash anywhere leaves a
-        // vault that opens with the old PIN or the new one (see the custody).
-        // The persistent token was granted by the old PIN: void before the
-        // new one can open the vault, so no crash leaves it alive.
-        self.store.delete_meta(pin::meta::PERSISTENT_TOKEN)?;
-        let prepared = self.custody.change_auth(&vault, &old_auth, &new_auth)?;
-        self.store.set_meta(pin::meta::VAULT, &prepared)?;
-        let new_vault = self.custody.commit_change(&prepared, &old_auth, &new_auth)?;
-        self.store.set_meta(pin::meta::VAULT, &new_vault)?;
-        self.store
-            .set_meta(pin::meta::CODE_POINTS, &[code_points as u8])?;
-        self.store.set_meta(pin::meta::FORCE_CHANGE, &[0])?;
-        // Every token made with the old PIN is void.
-        self.token.revoke();
-        self.custody.lock();
-        tracing::info!("PIN changed");
+        self.pin().replace(&old_hash, &new_pin)?;
         Ok(None)
     }
 
@@ -250,15 +204,15 @@ impl Authenticator {
         let pin_hash_enc = p.pin_hash_enc.take();
         let shared = self.shared_secret(&mut p)?;
         let pin_hash_enc = pin_hash_enc.ok_or(CtapError::MissingParameter)?;
-        if !self.pin_is_set()? {
+        if !self.pin().is_set()? {
             return Err(CtapError::PinNotSet);
         }
-        if self.retries()? == 0 {
+        if self.pin().retries()? == 0 {
             return Err(CtapError::PinBlocked);
         }
         let hash = Self::decrypt_pin_hash(&shared, &pin_hash_enc)?;
-        self.verify_pin_hash(&hash)?;
-        if self.meta_u8(pin::meta::FORCE_CHANGE)?.unwrap_or(0) != 0 {
+        self.pin().check(&hash)?;
+        if self.pin().must_change()? {
             tracing::info!("right PIN, but it must be changed first (forcePINChange)");
             return Err(must_change);
         }
@@ -266,7 +220,7 @@ impl Authenticator {
             return self.issue_persistent_token(&shared);
         }
         let now = self.clock.now();
-        let token = *self.token.issue(shared.version(), perms, rp_id, false, now);
+        let token = *self.pin.token().issue(shared.version(), perms, rp_id, false, now);
         let encrypted = shared.encrypt(&token)?;
         Ok(Some(int_map([(0x02, Value::Bytes(encrypted))])))
     }
@@ -291,10 +245,10 @@ impl Authenticator {
     fn token_using_uv(&mut self, mut p: Params, io: &dyn Interaction) -> CtapResult {
         let shared = self.shared_secret(&mut p)?;
         let (perms, rp_id) = Self::requested_permissions(&p)?;
-        if !self.user.can_verify() || !self.pin_is_set()? {
+        if !self.user.can_verify() || !self.pin().is_set()? {
             return Err(CtapError::NotAllowed);
         }
-        if self.retries()? == 0 {
+        if self.pin().retries()? == 0 {
             return Err(CtapError::UvBlocked);
         }
         // A token for signing in at an RP that has exactly one passkey here:
@@ -322,9 +276,9 @@ impl Authenticator {
         }
         let now = self.clock.now();
         // The person typed their PIN into our prompt: they were present.
-        let token = *self.token.issue(shared.version(), perms, rp_id, true, now);
+        let token = *self.pin.token().issue(shared.version(), perms, rp_id, true, now);
         if let Some((id, _)) = named {
-            self.token.confirm_credential(id);
+            self.pin.token().confirm_credential(id);
         }
         let encrypted = shared.encrypt(&token)?;
         Ok(Some(int_map([(0x02, Value::Bytes(encrypted))])))

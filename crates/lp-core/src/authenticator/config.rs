@@ -41,7 +41,8 @@ impl Authenticator {
             message.extend(cbor::encode(p));
         }
         let now = self.clock.now();
-        self.token
+        self.pin
+            .token()
             .check(version, &message, &param, permission::ACFG, None, now)?;
 
         match subcommand {
@@ -87,7 +88,7 @@ impl Authenticator {
         if rps.as_ref().is_some_and(|l| l.len() > MAX_MIN_PIN_LENGTH_RPS) {
             return Err(CtapError::PinPolicyViolation);
         }
-        let pin_set = self.pin_is_set()?;
+        let pin_set = self.pin().is_set()?;
         if force && !pin_set {
             return Err(CtapError::PinNotSet);
         }

@@ -71,7 +71,8 @@ impl Authenticator {
         );
         let (bound_rp, persistent) =
             match self
-                .token
+                .pin
+                .token()
                 .check(version, &message, &param, permission::CM, None, now)
             {
                 Ok(grant) => (grant.rp_id.clone(), false),

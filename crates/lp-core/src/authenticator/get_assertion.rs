@@ -2,6 +2,7 @@
 //! (0x08), CTAP 2.2 §6.2 and §6.3.
 
 use super::verification::account_label;
+use super::verification::{Account, UserCheck};
 use super::{Authenticator, CtapResult, CREDENTIAL_ID_LEN, NEXT_ASSERTION_WINDOW_MS};
 use crate::authdata::{self, flags};
 use crate::cbor::{int_map, text_map};
@@ -18,9 +19,9 @@ use std::collections::VecDeque;
 
 impl Authenticator {
     pub(super) fn get_assertion(&mut self, params: &[u8], io: &dyn Interaction) -> CtapResult {
-        let req = GetAssertionRequest::decode(params)?;
-        let version = self.check_pin_uv_param(
-            &req.pin_uv_auth_param,
+        let mut req = GetAssertionRequest::decode(params)?;
+        let auth = self.pin_uv_auth(
+            req.pin_uv_auth_param.take(),
             req.pin_uv_auth_protocol,
             Action::SignIn,
             &req.rp_id,
@@ -33,7 +34,6 @@ impl Authenticator {
             return Err(CtapError::InvalidOption);
         }
         let up = req.options.up.unwrap_or(true);
-        let with_token = req.pin_uv_auth_param.is_some();
         let ext = extensions::GaInputs::parse(req.extensions.clone())?;
 
         let from_allow_list = req.allow_list.as_ref().is_some_and(|l| !l.is_empty());
@@ -47,8 +47,8 @@ impl Authenticator {
         // learn: "none here" is answered as such; for anything else we would
         // need a signature, which needs verification (PUAT_REQUIRED below).
         if !up
-            && !with_token
-            && self.pin_is_set()?
+            && auth.is_none()
+            && self.pin().is_set()?
             && !creds
                 .iter()
                 .any(|c| extensions::visible(c.cred_protect, false, from_allow_list))
@@ -62,50 +62,38 @@ impl Authenticator {
             (1, Some(only)) => account_label(only).map(|label| (only.id.clone(), label)),
             _ => None,
         };
-        let single_name = single.as_ref().map(|(_, label)| label.as_str());
-        let verified = self.verify_user(
-            version,
-            req.pin_uv_auth_param.as_deref(),
-            &req.client_data_hash,
-            permission::GA,
-            Action::SignIn,
-            &req.rp_id,
-            single_name,
-            !up,
-            io,
-        )?;
-        let mut present = verified.present;
-        // The credential whose account a prompt the person approved showed
-        // them: the token's, or ours just now.
-        let mut confirmed = if verified.prompted {
-            single.as_ref().map(|(id, _)| id.clone())
-        } else {
-            verified.confirmed
+        let check = UserCheck {
+            permission: permission::GA,
+            action: Action::SignIn,
+            rp_id: &req.rp_id,
+            client_data_hash: &req.client_data_hash,
+            account: single
+                .as_ref()
+                .map_or(Account::None, |(id, label)| Account::Credential(id, label)),
+            silent: !up,
         };
+        let mut consent = self.verify_user(auth.as_ref(), &check, io)?;
         // verify_user succeeded, so the user is verified: credProtect hides
         // nothing here, but the rule is applied all the same (§12.1).
         creds.retain(|c| extensions::visible(c.cred_protect, true, from_allow_list));
         if creds.is_empty() {
             return Err(CtapError::NoCredentials);
         }
-        if up && !present {
-            self.ask(Action::SignIn, &req.rp_id, single_name, io)?;
-            present = true;
-            confirmed = single.as_ref().map(|(id, _)| id.clone());
+        if up {
+            self.make_present(&mut consent, Action::SignIn, &check, io)?;
         }
         // userSelected (§6.2.2, 0x06): only without an allowList, only for a
         // single match, and only if that match is the account the person saw
         // named and approved; never on an assertion without presence.
         let user_selected = up
-            && present
             && !from_allow_list
             && creds.len() == 1
-            && confirmed.is_some_and(|id| creds.front().is_some_and(|c| c.id == id));
-        if up && with_token {
-            self.token.spend();
+            && creds.front().is_some_and(|c| consent.selected(&c.id));
+        if up && auth.is_some() {
+            self.pin.token().spend();
         }
         // UV is always set: no path above returns without verification.
-        let flag_bits = if up && present {
+        let flag_bits = if up && consent.present {
             flags::UP | flags::UV
         } else {
             flags::UV
@@ -270,7 +258,8 @@ impl Authenticator {
     ) -> Result<Vec<u8>, CtapError> {
         let version = ProtocolVersion::from_u64(input.protocol)?;
         let shared = self
-            .key_agreement
+            .pin
+            .key_agreement()
             .shared_secret(version, input.key_agreement.clone())?;
         shared.verify(&input.salt_enc, &input.salt_auth)?;
         let salts = zeroize::Zeroizing::new(shared.decrypt(&input.salt_enc)?);

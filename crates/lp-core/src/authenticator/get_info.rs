@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 impl Authenticator {
-    pub(super) fn get_info(&self) -> Result<Value, CtapError> {
+    pub(super) fn get_info(&mut self) -> Result<Value, CtapError> {
         let algorithms = Value::Array(
             self.custody
                 .algorithms()
@@ -25,7 +25,7 @@ impl Authenticator {
                 })
                 .collect(),
         );
-        let pin_set = self.pin_is_set()?;
+        let pin_set = self.pin().is_set()?;
         let mut options = vec![
             ("rk", Value::Bool(true)),
             ("up", Value::Bool(true)),
@@ -47,7 +47,7 @@ impl Authenticator {
             // it is "configured" exactly when a PIN is set.
             options.push(("uv", Value::Bool(pin_set)));
         }
-        let force_change = self.meta_u8(pin::meta::FORCE_CHANGE)?.unwrap_or(0) != 0;
+        let force_change = self.pin().must_change()?;
         let remaining = cred_mgmt::MAX_DISCOVERABLE.saturating_sub(self.store.count_discoverable()?);
         let mut fields = vec![
             (

@@ -110,7 +110,8 @@ impl Authenticator {
         message.extend_from_slice(&(offset as u32).to_le_bytes());
         message.extend_from_slice(&Sha256::digest(&set));
         let now = self.clock.now();
-        self.token
+        self.pin
+            .token()
             .check(version, &message, &param, permission::LBW, None, now)?;
 
         let Some(write) = self.blob_write.as_mut() else {

@@ -1,5 +1,6 @@
 //! authenticatorMakeCredential (0x01), CTAP 2.2 §6.1.
 
+use super::verification::{Account, UserCheck};
 use super::{cred_mgmt, Authenticator, CtapResult, CREDENTIAL_ID_LEN};
 use crate::authdata::{self, flags};
 use crate::cbor::{int_map, text_map};
@@ -16,9 +17,9 @@ use rand_core::{OsRng, RngCore};
 
 impl Authenticator {
     pub(super) fn make_credential(&mut self, params: &[u8], io: &dyn Interaction) -> CtapResult {
-        let req = MakeCredentialRequest::decode(params)?;
-        let version = self.check_pin_uv_param(
-            &req.pin_uv_auth_param,
+        let mut req = MakeCredentialRequest::decode(params)?;
+        let auth = self.pin_uv_auth(
+            req.pin_uv_auth_param.take(),
             req.pin_uv_auth_protocol,
             Action::Register,
             &req.rp.id,
@@ -50,20 +51,15 @@ impl Authenticator {
         if ext.large_blob_key && !discoverable {
             return Err(CtapError::InvalidOption);
         }
-        let with_token = req.pin_uv_auth_param.is_some();
-        let mut present = self
-            .verify_user(
-                version,
-                req.pin_uv_auth_param.as_deref(),
-                &req.client_data_hash,
-                permission::MC,
-                Action::Register,
-                &req.rp.id,
-                req.user.name.as_deref(),
-                false,
-                io,
-            )?
-            .present;
+        let check = UserCheck {
+            permission: permission::MC,
+            action: Action::Register,
+            rp_id: &req.rp.id,
+            client_data_hash: &req.client_data_hash,
+            account: req.user.name.as_deref().map_or(Account::None, Account::Named),
+            silent: false,
+        };
+        let mut consent = self.verify_user(auth.as_ref(), &check, io)?;
 
         // §6.1.2 step 12: a matching excludeList entry is only revealed after
         // user presence, so a page cannot probe silently.
@@ -71,25 +67,15 @@ impl Authenticator {
             if let Some(c) = self.store.get(&d.id)? {
                 // verify_user succeeded: the user is verified, so every credProtect level is visible.
                 if c.rp_id == req.rp.id && extensions::visible(c.cred_protect, true, true) {
-                    if !present {
-                        self.ask(
-                            Action::AlreadyRegistered,
-                            &req.rp.id,
-                            req.user.name.as_deref(),
-                            io,
-                        )?;
-                    }
+                    self.make_present(&mut consent, Action::AlreadyRegistered, &check, io)?;
                     return Err(CtapError::CredentialExcluded);
                 }
             }
         }
 
-        if !present {
-            self.ask(Action::Register, &req.rp.id, req.user.name.as_deref(), io)?;
-            present = true;
-        }
-        if with_token && present {
-            self.token.spend();
+        self.make_present(&mut consent, Action::Register, &check, io)?;
+        if auth.is_some() {
+            self.pin.token().spend();
         }
 
         let key = self.custody.create_key(alg)?;

@@ -20,8 +20,7 @@ impl Authenticator {
             self.store.delete_meta(key)?;
         }
         self.forget_large_blobs()?;
-        self.token.revoke();
-        self.key_agreement.regenerate();
+        self.pin.forget();
         self.listing = None;
         tracing::warn!("authenticator reset: every credential erased");
         Ok(None)

@@ -7,7 +7,7 @@ use crate::cbor::{int_map, text_map};
 use crate::clock::ManualClock;
 use crate::custody::insecure_software::InsecureSoftwareCustody;
 use crate::custody::{Algorithm, PublicKey};
-use crate::pin::permission;
+use crate::pin::{self, permission};
 use crate::pin_protocol::ProtocolVersion;
 use crate::pin_protocol::{KeyAgreement, SharedSecret};
 use crate::store::MemoryStore;
@@ -2090,7 +2090,7 @@ fn a_forced_pin_change_refuses_the_right_pin_and_counts_it_as_right() {
     let v = ProtocolVersion::Two;
     let t = pin_token_for(&mut r, PIN, v, permission::ACFG, None).unwrap();
     config(&mut r, &t, 3, Some(int_map([(3, Value::Bool(true))]))).unwrap();
-    r.auth.token.revoke();
+    r.auth.pin.token().revoke();
     r.auth.tick();
     for _ in 0..2 {
         assert_eq!(
@@ -2110,7 +2110,7 @@ fn a_forced_pin_change_refuses_the_right_pin_and_counts_it_as_right() {
         "the right PIN reset the count"
     );
     assert!(
-        r.auth.token.grant().is_none(),
+        r.auth.pin.token().grant().is_none(),
         "no token for a PIN that must change"
     );
     assert!(!r.auth.custody.is_unlocked());
@@ -2128,7 +2128,7 @@ fn a_forced_pin_change_refuses_the_right_pin_and_counts_it_as_right() {
         Err(CtapError::PinPolicyViolation.code())
     );
     assert_eq!(retries(&mut r), (pin::MAX_RETRIES, false));
-    assert!(r.auth.token.grant().is_none());
+    assert!(r.auth.pin.token().grant().is_none());
 
     assert_eq!(
         change_pin(&mut r, PIN, PIN, v),
