@@ -11,7 +11,7 @@ use crate::clock::{Clock, Millis};
 use crate::custody::{CustodyError, KeyCustody};
 use crate::status::{CtapError, CTAP2_OK};
 use crate::store::{CredentialStore, StoreError};
-use crate::types::command;
+use crate::types::Command;
 use crate::user::{Action, Interaction, KeepaliveStatus, Presence, PresenceRequest, UserPresence};
 use ciborium::value::Value;
 use std::sync::Arc;
@@ -193,31 +193,37 @@ impl Authenticator {
     }
 
     fn dispatch(&mut self, request: &[u8], io: &dyn Interaction) -> CtapResult {
-        let Some((&cmd, params)) = request.split_first() else {
+        let Some((&byte, params)) = request.split_first() else {
             return Err(CtapError::InvalidLength);
         };
+        let command = Command::from_byte(byte);
         // Any command but GetNextAssertion ends an assertion sequence, and
         // any command but credential management ends a listing.
-        if cmd != command::GET_NEXT_ASSERTION {
+        if command != Some(Command::GetNextAssertion) {
             self.pending = None;
         }
-        if cmd != command::CREDENTIAL_MANAGEMENT && cmd != command::CREDENTIAL_MANAGEMENT_PRE {
+        if !matches!(
+            command,
+            Some(Command::CredentialManagement | Command::CredentialManagementPre)
+        ) {
             self.listing = None;
         }
-        match cmd {
-            command::MAKE_CREDENTIAL => self.make_credential(params, io),
-            command::GET_ASSERTION => self.get_assertion(params, io),
-            command::GET_INFO => Ok(Some(self.get_info()?)),
-            command::CLIENT_PIN => self.client_pin(params, io),
-            command::GET_NEXT_ASSERTION => self.get_next_assertion(),
-            command::RESET => self.reset(io),
-            command::SELECTION => self.ask(Action::Select, "", None, io).map(|()| None),
-            command::CREDENTIAL_MANAGEMENT | command::CREDENTIAL_MANAGEMENT_PRE => {
+        let Some(command) = command else {
+            return Err(CtapError::InvalidCommand);
+        };
+        match command {
+            Command::MakeCredential => self.make_credential(params, io),
+            Command::GetAssertion => self.get_assertion(params, io),
+            Command::GetInfo => Ok(Some(self.get_info()?)),
+            Command::ClientPin => self.client_pin(params, io),
+            Command::GetNextAssertion => self.get_next_assertion(),
+            Command::Reset => self.reset(io),
+            Command::Selection => self.ask(Action::Select, "", None, io).map(|()| None),
+            Command::CredentialManagement | Command::CredentialManagementPre => {
                 self.credential_management(params)
             }
-            command::LARGE_BLOBS => self.large_blobs(params),
-            command::CONFIG => self.config(params),
-            _ => Err(CtapError::InvalidCommand),
+            Command::LargeBlobs => self.large_blobs(params),
+            Command::Config => self.config(params),
         }
     }
 

@@ -84,34 +84,77 @@ pub mod capability {
 /// clients ignore it), although LOCK is implemented.
 pub const CAPABILITIES: u8 = capability::WINK | capability::CBOR | capability::NMSG;
 
-/// Command codes without the 0x80 "init packet" bit.
-pub mod cmd {
-    pub const PING: u8 = 0x01;
-    pub const MSG: u8 = 0x03;
-    pub const LOCK: u8 = 0x04;
-    pub const INIT: u8 = 0x06;
-    pub const WINK: u8 = 0x08;
-    pub const CBOR: u8 = 0x10;
-    pub const CANCEL: u8 = 0x11;
-    pub const KEEPALIVE: u8 = 0x3b;
-    pub const ERROR: u8 = 0x3f;
+/// CTAPHID commands (§11.2.9), without the 0x80 "init packet" bit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum HidCommand {
+    Ping = 0x01,
+    Msg = 0x03,
+    Lock = 0x04,
+    Init = 0x06,
+    Wink = 0x08,
+    Cbor = 0x10,
+    Cancel = 0x11,
+    /// Device to host only.
+    Keepalive = 0x3b,
+    /// Device to host only.
+    Error = 0x3f,
 }
 
-/// CTAPHID_ERROR codes.
-pub mod err {
-    pub const INVALID_CMD: u8 = 0x01;
-    pub const INVALID_PAR: u8 = 0x02;
-    pub const INVALID_LEN: u8 = 0x03;
-    pub const INVALID_SEQ: u8 = 0x04;
-    pub const MSG_TIMEOUT: u8 = 0x05;
-    pub const CHANNEL_BUSY: u8 = 0x06;
+impl HidCommand {
+    pub fn from_byte(b: u8) -> Option<Self> {
+        use HidCommand::*;
+        [Ping, Msg, Lock, Init, Wink, Cbor, Cancel, Keepalive, Error]
+            .into_iter()
+            .find(|c| *c as u8 == b)
+    }
+}
+
+/// CTAPHID_ERROR codes (§11.2.9.1.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum HidError {
+    InvalidCmd = 0x01,
+    InvalidPar = 0x02,
+    InvalidLen = 0x03,
+    InvalidSeq = 0x04,
+    MsgTimeout = 0x05,
+    ChannelBusy = 0x06,
     /// Never sent: it means "this command needs a lock first", and no command
     /// here does. A channel refused because another one holds the lock gets
-    /// [`CHANNEL_BUSY`], which is what the spec's "any other channel trying to
-    /// send a message will fail" maps to and what clients retry on.
-    pub const LOCK_REQUIRED: u8 = 0x0A;
-    pub const INVALID_CHANNEL: u8 = 0x0B;
-    pub const OTHER: u8 = 0x7F;
+    /// [`HidError::ChannelBusy`], which is what the spec's "any other channel
+    /// trying to send a message will fail" maps to and what clients retry on.
+    LockRequired = 0x0A,
+    InvalidChannel = 0x0B,
+    Other = 0x7F,
+}
+
+/// The command bytes on the wire, for building and reading reports.
+pub mod cmd {
+    use super::HidCommand;
+    pub const PING: u8 = HidCommand::Ping as u8;
+    pub const MSG: u8 = HidCommand::Msg as u8;
+    pub const LOCK: u8 = HidCommand::Lock as u8;
+    pub const INIT: u8 = HidCommand::Init as u8;
+    pub const WINK: u8 = HidCommand::Wink as u8;
+    pub const CBOR: u8 = HidCommand::Cbor as u8;
+    pub const CANCEL: u8 = HidCommand::Cancel as u8;
+    pub const KEEPALIVE: u8 = HidCommand::Keepalive as u8;
+    pub const ERROR: u8 = HidCommand::Error as u8;
+}
+
+/// The error codes on the wire.
+pub mod err {
+    use super::HidError;
+    pub const INVALID_CMD: u8 = HidError::InvalidCmd as u8;
+    pub const INVALID_PAR: u8 = HidError::InvalidPar as u8;
+    pub const INVALID_LEN: u8 = HidError::InvalidLen as u8;
+    pub const INVALID_SEQ: u8 = HidError::InvalidSeq as u8;
+    pub const MSG_TIMEOUT: u8 = HidError::MsgTimeout as u8;
+    pub const CHANNEL_BUSY: u8 = HidError::ChannelBusy as u8;
+    pub const LOCK_REQUIRED: u8 = HidError::LockRequired as u8;
+    pub const INVALID_CHANNEL: u8 = HidError::InvalidChannel as u8;
+    pub const OTHER: u8 = HidError::Other as u8;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -317,7 +360,7 @@ impl Ctaphid {
                     len = payload.len(),
                     "response larger than a CTAPHID message; sending ERR_OTHER"
                 );
-                send_error(&mut out, cid, err::OTHER);
+                send_error(&mut out, cid, HidError::Other);
             }
         }
         out
@@ -345,7 +388,7 @@ impl Ctaphid {
             if now.saturating_sub(a.last_packet) >= TRANSACTION_TIMEOUT_MS {
                 let cid = a.cid;
                 self.assembly = None;
-                send_error(out, cid, err::MSG_TIMEOUT);
+                send_error(out, cid, HidError::MsgTimeout);
             }
         }
         if self.lock.as_ref().is_some_and(|l| now >= l.until) {
@@ -366,7 +409,7 @@ impl Ctaphid {
         };
         if seq != a.next_seq {
             self.assembly = None;
-            send_error(out, cid, err::INVALID_SEQ);
+            send_error(out, cid, HidError::InvalidSeq);
             return;
         }
         let take = a.expected.saturating_sub(a.data.len()).min(data.len());
@@ -391,7 +434,7 @@ impl Ctaphid {
         let opens_channel = cid == BROADCAST_CID && cmd == cmd::INIT;
         if !(allocated || opens_channel) {
             // Covers CID 0, non-INIT on broadcast and never-allocated channels.
-            send_error(out, cid, err::INVALID_CHANNEL);
+            send_error(out, cid, HidError::InvalidChannel);
             return;
         }
         if allocated {
@@ -410,34 +453,36 @@ impl Ctaphid {
                 // The host started over without finishing: neither message is
                 // trustworthy.
                 self.assembly = None;
-                err::INVALID_SEQ
+                HidError::InvalidSeq
             } else {
-                err::CHANNEL_BUSY
+                HidError::ChannelBusy
             };
             send_error(out, cid, code);
             return;
         }
         if self.outstanding.is_some() || self.lock.as_ref().is_some_and(|l| l.cid != cid) {
-            send_error(out, cid, err::CHANNEL_BUSY);
+            send_error(out, cid, HidError::ChannelBusy);
             return;
         }
 
-        let code = match cmd {
-            cmd::PING | cmd::MSG | cmd::CBOR | cmd::LOCK | cmd::WINK if len > self.max_msg => {
-                Some(err::INVALID_LEN)
+        use HidCommand as C;
+        let code = match HidCommand::from_byte(cmd) {
+            Some(C::Ping | C::Msg | C::Cbor | C::Lock | C::Wink) if len > self.max_msg => {
+                Some(HidError::InvalidLen)
             }
-            cmd::PING => None,
-            cmd::LOCK if len != 1 => Some(err::INVALID_LEN),
-            cmd::LOCK => None,
-            cmd::WINK if len != 0 => Some(err::INVALID_LEN),
-            cmd::WINK => None,
+            Some(C::Ping) => None,
+            Some(C::Lock) if len != 1 => Some(HidError::InvalidLen),
+            Some(C::Lock) => None,
+            Some(C::Wink) if len != 0 => Some(HidError::InvalidLen),
+            Some(C::Wink) => None,
             // §11.2.9.1.1–2: BCNT is 1..(n + 1); a message without even a
             // command byte is a framing error, not a CTAP one.
-            cmd::CBOR | cmd::MSG if len == 0 => Some(err::INVALID_LEN),
-            cmd::CBOR | cmd::MSG if self.abandoned.is_some() => Some(err::CHANNEL_BUSY),
-            cmd::CBOR | cmd::MSG => None,
-            // KEEPALIVE and ERROR only ever travel from device to host.
-            _ => Some(err::INVALID_CMD),
+            Some(C::Cbor | C::Msg) if len == 0 => Some(HidError::InvalidLen),
+            Some(C::Cbor | C::Msg) if self.abandoned.is_some() => Some(HidError::ChannelBusy),
+            Some(C::Cbor | C::Msg) => None,
+            // INIT and CANCEL were handled above; KEEPALIVE and ERROR only
+            // ever travel from device to host.
+            Some(C::Init | C::Cancel | C::Keepalive | C::Error) | None => Some(HidError::InvalidCmd),
         };
         if let Some(code) = code {
             send_error(out, cid, code);
@@ -470,7 +515,7 @@ impl Ctaphid {
         let nonce = match data.get(..8) {
             Some(nonce) if len == 8 => nonce,
             _ => {
-                send_error(out, cid, err::INVALID_LEN);
+                send_error(out, cid, HidError::InvalidLen);
                 return;
             }
         };
@@ -521,13 +566,14 @@ impl Ctaphid {
     }
 
     fn complete(&mut self, cid: u32, cmd: u8, payload: Vec<u8>, now: Millis, out: &mut Vec<Event>) {
-        match cmd {
-            cmd::PING => send(out, cid, cmd::PING, &payload),
-            cmd::WINK => {
+        use HidCommand as C;
+        match HidCommand::from_byte(cmd) {
+            Some(C::Ping) => send(out, cid, cmd::PING, &payload),
+            Some(C::Wink) => {
                 send(out, cid, cmd::WINK, &[]);
                 out.push(Event::Wink { cid });
             }
-            cmd::LOCK => match payload.first().copied() {
+            Some(C::Lock) => match payload.first().copied() {
                 Some(0) => {
                     self.lock = None;
                     send(out, cid, cmd::LOCK, &[]);
@@ -537,10 +583,10 @@ impl Ctaphid {
                     self.lock = Some(Lock { cid, until });
                     send(out, cid, cmd::LOCK, &[]);
                 }
-                Some(_) => send_error(out, cid, err::INVALID_PAR),
-                None => send_error(out, cid, err::INVALID_LEN),
+                Some(_) => send_error(out, cid, HidError::InvalidPar),
+                None => send_error(out, cid, HidError::InvalidLen),
             },
-            cmd::CBOR | cmd::MSG => {
+            Some(C::Cbor | C::Msg) => {
                 let txn = self.next_txn;
                 self.next_txn = self.next_txn.wrapping_add(1);
                 self.outstanding = Some(Outstanding {
@@ -556,7 +602,10 @@ impl Ctaphid {
                     payload,
                 });
             }
-            _ => send_error(out, cid, err::INVALID_CMD),
+            // Only the commands init_packet let through get here.
+            Some(C::Init | C::Cancel | C::Keepalive | C::Error) | None => {
+                send_error(out, cid, HidError::InvalidCmd)
+            }
         }
     }
 
@@ -603,9 +652,9 @@ fn send(out: &mut Vec<Event>, cid: u32, cmd: u8, payload: &[u8]) {
     }
 }
 
-fn send_error(out: &mut Vec<Event>, cid: u32, code: u8) {
-    tracing::debug!("ctaphid: error {code:#04x} on channel {cid:08x}");
-    send(out, cid, cmd::ERROR, &[code]);
+fn send_error(out: &mut Vec<Event>, cid: u32, code: HidError) {
+    tracing::debug!("ctaphid: error {code:?} on channel {cid:08x}");
+    send(out, cid, cmd::ERROR, &[code as u8]);
 }
 
 #[cfg(test)]

@@ -5,60 +5,14 @@
 //! custody's vault (the TPM), never against anything stored on disk.
 
 use super::{Authenticator, CtapResult};
-use crate::cbor::{self, int_map, RequestMap};
 use crate::persistent_token::PersistentToken;
 use crate::pin::{self, permission};
-use crate::pin_protocol::{ProtocolVersion, SharedSecret};
+use crate::pin_protocol::SharedSecret;
 use crate::status::CtapError;
+use crate::types::client_pin::{Request, Response, Subcommand};
 use crate::user::{Action, Interaction};
-use ciborium::value::Value;
 use rand_core::{OsRng, RngCore};
 use zeroize::Zeroizing;
-
-mod sub {
-    pub const GET_PIN_RETRIES: u64 = 0x01;
-    pub const GET_KEY_AGREEMENT: u64 = 0x02;
-    pub const SET_PIN: u64 = 0x03;
-    pub const CHANGE_PIN: u64 = 0x04;
-    pub const GET_PIN_TOKEN: u64 = 0x05;
-    pub const GET_TOKEN_USING_UV: u64 = 0x06;
-    pub const GET_UV_RETRIES: u64 = 0x07;
-    pub const GET_TOKEN_USING_PIN: u64 = 0x09;
-}
-
-/// The decoded parameters (§6.5.5.1); each subcommand checks what it needs.
-struct Params {
-    protocol: Option<u64>,
-    subcommand: u64,
-    key_agreement: Option<Value>,
-    pin_uv_auth_param: Option<Vec<u8>>,
-    new_pin_enc: Option<Vec<u8>>,
-    pin_hash_enc: Option<Vec<u8>>,
-    permissions: Option<u64>,
-    rp_id: Option<String>,
-}
-
-impl Params {
-    fn decode(bytes: &[u8]) -> Result<Self, CtapError> {
-        let mut m = RequestMap::parse(bytes)?;
-        let protocol = m.take(0x01).map(cbor::unsigned).transpose()?;
-        let subcommand = cbor::unsigned(m.required(0x02)?)?;
-        Ok(Self {
-            protocol,
-            subcommand,
-            key_agreement: m.take(0x03),
-            pin_uv_auth_param: m.take(0x04).map(cbor::bytes).transpose()?,
-            new_pin_enc: m.take(0x05).map(cbor::bytes).transpose()?,
-            pin_hash_enc: m.take(0x06).map(cbor::bytes).transpose()?,
-            permissions: m.take(0x09).map(cbor::unsigned).transpose()?,
-            rp_id: m.take(0x0A).map(cbor::text).transpose()?,
-        })
-    }
-
-    fn version(&self) -> Result<ProtocolVersion, CtapError> {
-        ProtocolVersion::from_u64(self.protocol.ok_or(CtapError::MissingParameter)?)
-    }
-}
 
 /// The permissions this authenticator can grant. Bio enrolment (be) is
 /// refused with CTAP2_ERR_UNAUTHORIZED_PERMISSION: there are no biometrics.
@@ -67,31 +21,29 @@ const SUPPORTED_PERMISSIONS: u8 =
 
 impl Authenticator {
     pub(super) fn client_pin(&mut self, params: &[u8], io: &dyn Interaction) -> CtapResult {
-        let p = Params::decode(params)?;
-        match p.subcommand {
-            sub::GET_PIN_RETRIES => {
-                let retries = self.pin().retries()?;
-                let blocked = self.pin().boot_failures()? >= pin::MAX_FAILURES_PER_BOOT;
-                Ok(Some(int_map([
-                    (0x03, Value::Integer(retries.into())),
-                    (0x04, Value::Bool(blocked)),
-                ])))
-            }
-            sub::GET_UV_RETRIES => {
-                // Built-in verification *is* the PIN typed into our prompt, so
-                // it shares the PIN's counter.
-                Ok(Some(int_map([(
-                    0x05,
-                    Value::Integer(self.pin().retries()?.into()),
-                )])))
-            }
-            sub::GET_KEY_AGREEMENT => {
+        let p = Request::decode(params)?;
+        let answer = match p.subcommand {
+            Subcommand::GetPinRetries => Response {
+                pin_retries: Some(self.pin().retries()?),
+                power_cycle_state: Some(self.pin().boot_failures()? >= pin::MAX_FAILURES_PER_BOOT),
+                ..Response::default()
+            },
+            // Built-in verification *is* the PIN typed into our prompt, so
+            // it shares the PIN's counter.
+            Subcommand::GetUvRetries => Response {
+                uv_retries: Some(self.pin().retries()?),
+                ..Response::default()
+            },
+            Subcommand::GetKeyAgreement => {
                 p.version()?;
-                Ok(Some(int_map([(0x01, self.pin.key_agreement().public_cose())])))
+                Response {
+                    key_agreement: Some(self.pin.key_agreement().public_cose()),
+                    ..Response::default()
+                }
             }
-            sub::SET_PIN => self.set_pin(p),
-            sub::CHANGE_PIN => self.change_pin(p),
-            sub::GET_PIN_TOKEN => {
+            Subcommand::SetPin => return self.set_pin(p),
+            Subcommand::ChangePin => return self.change_pin(p),
+            Subcommand::GetPinToken => {
                 if p.permissions.is_some() || p.rp_id.is_some() {
                     return Err(CtapError::InvalidParameter);
                 }
@@ -99,27 +51,27 @@ impl Authenticator {
                 // A right PIN that must change: CTAP2_ERR_PIN_INVALID
                 // (§6.5.5.7.1 step 11).
                 let perms = permission::MC | permission::GA;
-                self.token_using_pin(p, perms, None, CtapError::PinInvalid)
+                self.token_using_pin(p, perms, None, CtapError::PinInvalid)?
             }
-            sub::GET_TOKEN_USING_PIN => {
+            Subcommand::GetPinUvAuthTokenUsingPinWithPermissions => {
                 let (perms, rp_id) = Self::requested_permissions(&p)?;
                 // Here the answer tells the platform to ask for a new PIN
                 // (§6.5.5.7.2 step 11).
-                self.token_using_pin(p, perms, rp_id, CtapError::PinPolicyViolation)
+                self.token_using_pin(p, perms, rp_id, CtapError::PinPolicyViolation)?
             }
-            sub::GET_TOKEN_USING_UV => self.token_using_uv(p, io),
-            _ => Err(CtapError::InvalidSubcommand),
-        }
+            Subcommand::GetPinUvAuthTokenUsingUvWithPermissions => self.token_using_uv(p, io)?,
+        };
+        Ok(Some(answer.into()))
     }
 
-    fn shared_secret(&self, p: &mut Params) -> Result<SharedSecret, CtapError> {
+    fn shared_secret(&self, p: &mut Request) -> Result<SharedSecret, CtapError> {
         let version = p.version()?;
         let platform_key = p.key_agreement.take().ok_or(CtapError::MissingParameter)?;
         self.pin.key_agreement().shared_secret(version, platform_key)
     }
 
     /// §6.5.5.7: permissions must be present and non-zero; mc and ga need an RP ID.
-    fn requested_permissions(p: &Params) -> Result<(u8, Option<String>), CtapError> {
+    fn requested_permissions(p: &Request) -> Result<(u8, Option<String>), CtapError> {
         let perms = p.permissions.ok_or(CtapError::MissingParameter)?;
         if perms == 0 {
             return Err(CtapError::InvalidParameter);
@@ -139,7 +91,7 @@ impl Authenticator {
         Ok((perms, p.rp_id.clone()))
     }
 
-    fn set_pin(&mut self, mut p: Params) -> CtapResult {
+    fn set_pin(&mut self, mut p: Request) -> CtapResult {
         let (Some(new_pin_enc), Some(param)) = (p.new_pin_enc.take(), p.pin_uv_auth_param.take()) else {
             p.version()?;
             return Err(CtapError::MissingParameter);
@@ -157,7 +109,7 @@ impl Authenticator {
         Ok(None)
     }
 
-    fn change_pin(&mut self, mut p: Params) -> CtapResult {
+    fn change_pin(&mut self, mut p: Request) -> CtapResult {
         let (Some(new_pin_enc), Some(pin_hash_enc), Some(param)) = (
             p.new_pin_enc.take(),
             p.pin_hash_enc.take(),
@@ -196,11 +148,11 @@ impl Authenticator {
     /// token is issued.
     fn token_using_pin(
         &mut self,
-        mut p: Params,
+        mut p: Request,
         perms: u8,
         rp_id: Option<String>,
         must_change: CtapError,
-    ) -> CtapResult {
+    ) -> Result<Response, CtapError> {
         let pin_hash_enc = p.pin_hash_enc.take();
         let shared = self.shared_secret(&mut p)?;
         let pin_hash_enc = pin_hash_enc.ok_or(CtapError::MissingParameter)?;
@@ -221,14 +173,13 @@ impl Authenticator {
         }
         let now = self.clock.now();
         let token = *self.pin.token().issue(shared.version(), perms, rp_id, false, now);
-        let encrypted = shared.encrypt(&token)?;
-        Ok(Some(int_map([(0x02, Value::Bytes(encrypted))])))
+        token_response(&shared, &token)
     }
 
     /// A new persistentPinUvAuthToken replaces the last one. The ordinary
     /// token is left as it is, and the vault locks again once nothing
     /// verified is running: reading the store needs no key.
-    fn issue_persistent_token(&mut self, shared: &SharedSecret) -> CtapResult {
+    fn issue_persistent_token(&mut self, shared: &SharedSecret) -> Result<Response, CtapError> {
         if self.device_identifier()?.is_none() {
             let mut id = [0u8; 16];
             OsRng.fill_bytes(&mut id);
@@ -237,12 +188,11 @@ impl Authenticator {
         let token = PersistentToken::issue(shared.version());
         self.store
             .set_meta(pin::meta::PERSISTENT_TOKEN, &token.to_bytes())?;
-        let encrypted = shared.encrypt(token.value())?;
         tracing::info!("persistent token issued (read-only credential management)");
-        Ok(Some(int_map([(0x02, Value::Bytes(encrypted))])))
+        token_response(shared, token.value())
     }
 
-    fn token_using_uv(&mut self, mut p: Params, io: &dyn Interaction) -> CtapResult {
+    fn token_using_uv(&mut self, mut p: Request, io: &dyn Interaction) -> Result<Response, CtapError> {
         let shared = self.shared_secret(&mut p)?;
         let (perms, rp_id) = Self::requested_permissions(&p)?;
         if !self.user.can_verify() || !self.pin().is_set()? {
@@ -280,7 +230,14 @@ impl Authenticator {
         if let Some((id, _)) = named {
             self.pin.token().confirm_credential(id);
         }
-        let encrypted = shared.encrypt(&token)?;
-        Ok(Some(int_map([(0x02, Value::Bytes(encrypted))])))
+        token_response(&shared, &token)
     }
+}
+
+/// The token, encrypted to the platform's shared secret.
+fn token_response(shared: &SharedSecret, token: &[u8; 32]) -> Result<Response, CtapError> {
+    Ok(Response {
+        pin_uv_auth_token: Some(shared.encrypt(token)?),
+        ..Response::default()
+    })
 }

@@ -4,17 +4,12 @@
 //! turned off: every signature of ours needs verification, on purpose.
 
 use super::{Authenticator, CtapResult};
-use crate::cbor::{self, RequestMap};
+use crate::cbor;
 use crate::pin::{self, permission};
 use crate::pin_protocol::ProtocolVersion;
 use crate::status::CtapError;
+use crate::types::config::{Request, Subcommand};
 use ciborium::value::Value;
-
-mod sub {
-    pub const ENABLE_ENTERPRISE_ATTESTATION: u64 = 0x01;
-    pub const TOGGLE_ALWAYS_UV: u64 = 0x02;
-    pub const SET_MIN_PIN_LENGTH: u64 = 0x03;
-}
 
 /// How many RP IDs setMinPINLength may name (GetInfo's maxRPIDsForSetMinPINLength).
 pub const MAX_MIN_PIN_LENGTH_RPS: usize = 8;
@@ -24,35 +19,23 @@ const MAX_MIN_PIN_LENGTH: u64 = 63;
 
 impl Authenticator {
     pub(super) fn config(&mut self, params: &[u8]) -> CtapResult {
-        let mut m = RequestMap::parse(params)?;
-        let subcommand = cbor::unsigned(m.required(0x01)?)?;
-        let sub_params = m.take(0x02);
-        let protocol = m.take(0x03).map(cbor::unsigned).transpose()?;
-        let param = m.take(0x04).map(cbor::bytes).transpose()?;
-
-        // alwaysUv: every configuration change needs a token with acfg,
-        // over 32×0xff ‖ 0x0d ‖ subCommand ‖ subCommandParams.
-        let param = param.ok_or(CtapError::PuatRequired)?;
-        let version = ProtocolVersion::from_u64(protocol.ok_or(CtapError::MissingParameter)?)?;
-        let mut message = vec![0xff; 32];
-        message.push(0x0d);
-        message.push(u8::try_from(subcommand).map_err(|_| CtapError::InvalidSubcommand)?);
-        if let Some(p) = &sub_params {
-            message.extend(cbor::encode(p));
-        }
+        let req = Request::decode(params)?;
+        // alwaysUv: every configuration change needs a token with acfg.
+        let param = req.pin_uv_auth_param.as_deref().ok_or(CtapError::PuatRequired)?;
+        let version = ProtocolVersion::from_u64(req.protocol.ok_or(CtapError::MissingParameter)?)?;
+        let message = req.signed_message();
         let now = self.clock.now();
         self.pin
             .token()
-            .check(version, &message, &param, permission::ACFG, None, now)?;
+            .check(version, &message, param, permission::ACFG, None, now)?;
 
-        match subcommand {
+        match Subcommand::from_byte(req.subcommand) {
             // No enterprise attestation here: we have no attestation
             // certificate at all, by design (self attestation only).
-            sub::ENABLE_ENTERPRISE_ATTESTATION => Err(CtapError::InvalidSubcommand),
+            Some(Subcommand::EnableEnterpriseAttestation) | None => Err(CtapError::InvalidSubcommand),
             // §6.11.2: an authenticator that cannot turn alwaysUv off says so.
-            sub::TOGGLE_ALWAYS_UV => Err(CtapError::OperationDenied),
-            sub::SET_MIN_PIN_LENGTH => self.set_min_pin_length(sub_params),
-            _ => Err(CtapError::InvalidSubcommand),
+            Some(Subcommand::ToggleAlwaysUv) => Err(CtapError::OperationDenied),
+            Some(Subcommand::SetMinPinLength) => self.set_min_pin_length(req.sub_params),
         }
     }
 

@@ -5,14 +5,14 @@ use super::verification::account_label;
 use super::verification::{Account, UserCheck};
 use super::{Authenticator, CtapResult, CREDENTIAL_ID_LEN, NEXT_ASSERTION_WINDOW_MS};
 use crate::authdata::{self, flags};
-use crate::cbor::{int_map, text_map};
 use crate::clock::Millis;
 use crate::extensions;
 use crate::pin::permission;
 use crate::pin_protocol::ProtocolVersion;
 use crate::status::CtapError;
 use crate::store::Credential;
-use crate::types::{CredentialDescriptor, GetAssertionRequest};
+use crate::types::get_assertion::{Request as GetAssertionRequest, Response};
+use crate::types::{CredentialDescriptor, UserEntity};
 use crate::user::{Action, Interaction};
 use ciborium::value::Value;
 use std::collections::VecDeque;
@@ -207,42 +207,32 @@ impl Authenticator {
         let counter = self.store.increment_counter(&cred.id, self.clock.unix_millis())?;
         let auth_data = authdata::build(&cred.rp_id, flag_bits, counter, None, ext_bytes.as_deref());
         let sig = self.sign(&cred.key_blob, &auth_data, client_data_hash)?;
-        let descriptor = CredentialDescriptor {
-            kind: "public-key".into(),
-            id: cred.id.clone(),
+        // §6.2.2: name and displayName only after user verification (which
+        // alwaysUv makes the rule); they let the platform offer the account
+        // choice when several passkeys match.
+        let user = cred.discoverable.then(|| UserEntity {
+            id: cred.user_id.clone(),
+            name: cred.user_name.clone().filter(|_| uv),
+            display_name: cred.user_display_name.clone().filter(|_| uv),
+        });
+        let large_blob_key = if ext.large_blob_key {
+            self.secret_in_clear(cred.large_blob_key.as_deref())?
+        } else {
+            None
         };
-        let mut entries = vec![
-            (0x01, descriptor.to_value()),
-            (0x02, Value::Bytes(auth_data)),
-            (0x03, Value::Bytes(sig)),
-        ];
-        if cred.discoverable {
-            // §6.2.2: name and displayName only after user verification
-            // (which alwaysUv makes the rule); they let the platform offer
-            // the account choice when several passkeys match.
-            let mut user = vec![("id", Value::Bytes(cred.user_id.clone()))];
-            if uv {
-                if let Some(n) = &cred.user_name {
-                    user.push(("name", Value::Text(n.clone())));
-                }
-                if let Some(d) = &cred.user_display_name {
-                    user.push(("displayName", Value::Text(d.clone())));
-                }
-            }
-            entries.push((0x04, text_map(user)));
-        }
-        if let Some(n) = count {
-            entries.push((0x05, Value::Integer((n as u64).into())));
-        }
-        if user_selected {
-            entries.push((0x06, Value::Bool(true)));
-        }
-        if ext.large_blob_key {
-            if let Some(k) = self.secret_in_clear(cred.large_blob_key.as_deref())? {
-                entries.push((0x07, Value::Bytes(k)));
-            }
-        }
-        Ok(int_map(entries))
+        let response = Response {
+            credential: CredentialDescriptor {
+                kind: "public-key".into(),
+                id: cred.id.clone(),
+            },
+            auth_data,
+            signature: sig,
+            user,
+            number_of_credentials: count,
+            user_selected,
+            large_blob_key,
+        };
+        Ok(response.into())
     }
 
     /// hmac-secret (§12.5): HMAC-SHA-256 of each salt with the credential's

@@ -2,120 +2,73 @@
 //! and has, and (for the persistent token's holder) who it is.
 
 use super::{config, cred_mgmt, large_blobs, Authenticator, CREDENTIAL_ID_LEN};
-use crate::cbor::{int_map, text_map};
 use crate::extensions;
 use crate::persistent_token::{self, PersistentToken};
 use crate::pin;
 use crate::status::CtapError;
+use crate::types::get_info::Response;
 use ciborium::value::Value;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 impl Authenticator {
     pub(super) fn get_info(&mut self) -> Result<Value, CtapError> {
-        let algorithms = Value::Array(
-            self.custody
-                .algorithms()
-                .into_iter()
-                .map(|a| {
-                    text_map([
-                        ("alg", Value::Integer(a.cose().into())),
-                        ("type", Value::Text("public-key".into())),
-                    ])
-                })
-                .collect(),
-        );
         let pin_set = self.pin().is_set()?;
         let mut options = vec![
-            ("rk", Value::Bool(true)),
-            ("up", Value::Bool(true)),
-            ("plat", Value::Bool(false)),
-            ("clientPin", Value::Bool(pin_set)),
-            ("pinUvAuthToken", Value::Bool(true)),
+            ("rk", true),
+            ("up", true),
+            ("plat", false),
+            ("clientPin", pin_set),
+            ("pinUvAuthToken", true),
             // Every signature needs verification; it cannot be turned off.
-            ("alwaysUv", Value::Bool(true)),
-            ("makeCredUvNotRqd", Value::Bool(false)),
-            ("credMgmt", Value::Bool(true)),
-            ("credentialMgmtPreview", Value::Bool(true)),
-            ("perCredMgmtRO", Value::Bool(true)),
-            ("largeBlobs", Value::Bool(true)),
-            ("authnrCfg", Value::Bool(true)),
-            ("setMinPINLength", Value::Bool(true)),
+            ("alwaysUv", true),
+            ("makeCredUvNotRqd", false),
+            ("credMgmt", true),
+            ("credentialMgmtPreview", true),
+            ("perCredMgmtRO", true),
+            ("largeBlobs", true),
+            ("authnrCfg", true),
+            ("setMinPINLength", true),
         ];
         if self.user.can_verify() {
             // Built-in verification is our own prompt asking for the PIN, so
             // it is "configured" exactly when a PIN is set.
-            options.push(("uv", Value::Bool(pin_set)));
+            options.push(("uv", pin_set));
         }
-        let force_change = self.pin().must_change()?;
-        let remaining = cred_mgmt::MAX_DISCOVERABLE.saturating_sub(self.store.count_discoverable()?);
-        let mut fields = vec![
-            (
-                0x01,
-                Value::Array(
-                    ["FIDO_2_0", "FIDO_2_1_PRE", "FIDO_2_1", "FIDO_2_2"]
-                        .into_iter()
-                        .map(|v| Value::Text(v.into()))
-                        .collect(),
-                ),
-            ),
-            (
-                0x02,
-                Value::Array(
-                    extensions::SUPPORTED
-                        .into_iter()
-                        .map(|e| Value::Text(e.into()))
-                        .collect(),
-                ),
-            ),
-            (0x03, Value::Bytes(crate::AAGUID.to_vec())),
-            (0x04, text_map(options)),
-            (0x05, Value::Integer((self.max_msg_size() as u64).into())),
-            (
-                0x06,
-                Value::Array(vec![Value::Integer(2.into()), Value::Integer(1.into())]),
-            ),
-            (0x08, Value::Integer((CREDENTIAL_ID_LEN as u64).into())),
-            (0x09, Value::Array(vec![Value::Text("usb".into())])),
-            (0x0A, algorithms),
-            (
-                0x0B,
-                Value::Integer((large_blobs::MAX_SERIALIZED_LARGE_BLOB_ARRAY as u64).into()),
-            ),
-            (0x0C, Value::Bool(force_change)),
-            (0x0D, Value::Integer(self.min_pin_length()?.into())),
-            (0x0E, Value::Integer(crate::FIRMWARE_VERSION.into())),
-            (
-                0x0F,
-                Value::Integer((extensions::MAX_CRED_BLOB_LEN as u64).into()),
-            ),
-            (
-                0x10,
-                Value::Integer((config::MAX_MIN_PIN_LENGTH_RPS as u64).into()),
-            ),
-            (0x14, Value::Integer(remaining.into())),
-            (
-                0x16,
-                Value::Array(vec![Value::Text("packed".into()), Value::Text("none".into())]),
-            ),
-            (0x1D, Value::Integer((pin::MAX_PIN_BYTES as u64).into())),
-        ];
         // Only the persistent token's holder can read (and so correlate)
         // the device identifier and the credential store's state.
+        let (mut enc_identifier, mut enc_cred_store_state) = (None, None);
         if let Some(token) = self.persistent_token()? {
             if let Some(id) = self.device_identifier()? {
                 let state = self.cred_store_state(&id)?;
-                fields.push((
-                    0x19,
-                    Value::Bytes(token.encrypt(persistent_token::INFO_IDENTIFIER, &id)),
-                ));
-                fields.push((
-                    0x1E,
-                    Value::Bytes(token.encrypt(persistent_token::INFO_CRED_STORE_STATE, &state)),
-                ));
+                enc_identifier = Some(token.encrypt(persistent_token::INFO_IDENTIFIER, &id));
+                enc_cred_store_state = Some(token.encrypt(persistent_token::INFO_CRED_STORE_STATE, &state));
             }
         }
-        Ok(int_map(fields))
+        let info = Response {
+            versions: vec!["FIDO_2_0", "FIDO_2_1_PRE", "FIDO_2_1", "FIDO_2_2"],
+            extensions: extensions::SUPPORTED.to_vec(),
+            aaguid: crate::AAGUID,
+            options,
+            max_msg_size: self.max_msg_size(),
+            pin_uv_auth_protocols: vec![2, 1],
+            max_credential_id_length: CREDENTIAL_ID_LEN,
+            transports: vec!["usb"],
+            algorithms: self.custody.algorithms().into_iter().map(|a| a.cose()).collect(),
+            max_serialized_large_blob_array: large_blobs::MAX_SERIALIZED_LARGE_BLOB_ARRAY,
+            force_pin_change: self.pin().must_change()?,
+            min_pin_length: self.min_pin_length()?,
+            firmware_version: crate::FIRMWARE_VERSION.into(),
+            max_cred_blob_length: extensions::MAX_CRED_BLOB_LEN,
+            max_rp_ids_for_set_min_pin_length: config::MAX_MIN_PIN_LENGTH_RPS,
+            remaining_discoverable_credentials: cred_mgmt::MAX_DISCOVERABLE
+                .saturating_sub(self.store.count_discoverable()?),
+            attestation_formats: vec!["packed", "none"],
+            max_pin_length: pin::MAX_PIN_BYTES,
+            enc_identifier,
+            enc_cred_store_state,
+        };
+        Ok(info.into())
     }
 
     /// The persistentPinUvAuthToken, if one was issued since the last PIN

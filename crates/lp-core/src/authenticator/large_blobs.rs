@@ -4,11 +4,10 @@
 //! the store, so a write is all-or-nothing.
 
 use super::{Authenticator, CtapResult};
-use crate::cbor::{self, int_map, RequestMap};
 use crate::pin::permission;
 use crate::pin_protocol::ProtocolVersion;
 use crate::status::CtapError;
-use ciborium::value::Value;
+use crate::types::large_blobs::{Request, Response};
 use sha2::{Digest, Sha256};
 
 /// GetInfo's maxSerializedLargeBlobArray.
@@ -32,15 +31,14 @@ fn initial_array() -> Vec<u8> {
 
 impl Authenticator {
     pub(super) fn large_blobs(&mut self, params: &[u8]) -> CtapResult {
-        let mut m = RequestMap::parse(params)?;
-        let get = m.take(0x01).map(cbor::unsigned).transpose()?;
-        let set = m.take(0x02).map(cbor::bytes).transpose()?;
-        // §6.10.2: a missing offset is an invalid parameter, not a missing one.
-        let offset = cbor::unsigned(m.take(0x03).ok_or(CtapError::InvalidParameter)?)?;
-        let length = m.take(0x04).map(cbor::unsigned).transpose()?;
-        let param = m.take(0x05).map(cbor::bytes).transpose()?;
-        let protocol = m.take(0x06).map(cbor::unsigned).transpose()?;
-        let offset = usize::try_from(offset).map_err(|_| CtapError::InvalidParameter)?;
+        let Request {
+            get,
+            set,
+            offset,
+            length,
+            pin_uv_auth_param: param,
+            protocol,
+        } = Request::decode(params)?;
 
         match (get, set) {
             (Some(get), None) => {
@@ -57,7 +55,10 @@ impl Authenticator {
                     return Err(CtapError::InvalidParameter);
                 }
                 let end = offset.saturating_add(get).min(array.len());
-                Ok(Some(int_map([(0x01, Value::Bytes(array[offset..end].to_vec()))])))
+                let fragment = Response {
+                    config: array[offset..end].to_vec(),
+                };
+                Ok(Some(fragment.into()))
             }
             (None, Some(set)) => self.write_fragment(set, offset, length, param, protocol),
             _ => Err(CtapError::InvalidParameter),

@@ -3,13 +3,13 @@
 use super::verification::{Account, UserCheck};
 use super::{cred_mgmt, Authenticator, CtapResult, CREDENTIAL_ID_LEN};
 use crate::authdata::{self, flags};
-use crate::cbor::{int_map, text_map};
+use crate::cbor::text_map;
 use crate::custody::{Algorithm, PublicKey};
 use crate::extensions;
 use crate::pin::permission;
 use crate::status::CtapError;
 use crate::store::Credential;
-use crate::types::MakeCredentialRequest;
+use crate::types::make_credential::{Request as MakeCredentialRequest, Response};
 use crate::user::{Action, Interaction};
 use ciborium::value::Value;
 use coset::{iana, CborSerializable};
@@ -83,9 +83,50 @@ impl Authenticator {
         let mut id = vec![0u8; CREDENTIAL_ID_LEN];
         OsRng.fill_bytes(&mut id);
 
-        // Extensions (§12). Each one that was asked for says how it went.
+        let made = self.extensions(ext, &req.rp.id)?;
+        let cred = Credential {
+            id,
+            rp_id: req.rp.id.clone(),
+            rp_name: req.rp.name.clone(),
+            user_id: req.user.id.clone(),
+            user_name: req.user.name.clone(),
+            user_display_name: req.user.display_name.clone(),
+            discoverable,
+            key_blob: key.blob,
+            public_key_cose: cose_key,
+            sign_count: 0,
+            created: self.clock.unix_millis(),
+            last_used: None,
+            cred_protect: made.cred_protect,
+            hmac_key: made.hmac_key,
+            cred_blob: made.sealed_cred_blob,
+            large_blob_key: made.sealed_large_blob_key,
+            third_party_payment: made.third_party_payment,
+        };
+        let auth_data = authdata::build(
+            &cred.rp_id,
+            flags::UP | flags::UV,
+            cred.sign_count,
+            Some((&cred.id, &cred.public_key_cose)),
+            made.outputs.as_deref(),
+        );
+        let (fmt, att_stmt) = self.attestation(&req, &cred, alg, &auth_data)?;
+        // Stored (durably) before the answer leaves: an acknowledged credential is never lost.
+        let replaced = self.store.insert(&cred)?;
+        tracing::info!(rp = ?cred.rp_id, discoverable, replaced = replaced.len(), "credential created");
+        let response = Response {
+            fmt,
+            auth_data,
+            att_stmt,
+            large_blob_key: made.large_blob_key,
+        };
+        Ok(Some(response.into()))
+    }
+
+    /// Extensions (§12): what each one asked for makes, and its output
+    /// (each one that was asked for says how it went).
+    fn extensions(&mut self, ext: extensions::McInputs, rp_id: &str) -> Result<Made, CtapError> {
         let mut outputs: Vec<(&str, Value)> = Vec::new();
-        let cred_protect = ext.cred_protect.unwrap_or(extensions::protect::UV_OPTIONAL);
         if let Some(level) = ext.cred_protect {
             outputs.push((extensions::CRED_PROTECT, Value::Integer(level.into())));
         }
@@ -103,7 +144,7 @@ impl Authenticator {
         }
         // credBlob and largeBlobKey are stored sealed by the custody under
         // the vault: a copy of the database alone reveals neither.
-        let cred_blob = match ext.cred_blob {
+        let sealed_cred_blob = match ext.cred_blob {
             Some(blob) => {
                 let fits = blob.len() <= extensions::MAX_CRED_BLOB_LEN;
                 outputs.push((extensions::CRED_BLOB, Value::Bool(fits)));
@@ -122,70 +163,48 @@ impl Authenticator {
             .transpose()?;
         if ext.min_pin_length {
             let min = self.min_pin_length()?;
-            if self.min_pin_length_rps()?.contains(&req.rp.id) {
+            if self.min_pin_length_rps()?.iter().any(|rp| rp == rp_id) {
                 outputs.push((extensions::MIN_PIN_LENGTH, Value::Integer(min.into())));
             }
         }
-        let ext_bytes = extensions::encode_outputs(outputs);
-
-        let cred = Credential {
-            id,
-            rp_id: req.rp.id.clone(),
-            rp_name: req.rp.name.clone(),
-            user_id: req.user.id.clone(),
-            user_name: req.user.name.clone(),
-            user_display_name: req.user.display_name.clone(),
-            discoverable,
-            key_blob: key.blob,
-            public_key_cose: cose_key,
-            sign_count: 0,
-            created: self.clock.unix_millis(),
-            last_used: None,
-            cred_protect,
+        Ok(Made {
+            outputs: extensions::encode_outputs(outputs),
+            cred_protect: ext.cred_protect.unwrap_or(extensions::protect::UV_OPTIONAL),
             hmac_key,
-            cred_blob,
-            large_blob_key: sealed_large_blob_key,
+            sealed_cred_blob,
+            large_blob_key,
+            sealed_large_blob_key,
             // §12.9: recorded now, reported at GetAssertion; no output here.
             third_party_payment: ext.third_party_payment,
-        };
-        let auth_data = authdata::build(
-            &cred.rp_id,
-            flags::UP | flags::UV,
-            cred.sign_count,
-            Some((&cred.id, &cred.public_key_cose)),
-            ext_bytes.as_deref(),
-        );
+        })
+    }
+
+    /// §6.1.2 step 19: `none` when the platform asks for it first, else
+    /// packed self-attestation: signed by the credential's own key, no
+    /// certificate, so it vouches for nothing but the key itself.
+    fn attestation(
+        &mut self,
+        req: &MakeCredentialRequest,
+        cred: &Credential,
+        alg: Algorithm,
+        auth_data: &[u8],
+    ) -> Result<(&'static str, Value), CtapError> {
         let wants_none = req
             .attestation_formats_preference
             .as_ref()
             .and_then(|p| p.first())
             .is_some_and(|f| f == "none");
-        let (fmt, att_stmt) = if wants_none {
-            ("none", text_map([]))
-        } else {
-            // Packed self-attestation: signed by the credential's own key, no
-            // certificate, so it vouches for nothing but the key itself.
-            let sig = self.sign(&cred.key_blob, &auth_data, &req.client_data_hash)?;
-            (
-                "packed",
-                text_map([
-                    ("alg", Value::Integer(alg.cose().into())),
-                    ("sig", Value::Bytes(sig)),
-                ]),
-            )
-        };
-        // Stored (durably) before the answer leaves: an acknowledged credential is never lost.
-        let replaced = self.store.insert(&cred)?;
-        tracing::info!(rp = ?cred.rp_id, discoverable, replaced = replaced.len(), "credential created");
-        let mut response = vec![
-            (0x01, Value::Text(fmt.into())),
-            (0x02, Value::Bytes(auth_data)),
-            (0x03, att_stmt),
-        ];
-        if let Some(k) = large_blob_key {
-            response.push((0x05, Value::Bytes(k)));
+        if wants_none {
+            return Ok(("none", text_map([])));
         }
-        Ok(Some(int_map(response)))
+        let sig = self.sign(&cred.key_blob, auth_data, &req.client_data_hash)?;
+        Ok((
+            "packed",
+            text_map([
+                ("alg", Value::Integer(alg.cose().into())),
+                ("sig", Value::Bytes(sig)),
+            ]),
+        ))
     }
 
     /// WebAuthn's signature: over authenticatorData || clientDataHash, hashed
@@ -228,4 +247,17 @@ pub(super) fn cose_public_key(public: &PublicKey) -> Result<Vec<u8>, CtapError> 
             .build(),
     };
     key.to_vec().map_err(|_| CtapError::Other)
+}
+
+/// What the extensions made for a new credential.
+struct Made {
+    /// The authenticator data's extension outputs, if any.
+    outputs: Option<Vec<u8>>,
+    cred_protect: u8,
+    hmac_key: Option<Vec<u8>>,
+    sealed_cred_blob: Option<Vec<u8>>,
+    /// In the clear, for the platform; the credential keeps it sealed.
+    large_blob_key: Option<Vec<u8>>,
+    sealed_large_blob_key: Option<Vec<u8>>,
+    third_party_payment: bool,
 }

@@ -11,7 +11,7 @@ use crate::pin::{self, permission};
 use crate::pin_protocol::ProtocolVersion;
 use crate::pin_protocol::{KeyAgreement, SharedSecret};
 use crate::store::MemoryStore;
-use crate::types::ES256;
+use crate::types::{command, ES256};
 use crate::user::Verification;
 use crate::user::{AlwaysApprove, NoInteraction, Scripted, Step};
 use coset::{iana, CborSerializable};

@@ -1,0 +1,157 @@
+//! authenticatorMakeCredential (0x01), CTAP 2.2 §6.1.2.
+
+use super::{cred_params, descriptor_list, opt, options, rp_entity, string_list, user_entity};
+use super::{CredentialDescriptor, Options, RpEntity, UserEntity};
+use crate::cbor::{self, int_map, RequestMap};
+use crate::status::CtapError;
+use ciborium::value::Value;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub client_data_hash: Vec<u8>,
+    pub rp: RpEntity,
+    pub user: UserEntity,
+    /// (type, alg) in the platform's order of preference.
+    pub pub_key_cred_params: Vec<(String, i64)>,
+    pub exclude_list: Vec<CredentialDescriptor>,
+    pub extensions: BTreeMap<String, Value>,
+    pub options: Options,
+    pub pin_uv_auth_param: Option<Vec<u8>>,
+    pub pin_uv_auth_protocol: Option<u64>,
+    pub enterprise_attestation: Option<u64>,
+    /// CTAP 2.2's attestationFormatsPreference (0x0B): "none" first asks for no attestation.
+    pub attestation_formats_preference: Option<Vec<String>>,
+}
+
+impl Request {
+    pub fn decode(params: &[u8]) -> Result<Self, CtapError> {
+        let mut m = RequestMap::parse(params)?;
+        // Required members first, in key order, so a request missing several
+        // gets the same answer every time.
+        let client_data_hash = cbor::bytes(m.required(0x01)?)?;
+        let rp = rp_entity(m.required(0x02)?)?;
+        let user = user_entity(m.required(0x03)?)?;
+        let pub_key_cred_params = cred_params(m.required(0x04)?)?;
+        Ok(Self {
+            client_data_hash,
+            rp,
+            user,
+            pub_key_cred_params,
+            exclude_list: opt(&mut m, 0x05, descriptor_list)?.unwrap_or_default(),
+            extensions: opt(&mut m, 0x06, cbor::text_keyed)?.unwrap_or_default(),
+            options: opt(&mut m, 0x07, options)?.unwrap_or_default(),
+            pin_uv_auth_param: opt(&mut m, 0x08, cbor::bytes)?,
+            pin_uv_auth_protocol: opt(&mut m, 0x09, cbor::unsigned)?,
+            enterprise_attestation: opt(&mut m, 0x0A, cbor::unsigned)?,
+            attestation_formats_preference: opt(&mut m, 0x0B, string_list)?,
+        })
+    }
+}
+
+/// The attestation object's members (§6.1.2 step 19, §6.5.6).
+pub struct Response {
+    pub fmt: &'static str,
+    pub auth_data: Vec<u8>,
+    pub att_stmt: Value,
+    pub large_blob_key: Option<Vec<u8>>,
+}
+
+impl From<Response> for Value {
+    fn from(r: Response) -> Value {
+        let mut m = vec![
+            (0x01, Value::Text(r.fmt.into())),
+            (0x02, Value::Bytes(r.auth_data)),
+            (0x03, r.att_stmt),
+        ];
+        if let Some(k) = r.large_blob_key {
+            m.push((0x05, Value::Bytes(k)));
+        }
+        int_map(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{GetAssertionRequest, Options};
+    use cbor::{encode, int_map, text_map};
+
+    fn mc_map(skip: Option<u64>) -> Vec<u8> {
+        let entries = [
+            (1, Value::Bytes(vec![0; 32])),
+            (2, text_map([("id", Value::Text("example.com".into()))])),
+            (
+                3,
+                text_map([
+                    ("id", Value::Bytes(vec![1, 2, 3])),
+                    ("name", Value::Text("alice".into())),
+                ]),
+            ),
+            (
+                4,
+                Value::Array(vec![text_map([
+                    ("alg", Value::Integer((-7).into())),
+                    ("type", Value::Text("public-key".into())),
+                ])]),
+            ),
+        ];
+        encode(&int_map(entries.into_iter().filter(|(k, _)| Some(*k) != skip)))
+    }
+
+    #[test]
+    fn decodes_minimal_make_credential() {
+        let r = Request::decode(&mc_map(None)).unwrap();
+        assert_eq!(r.rp.id, "example.com");
+        assert_eq!(r.user.name.as_deref(), Some("alice"));
+        assert_eq!(r.pub_key_cred_params, vec![("public-key".into(), -7)]);
+        assert_eq!(r.options, Options::default());
+    }
+
+    #[test]
+    fn each_missing_required_member_is_reported() {
+        for k in 1..=4 {
+            assert_eq!(
+                Request::decode(&mc_map(Some(k))).unwrap_err(),
+                CtapError::MissingParameter,
+                "key {k}"
+            );
+        }
+    }
+
+    #[test]
+    fn wrong_types_are_unexpected_type() {
+        let bad = encode(&int_map([(1, Value::Text("not bytes".into()))]));
+        assert_eq!(Request::decode(&bad).unwrap_err(), CtapError::CborUnexpectedType);
+        let bad = encode(&int_map([
+            (1, Value::Text("example.com".into())),
+            (2, Value::Bytes(vec![0; 32])),
+            (5, text_map([("up", Value::Integer(1.into()))])),
+        ]));
+        assert_eq!(
+            GetAssertionRequest::decode(&bad).unwrap_err(),
+            CtapError::CborUnexpectedType
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_ignored() {
+        let mut m = ciborium::from_reader::<Value, _>(mc_map(None).as_slice()).unwrap();
+        if let Value::Map(e) = &mut m {
+            e.push((Value::Integer(99.into()), Value::Text("future".into())));
+            e.push((Value::Text("odd".into()), Value::Null));
+        }
+        assert!(Request::decode(&encode(&m)).is_ok());
+    }
+
+    #[test]
+    fn user_id_longer_than_64_bytes_is_refused() {
+        let bytes = encode(&int_map([
+            (1, Value::Bytes(vec![0; 32])),
+            (2, text_map([("id", Value::Text("example.com".into()))])),
+            (3, text_map([("id", Value::Bytes(vec![1; 65]))])),
+            (4, Value::Array(vec![])),
+        ]));
+        assert_eq!(Request::decode(&bytes).unwrap_err(), CtapError::InvalidLength);
+    }
+}
