@@ -1,27 +1,43 @@
 #!/usr/bin/env bash
 # Benchmarks (figures, not tests), all in one run on this machine:
 #  1. the TPM itself on a fresh swtpm: raw TPM2_Sign with a loaded key,
-#     load+sign, key creation (crates/lp-tpm/examples/tpm_bench.rs);
+#     load+sign, a saved context brought back, key creation per algorithm
+#     (crates/lp-tpm/examples/tpm_bench.rs);
 #  2. LocalPasskey end to end over CTAPHID/UDP on the same kind of swtpm:
-#     GetAssertion and MakeCredential with a valid pinUvAuthToken;
-#  3. the software path: raw P-256 sign and SHA-256 vs Authenticator::handle
+#     GetAssertion and MakeCredential (per algorithm) with a valid
+#     pinUvAuthToken, the daemon's own per-request timing, and a CTAPHID PING
+#     of the same sizes (the transport alone);
+#  3. where a GetAssertion's time goes: Authenticator::handle in process on
+#     the daemon's SQLite store and the TPM custody, each seam timed, plus
+#     CTAPHID framing, CBOR and one raw fsync; then the floor (raw sign + one
+#     fsync + the transport's round trip) and our ratio to it;
+#  4. the software path: raw P-256 sign and SHA-256 vs Authenticator::handle
 #     in process, and end to end over UDP with --custody insecure-software;
-#  4. the peer: 1Password's passkey-authenticator in process vs our core;
-#  5. scale: 10 / 1 000 / 10 000 / 100 000 stored passkeys: discoverable
-#     GetAssertion (in process and end to end), daemon start-up, VmRSS;
-#  6. idle: the daemon's CPU time over IDLE seconds with no traffic.
-# 3-6 come from crates/lp-bench (its own workspace: the peer crate is never
+#  5. the peer: 1Password's passkey-authenticator in process vs our core, in
+#     pairs (attestation none / packed, with / without a token check);
+#  6. scale: 10 / 1 000 / 10 000 / 100 000 stored passkeys: discoverable
+#     GetAssertion (in process and end to end), credential-management
+#     enumeration, daemon start-up, VmRSS;
+#  7. idle: the daemon's CPU time over IDLE seconds with no traffic;
+#  8. what a person waits for, under Xvfb (tests/desktop/timing.py): the
+#     platform's request to the prompt on screen, and the click to the
+#     answer, for the desktop dialog and pinentry-gtk-2, on the TPM custody.
+# 3-7 come from crates/lp-bench (its own workspace: the peer crate is never
 # part of the normal build). Figures go to stdout and, as RESULT lines, to
 # bench-output/results.txt; docs/benchmarks.md has the last run and a plot
 # (scripts/bench_plot.py).
-# Usage: scripts/bench.sh [ROUNDS] [IDLE_SECONDS]
+# Usage: scripts/bench.sh [ROUNDS] [IDLE_SECONDS] [DESKTOP_ROUNDS]
+# (PYTHON: the interpreter with python-fido2, default .venv/bin/python;
+# DESKTOP_ROUNDS 0 leaves part 8 out.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-300}
 IDLE=${2:-60}
+DESKTOP_ROUNDS=${3:-10}
+PYTHON=${PYTHON:-.venv/bin/python}
 export TSS2_LOG=all+none
 
-cargo build --release --quiet -p localpasskey -p lp-tpm --examples --bins
+cargo build --release --quiet -p localpasskey -p localpasskey-prompt -p lp-tpm --examples --bins
 cargo build --release --quiet --manifest-path crates/lp-bench/Cargo.toml
 LPB=crates/lp-bench/target/release/lp-bench
 OUT=bench-output
@@ -64,20 +80,58 @@ echo
 echo "## LocalPasskey end to end over CTAPHID (UDP), TPM custody, same kind of swtpm"
 start_swtpm e2e
 udp=$port
-"$BIN" run --transport udp --listen "127.0.0.1:$udp" --data-dir "$WORK/data" \
+LOCALPASSKEY_LOG="info,tss_esapi=warn,localpasskey::timing=debug" \
+    "$BIN" run --transport udp --listen "127.0.0.1:$udp" --data-dir "$WORK/data" \
     --tpm "$tcti" --presence approve 2>"$WORK/daemon.log" &
 PIDS+=($!)
 sleep 0.5
 "$BIN" bench --to "127.0.0.1:$udp" --rounds "$ROUNDS" | tee "$WORK/e2e.txt"
-
-raw=$(grep -m1 'sign, key cached' "$WORK/raw.txt" | sed -E 's/.*p50 +([0-9.]+) ms.*/\1/')
-ga=$(grep -m1 'GetAssertion' "$WORK/e2e.txt" | sed -E 's/.*p50 +([0-9.]+) ms.*/\1/')
-if [ -n "$raw" ] && [ -n "$ga" ]; then
-    echo
-    echo "ratio e2e GetAssertion / raw TPM2_Sign (p50): $(echo "scale=2; $ga / $raw" | bc)"
-fi
+echo "# inside the daemon, per CTAP command (queue: I/O thread to worker; handle: the authenticator; frame_send: framing and sending the answer)"
+"$LPB" daemon-log "$WORK/daemon.log" | tee "$OUT/daemon-timing.txt"
 
 echo
+echo "## Where a GetAssertion's time goes: Authenticator::handle in process on the daemon's store and the TPM custody (its own swtpm)"
+start_swtpm breakdown
+"$LPB" breakdown "$tcti" "$WORK/breakdown" "$ROUNDS" | tee "$OUT/breakdown.txt"
+req=$(sed -nE 's/.*request_bytes=([0-9]+).*/\1/p' "$OUT/breakdown.txt")
+resp=$(sed -nE 's/.*response_bytes=([0-9]+).*/\1/p' "$OUT/breakdown.txt")
+echo "# the transport alone: CTAPHID PING of the GetAssertion request's and response's sizes, to the same daemon"
+"$LPB" ping "127.0.0.1:$udp" "$ROUNDS" "$req" | tee "$OUT/transport.txt"
+"$LPB" ping "127.0.0.1:$udp" "$ROUNDS" "$resp" | tee -a "$OUT/transport.txt"
+
+# "name n=N p50 X ms p99 Y ms" -> X
+p50() { grep -m1 "$1" "$2" | sed -E 's/.*p50 +([0-9.]+) ms.*/\1/'; }
+# RESULT ... name=NAME ... p50_ms=X -> X
+rp50() { grep -m1 "name=$1 " "$2" | sed -E 's/.*p50_ms=([0-9.]+).*/\1/'; }
+raw=$(p50 'sign, key cached' "$WORK/raw.txt")
+uncached=$(p50 'sign, key not cached' "$WORK/raw.txt")
+ctxload=$(p50 'ContextLoad + Sign' "$WORK/raw.txt")
+ga=$(p50 'GetAssertion' "$WORK/e2e.txt")
+fsync=$(rp50 breakdown_raw_fsync "$OUT/breakdown.txt")
+ping_req=$(rp50 "transport_udp_ping_${req}_bytes" "$OUT/transport.txt")
+ping_resp=$(rp50 "transport_udp_ping_${resp}_bytes" "$OUT/transport.txt")
+r() { echo "scale=3; $1" | bc | sed -E 's/^\./0./'; }
+transport=$(r "($ping_req + $ping_resp) / 2")
+floor=$(r "$raw + $fsync + $transport")
+floor_swtpm=$(r "$uncached + $fsync + $transport")
+floor_ctx=$(r "$ctxload + $fsync + $transport")
+{
+    echo
+    echo "# the floor: raw TPM2_Sign with a loaded key ($raw ms) + one fsync ($fsync ms) + the transport's round trip ($transport ms: mean of the two PINGs) = $floor ms"
+    echo "RESULT name=floor_get_assertion raw_sign_ms=$raw fsync_ms=$fsync transport_ms=$transport floor_ms=$floor"
+    echo "RESULT name=ratio_e2e_get_assertion_to_raw_sign value=$(r "$ga / $raw")"
+    echo "RESULT name=ratio_e2e_get_assertion_to_floor value=$(r "$ga / $floor")"
+    echo "# on a TPM without a resource manager (swtpm) the key cannot stay loaded: the custody's own Load + Sign + Flush ($uncached ms) in place of the raw sign"
+    echo "RESULT name=floor_get_assertion_no_resource_manager floor_ms=$floor_swtpm ratio_e2e_to_it=$(r "$ga / $floor_swtpm")"
+    echo "# the same with a context saved once and ContextLoad + Sign + Flush ($ctxload ms), not what the custody does today"
+    echo "RESULT name=floor_get_assertion_saved_context floor_ms=$floor_ctx"
+} | tee "$OUT/floor.txt"
+# The human-readable lines of parts 1 and 2 as RESULT lines too.
+for f in raw e2e; do
+    sed -nE "s/^(.*[^ ]) +n=([0-9]+) +p50 +([0-9.]+) ms +p99 +([0-9.]+) ms.*/RESULT part=$f name=\"\1\" n=\2 p50_ms=\3 p99_ms=\4/p" "$WORK/$f.txt"
+done >"$OUT/tpm.txt"
+echo
+
 echo "## Software path (no TPM): raw operations vs Authenticator::handle in process"
 "$LPB" software "$((ROUNDS * 10))" | tee "$OUT/software.txt"
 
@@ -97,6 +151,14 @@ for n in 10 1000 10000 100000; do
     "$LPB" daemon "$BIN" "$dir" "$udp" "$ROUNDS" "$idle" | sed "s/^RESULT name=/RESULT n=$n name=/" | tee -a "$OUT/scale.txt"
     udp=$((udp + 1))
 done
+
+echo
+echo "## What a person waits for: the prompt under Xvfb, TPM custody (each daemon on its own swtpm)"
+if [ "$DESKTOP_ROUNDS" -gt 0 ]; then
+    LOCALPASSKEY_BIN="$PWD/$BIN" "$PYTHON" tests/desktop/timing.py "$DESKTOP_ROUNDS" | tee "$OUT/desktop.txt"
+else
+    : >"$OUT/desktop.txt"
+fi
 grep -h '^RESULT' "$OUT"/*.txt >"$OUT/results.txt"
 echo
 echo "RESULT lines collected in $OUT/results.txt"

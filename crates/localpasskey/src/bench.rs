@@ -36,7 +36,45 @@ fn token(c: &mut Client, pin: &str, perms: u8) -> Result<[u8; 32]> {
     client::pin_token(c, pin, perms, RP)?.map_err(|e| anyhow::anyhow!("token refused: {e}"))
 }
 
+/// The COSE algorithms GetInfo (0x0A) lists, in its order.
+fn algorithms(c: &mut Client) -> Result<Vec<i64>> {
+    let info = c
+        .ctap(0x04, None)?
+        .map_err(|e| anyhow::anyhow!("GetInfo refused: {e}"))?;
+    let Value::Map(m) = info else {
+        bail!("GetInfo is not a map")
+    };
+    let Some((_, Value::Array(list))) = m.into_iter().find(|(k, _)| *k == Value::Integer(0x0a.into())) else {
+        return Ok(vec![-7]);
+    };
+    Ok(list
+        .iter()
+        .filter_map(|entry| match entry {
+            Value::Map(e) => e.iter().find_map(|(k, v)| match (k, v) {
+                (Value::Text(k), Value::Integer(a)) if k == "alg" => i64::try_from(*a).ok(),
+                _ => None,
+            }),
+            _ => None,
+        })
+        .collect())
+}
+
+fn algorithm_name(alg: i64) -> String {
+    match alg {
+        -7 => "ES256".into(),
+        -35 => "ES384".into(),
+        -36 => "ES512".into(),
+        -257 => "RS256".into(),
+        -37 => "PS256".into(),
+        other => format!("COSE {other}"),
+    }
+}
+
 fn make_credential(c: &mut Client, token: &[u8; 32], user: u32) -> Result<()> {
+    make_credential_with(c, token, user, -7)
+}
+
+fn make_credential_with(c: &mut Client, token: &[u8; 32], user: u32, alg: i64) -> Result<()> {
     let v = ProtocolVersion::Two;
     let params = int_map([
         (1, Value::Bytes(CDH.to_vec())),
@@ -51,7 +89,7 @@ fn make_credential(c: &mut Client, token: &[u8; 32], user: u32) -> Result<()> {
         (
             4,
             Value::Array(vec![text_map([
-                ("alg", Value::Integer((-7).into())),
+                ("alg", Value::Integer(alg.into())),
                 ("type", Value::Text("public-key".into())),
             ])]),
         ),
@@ -110,5 +148,23 @@ pub fn run(to: SocketAddr, pin: &str, rounds: usize) -> Result<()> {
     report("e2e getPinUvAuthToken (PIN checked by custody)", tokens);
     report("e2e GetAssertion with a valid token", ga);
     report("e2e MakeCredential with a valid token", mc);
+
+    let mut user = 1 + rounds as u32;
+    for alg in algorithms(&mut c)? {
+        let n = if matches!(alg, -257 | -37) {
+            (rounds / 40).max(3)
+        } else {
+            (rounds / 4).max(3)
+        };
+        let mut samples = Vec::with_capacity(n);
+        for _ in 0..n {
+            let t = token(&mut c, pin, permission::MC)?;
+            let start = Instant::now();
+            make_credential_with(&mut c, &t, user, alg)?;
+            samples.push(start.elapsed());
+            user += 1;
+        }
+        report(&format!("e2e MakeCredential {}", algorithm_name(alg)), samples);
+    }
     Ok(())
 }

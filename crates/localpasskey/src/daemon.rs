@@ -8,6 +8,11 @@
 //! frames and sends its answer itself, so a response never waits for the I/O
 //! thread to wake up. With no traffic and no request running, the I/O thread
 //! sleeps in `recv` with no timeout: an idle daemon does not wake up.
+//!
+//! Each answered request leaves one debug event on the `localpasskey::timing`
+//! target (the queue wait, the authenticator, the framing and send), so a
+//! benchmark can say where the time inside the daemon goes; it carries
+//! command bytes and durations only.
 
 use crate::transport::Transport;
 use lp_core::authenticator::Authenticator;
@@ -18,7 +23,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The 64-byte datagram CTAP simulators treat as unplug-and-replug.
 pub const POWER_CYCLE_REPORT: [u8; 64] = [
@@ -69,6 +74,8 @@ enum Job {
         txn: u64,
         cmd: u8,
         payload: Vec<u8>,
+        /// When the I/O thread had the whole message.
+        queued: Instant,
     },
     PowerCycle,
     /// The transport is gone: drop the authenticator (its custody flushes
@@ -111,7 +118,16 @@ impl<T: Transport> Shared<T> {
                     self.current.txn.store(txn, Ordering::SeqCst);
                     self.current.cancelled.store(false, Ordering::SeqCst);
                     self.current.set_status(KeepaliveStatus::Processing);
-                    if jobs.send(Job::Request { txn, cmd, payload }).is_err() {
+                    let queued = Instant::now();
+                    if jobs
+                        .send(Job::Request {
+                            txn,
+                            cmd,
+                            payload,
+                            queued,
+                        })
+                        .is_err()
+                    {
                         tracing::error!("worker thread is gone");
                     }
                 }
@@ -173,15 +189,29 @@ pub fn run<T: Transport>(transport: T, mut auth: Authenticator, clock: Arc<dyn C
                         txn,
                         cmd: command,
                         payload,
+                        queued,
                     } => {
+                        let started = Instant::now();
                         let response = match command {
                             cmd::CBOR => auth.handle(&payload, &shared.current),
                             _ => SW_INS_NOT_SUPPORTED.to_vec(),
                         };
+                        let handled = Instant::now();
                         let mut link = shared.link();
                         let now = shared.clock.now();
                         let events = link.hid.respond(txn, command, &response, now);
                         shared.dispatch(&link, events, &jobs_tx);
+                        drop(link);
+                        let us = |d: Duration| d.as_micros() as u64;
+                        tracing::debug!(
+                            target: "localpasskey::timing",
+                            hid_cmd = command,
+                            ctap_cmd = payload.first().copied().unwrap_or(0),
+                            queue_us = us(started - queued),
+                            handle_us = us(handled - started),
+                            frame_send_us = us(handled.elapsed()),
+                            "answered"
+                        );
                     }
                 }
             })

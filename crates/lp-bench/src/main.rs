@@ -2,9 +2,16 @@
 //!
 //! ```text
 //! lp-bench software ROUNDS            raw P-256 sign and SHA-256 vs Authenticator::handle in process
-//! lp-bench peer ROUNDS                ours vs 1Password's passkey-authenticator, in process
+//! lp-bench peer ROUNDS                ours vs 1Password's passkey-authenticator, in process, in pairs
+//!                                     that differ in one thing (attestation, the token check)
+//! lp-bench breakdown TCTI|software DIR ROUNDS
+//!                                     GetAssertion in process on the daemon's store and custody,
+//!                                     each seam timed, plus CTAPHID framing and one raw fsync
+//! lp-bench ping ADDR ROUNDS BYTES     CTAPHID PING round trip over UDP (the transport alone)
+//! lp-bench daemon-log FILE            p50 of the daemon's own per-request timing events
 //! lp-bench scale N ROUNDS DIR         fill an SQLite store with N passkeys (one batch
-//!                                     transaction), then discoverable GetAssertion in process
+//!                                     transaction), then discoverable GetAssertion and
+//!                                     credential-management enumeration in process
 //! lp-bench daemon BIN DIR PORT ROUNDS [IDLE_S]
 //!                                     start the daemon on DIR (software custody): start-up
 //!                                     time, VmRSS, e2e GetAssertion (`localpasskey bench`),
@@ -26,16 +33,17 @@ use lp_core::authenticator::{Authenticator, Config};
 use lp_core::cbor::{self, int_map, text_map};
 use lp_core::clock::ManualClock;
 use lp_core::custody::insecure_software::InsecureSoftwareCustody;
-use lp_core::custody::KeyCustody;
+use lp_core::custody::{CustodyError, KeyCustody};
 use lp_core::pin_protocol::{authenticate_with_token, KeyAgreement, ProtocolVersion, SharedSecret};
-use lp_core::store::{CredentialStore, MemoryStore};
-use lp_core::user::{AlwaysApprove, NoInteraction};
+use lp_core::store::{CredentialStore, MemoryStore, StoreError};
+use lp_core::user::{AlwaysApprove, NoInteraction, Scripted, Step, UserPresence};
 use p256::ecdsa::signature::hazmat::PrehashSigner;
 use p256::ecdsa::{Signature, SigningKey};
 use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const PIN: &str = "246810";
@@ -99,7 +107,7 @@ fn client_pin(auth: &mut Authenticator, entries: Vec<(u64, Value)>) -> Result<Va
     req.extend(cbor::encode(&int_map(entries)));
     let resp = auth.handle(&req, &NoInteraction);
     match resp.split_first() {
-        Some((0, body)) if body.is_empty() => Ok(Value::Null),
+        Some((0, [])) => Ok(Value::Null),
         Some((0, body)) => cbor::decode(body).map_err(|e| anyhow::anyhow!("{e:?}")),
         Some((s, _)) => bail!("clientPIN refused: 0x{s:02x}"),
         None => bail!("empty answer"),
@@ -151,23 +159,23 @@ fn set_pin(auth: &mut Authenticator) -> Result<()> {
     Ok(())
 }
 
-fn get_token(auth: &mut Authenticator, perms: u8, rp: &str) -> Result<[u8; 32]> {
+fn get_token(auth: &mut Authenticator, perms: u8, rp: Option<&str>) -> Result<[u8; 32]> {
     let (shared, platform) = agree(auth)?;
     let hash = Sha256::digest(PIN.as_bytes());
     let enc = shared
         .encrypt(&hash[..16])
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let resp = client_pin(
-        auth,
-        vec![
-            (1, Value::Integer(2.into())),
-            (2, Value::Integer(9.into())),
-            (3, platform),
-            (6, Value::Bytes(enc)),
-            (9, Value::Integer(perms.into())),
-            (10, Value::Text(rp.into())),
-        ],
-    )?;
+    let mut entries = vec![
+        (1, Value::Integer(2.into())),
+        (2, Value::Integer(9.into())),
+        (3, platform),
+        (6, Value::Bytes(enc)),
+        (9, Value::Integer(perms.into())),
+    ];
+    if let Some(rp) = rp {
+        entries.push((10, Value::Text(rp.into())));
+    }
+    let resp = client_pin(auth, entries)?;
     let Value::Map(m) = resp else { bail!("no token") };
     let enc = m
         .into_iter()
@@ -184,10 +192,24 @@ fn get_token(auth: &mut Authenticator, perms: u8, rp: &str) -> Result<[u8; 32]> 
 
 impl Ours {
     fn new(store: Box<dyn CredentialStore>, with_pin: bool) -> Result<Self> {
-        let mut auth = Authenticator::new(
+        Self::with(
             Box::new(InsecureSoftwareCustody::new()),
             store,
             Box::new(AlwaysApprove),
+            with_pin,
+        )
+    }
+
+    fn with(
+        custody: Box<dyn KeyCustody>,
+        store: Box<dyn CredentialStore>,
+        user: Box<dyn UserPresence>,
+        with_pin: bool,
+    ) -> Result<Self> {
+        let mut auth = Authenticator::new(
+            custody,
+            store,
+            user,
             Arc::new(ManualClock::new()),
             Config::default(),
         );
@@ -198,14 +220,20 @@ impl Ours {
     }
 
     fn refresh_token(&mut self, rp: &str) -> Result<()> {
-        self.token = get_token(&mut self.auth, 0x03, rp)?;
+        self.token = get_token(&mut self.auth, 0x03, Some(rp))?;
         Ok(())
     }
 
     fn request(&mut self, cmd: u8, params: &Value) -> Result<Value> {
         let mut req = vec![cmd];
         req.extend(cbor::encode(params));
-        let resp = self.auth.handle(&req, &NoInteraction);
+        self.request_bytes(&req)
+    }
+
+    /// The request already encoded, as a transport hands it over.
+    fn request_bytes(&mut self, req: &[u8]) -> Result<Value> {
+        let cmd = req.first().copied().unwrap_or(0);
+        let resp = self.auth.handle(req, &NoInteraction);
         match resp.split_first() {
             Some((0, body)) => cbor::decode(body).map_err(|e| anyhow::anyhow!("{e:?}")),
             Some((s, _)) => bail!("command 0x{cmd:02x} refused: 0x{s:02x}"),
@@ -215,6 +243,18 @@ impl Ours {
 }
 
 fn mc_params(rp: &str, user: &[u8], token: Option<&[u8; 32]>, rk: bool) -> Value {
+    mc_params_with(rp, user, token, rk, false)
+}
+
+/// `attestation_none`: CTAP 2.2's attestationFormatsPreference (0x0B) = ["none"],
+/// what a platform sends for WebAuthn's `attestation: "none"`.
+fn mc_params_with(
+    rp: &str,
+    user: &[u8],
+    token: Option<&[u8; 32]>,
+    rk: bool,
+    attestation_none: bool,
+) -> Value {
     let mut entries = vec![
         (1, Value::Bytes(CDH.to_vec())),
         (
@@ -247,6 +287,9 @@ fn mc_params(rp: &str, user: &[u8], token: Option<&[u8; 32]>, rk: bool) -> Value
             Value::Bytes(authenticate_with_token(ProtocolVersion::Two, t, &CDH)),
         ));
         entries.push((9, Value::Integer(2.into())));
+    }
+    if attestation_none {
+        entries.push((0x0b, Value::Array(vec![Value::Text("none".into())])));
     }
     int_map(entries)
 }
@@ -410,74 +453,582 @@ mod peer {
     }
 }
 
+/// The check our token check makes (HMAC-SHA-256 of the clientDataHash
+/// under the token, compared with the platform's pinUvAuthParam), done by
+/// the harness before the peer is called: the peer has no clientPIN and
+/// refuses a pinUvAuthParam, so this is how both sides do the same work.
+fn token_check(token: &[u8; 32], param: &[u8]) -> bool {
+    let expected = authenticate_with_token(ProtocolVersion::Two, token, &CDH);
+    std::hint::black_box(expected.as_slice()) == param
+}
+
+/// One ours-vs-peer pair, p50 over interleaved rounds (a noisy neighbour
+/// hurts both sides alike; who goes first alternates, so neither always
+/// runs on the caches the other left), and their ratio.
+fn pair(
+    name: &str,
+    rounds: usize,
+    mut peer_round: impl FnMut(usize) -> Duration,
+    mut our_round: impl FnMut(usize) -> Result<Duration>,
+) -> Result<()> {
+    let (mut p, mut o) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
+    for i in 0..rounds + 20 {
+        let (a, b) = if i % 2 == 0 {
+            let a = peer_round(i);
+            (a, our_round(i)?)
+        } else {
+            let b = our_round(i)?;
+            (peer_round(i), b)
+        };
+        if i >= 20 {
+            p.push(a);
+            o.push(b);
+        }
+    }
+    let peer = report(&format!("peer_{name}"), p);
+    let ours = report(&format!("ours_{name}"), o);
+    println!("RESULT name=ratio_peer_to_ours_{name} value={:.2}", peer / ours);
+    Ok(())
+}
+
 fn peer_comparison(rounds: usize) -> Result<()> {
-    // The same requests for both, without pinUvAuthParam (the peer has no
-    // clientPIN; ours gets `uv` from its prompt, AlwaysApprove here, plus a
-    // token where its rules need one — see below).
+    let rp = "bench.example";
+    let mc_rounds = rounds / 4;
     let mut p = peer::new();
     let mut ours = Ours::new(Box::new(MemoryStore::new()), true)?;
+    // Ours without a token verifies the user itself: the PIN typed at our
+    // prompt and checked by the custody (alwaysUv: there is no unverified path).
+    let mut ours_uv = Ours::with(
+        Box::new(InsecureSoftwareCustody::new()),
+        Box::new(MemoryStore::new()),
+        Box::new(Scripted::new([], Step::Approve).with_pin(PIN)),
+        true,
+    )?;
+    let user = |i: usize| (i as u32).to_be_bytes();
+    let timed = |f: &mut dyn FnMut()| {
+        let t = Instant::now();
+        f();
+        t.elapsed()
+    };
 
-    // MakeCredential (rk, ES256).
-    let mut samples = Vec::new();
+    // MakeCredential (rk, ES256). The peer always answers attestation "none".
+    let peer_mc = |p: &mut peer::Peer, i: usize, check: Option<([u8; 32], Vec<u8>)>| {
+        let req = cbor::encode(&mc_params(rp, &user(i), None, true));
+        timed(&mut || {
+            if let Some((t, param)) = &check {
+                assert!(token_check(t, param));
+            }
+            peer::make_credential(p, &req);
+        })
+    };
+    let param = |t: &[u8; 32]| authenticate_with_token(ProtocolVersion::Two, t, &CDH);
+    let peer_token = [0x17u8; 32];
     let mut peer_ids = Vec::new();
-    for i in 0..rounds / 4 + 20 {
-        let req = cbor::encode(&mc_params("bench.example", &(i as u32).to_be_bytes(), None, true));
-        let t = Instant::now();
-        let out = peer::make_credential(&mut p, &req);
-        let el = t.elapsed();
-        if i >= 20 {
-            samples.push(el);
-        }
-        let v = cbor::decode(&out[1..]).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        peer_ids.push(credential_id(&v)?);
+    pair(
+        "make_credential_none_without_token",
+        mc_rounds,
+        |i| peer_mc(&mut p, i, None),
+        |i| {
+            let req = cbor::encode(&mc_params_with(rp, &user(i), None, true, true));
+            let mut req_bytes = vec![0x01];
+            req_bytes.extend(req);
+            let t = Instant::now();
+            ours_uv.request_bytes(&req_bytes)?;
+            Ok(t.elapsed())
+        },
+    )?;
+    for (name, none) in [
+        ("make_credential_none_with_token", true),
+        ("make_credential_packed_vs_none_with_token", false),
+    ] {
+        pair(
+            name,
+            mc_rounds,
+            |i| peer_mc(&mut p, 100_000 + i, Some((peer_token, param(&peer_token)))),
+            |i| {
+                ours.refresh_token(rp)?;
+                let mut req = vec![0x01];
+                req.extend(cbor::encode(&mc_params_with(
+                    rp,
+                    &user(100_000 + i),
+                    Some(&ours.token),
+                    true,
+                    none,
+                )));
+                let t = Instant::now();
+                ours.request_bytes(&req)?;
+                Ok(t.elapsed())
+            },
+        )?;
     }
-    let peer_mc = report("peer_make_credential", samples);
-    let mut samples = Vec::new();
-    let mut our_id = Vec::new();
-    for i in 0..rounds / 4 + 20 {
-        ours.refresh_token("bench.example")?;
-        let req = mc_params(
-            "bench.example",
-            &(i as u32).to_be_bytes(),
-            Some(&ours.token),
-            true,
-        );
-        let t = Instant::now();
-        let v = ours.request(0x01, &req)?;
-        let el = t.elapsed();
-        if i >= 20 {
-            samples.push(el);
-        }
-        our_id = credential_id(&v)?;
-    }
-    let our_mc = report("ours_make_credential", samples);
 
-    // GetAssertion with an allowList (the peer's MemoryStore only finds
-    // credentials by id), UP and UV.
-    let peer_req = cbor::encode(&ga_params("bench.example", Some(&peer_ids[0]), None, true));
-    let peer_ga = report(
-        "peer_get_assertion",
-        time(rounds, || {
+    // GetAssertion with an allowList (the peer's MemoryStore finds
+    // credentials by id only), one credential each.
+    let out = peer::make_credential(&mut p, &cbor::encode(&mc_params(rp, b"ga", None, true)));
+    peer_ids.push(credential_id(
+        &cbor::decode(&out[1..]).map_err(|e| anyhow::anyhow!("{e:?}"))?,
+    )?);
+    let peer_req = cbor::encode(&ga_params(rp, Some(&peer_ids[0]), None, true));
+    let mut peer_ga = |check: bool| {
+        let pp = param(&peer_token);
+        timed(&mut || {
+            if check {
+                assert!(token_check(&peer_token, &pp));
+            }
             peer::get_assertion(&mut p, &peer_req);
-        }),
-    );
-    // Ours: UP with a token spends it, so time GetAssertion with up=false
-    // and a live token (the same processing minus a presence prompt that
-    // AlwaysApprove answers instantly anyway).
-    ours.refresh_token("bench.example")?;
+        })
+    };
+    let v = ours_uv.request(0x01, &mc_params_with(rp, b"ga", None, true, true))?;
+    let uv_id = credential_id(&v)?;
+    let mut req_uv = vec![0x02];
+    req_uv.extend(cbor::encode(&ga_params(rp, Some(&uv_id), None, true)));
+    ours.refresh_token(rp)?;
     let t = ours.token;
-    let our_req = ga_params("bench.example", Some(&our_id), Some(&t), false);
-    let our_ga = report(
-        "ours_get_assertion",
+    let v = ours.request(0x01, &mc_params_with(rp, b"ga", Some(&t), true, true))?;
+    let id = credential_id(&v)?;
+    ours.refresh_token(rp)?;
+    let t = ours.token;
+    // Ours with a token: `up: false`, as UP would spend the token each time
+    // (the peer's AlwaysYes presence costs nothing either way).
+    let mut req_token = vec![0x02];
+    req_token.extend(cbor::encode(&ga_params(rp, Some(&id), Some(&t), false)));
+    let mut peer_ga_ref = |c| peer_ga(c);
+    pair(
+        "get_assertion_without_token",
+        rounds,
+        |_| peer_ga_ref(false),
+        |_| {
+            let t = Instant::now();
+            ours_uv.request_bytes(&req_uv)?;
+            Ok(t.elapsed())
+        },
+    )?;
+    pair(
+        "get_assertion_with_token",
+        rounds,
+        |_| peer_ga_ref(true),
+        |_| {
+            let t = Instant::now();
+            ours.request_bytes(&req_token)?;
+            Ok(t.elapsed())
+        },
+    )?;
+    Ok(())
+}
+
+// ------------------------------------------------------------- breakdown
+
+/// Time spent per seam during one request, summed over its calls.
+type Meter = Arc<Mutex<BTreeMap<&'static str, Duration>>>;
+
+fn metered<T>(meter: &Meter, stage: &'static str, f: impl FnOnce() -> T) -> T {
+    let t = Instant::now();
+    let out = f();
+    *meter
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(stage)
+        .or_default() += t.elapsed();
+    out
+}
+
+/// The daemon's custody with a stopwatch around each call: the same object
+/// the daemon uses, so what it reports is what the daemon pays.
+struct TimedCustody {
+    inner: Box<dyn KeyCustody>,
+    meter: Meter,
+}
+
+impl KeyCustody for TimedCustody {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn is_hardware(&self) -> bool {
+        self.inner.is_hardware()
+    }
+    fn algorithms(&self) -> Vec<lp_core::custody::Algorithm> {
+        self.inner.algorithms()
+    }
+    fn create_key(
+        &mut self,
+        alg: lp_core::custody::Algorithm,
+    ) -> Result<lp_core::custody::NewKey, CustodyError> {
+        metered(&self.meter, "custody_other", || self.inner.create_key(alg))
+    }
+    fn sign(&mut self, blob: &[u8], message: &[u8]) -> Result<Vec<u8>, CustodyError> {
+        metered(&self.meter, "custody_sign", || self.inner.sign(blob, message))
+    }
+    fn create_hmac_key(&mut self) -> Result<Vec<u8>, CustodyError> {
+        metered(&self.meter, "custody_other", || self.inner.create_hmac_key())
+    }
+    fn hmac(&mut self, blob: &[u8], message: &[u8]) -> Result<[u8; 32], CustodyError> {
+        metered(&self.meter, "custody_other", || self.inner.hmac(blob, message))
+    }
+    fn seal(&mut self, data: &[u8]) -> Result<Vec<u8>, CustodyError> {
+        metered(&self.meter, "custody_other", || self.inner.seal(data))
+    }
+    fn unseal(&mut self, blob: &[u8]) -> Result<Vec<u8>, CustodyError> {
+        metered(&self.meter, "custody_other", || self.inner.unseal(blob))
+    }
+    fn reset(&mut self, vault: Option<&[u8]>) -> Result<(), CustodyError> {
+        self.inner.reset(vault)
+    }
+    fn create_vault(&mut self, auth: &[u8; 32]) -> Result<Vec<u8>, CustodyError> {
+        self.inner.create_vault(auth)
+    }
+    fn unlock(&mut self, vault: &[u8], auth: &[u8; 32]) -> Result<Option<Vec<u8>>, CustodyError> {
+        metered(&self.meter, "custody_other", || self.inner.unlock(vault, auth))
+    }
+    fn pin_retries(&mut self, vault: &[u8]) -> Result<Option<u8>, CustodyError> {
+        metered(&self.meter, "custody_other", || self.inner.pin_retries(vault))
+    }
+    fn change_auth(&mut self, vault: &[u8], old: &[u8; 32], new: &[u8; 32]) -> Result<Vec<u8>, CustodyError> {
+        self.inner.change_auth(vault, old, new)
+    }
+    fn commit_change(
+        &mut self,
+        vault: &[u8],
+        old: &[u8; 32],
+        new: &[u8; 32],
+    ) -> Result<Vec<u8>, CustodyError> {
+        self.inner.commit_change(vault, old, new)
+    }
+    fn lock(&mut self) {
+        self.inner.lock()
+    }
+    fn is_unlocked(&self) -> bool {
+        self.inner.is_unlocked()
+    }
+}
+
+/// The daemon's SQLite store with a stopwatch: the counter write (its
+/// transaction and fsync) apart from every read.
+struct TimedStore {
+    inner: Box<dyn CredentialStore>,
+    meter: Meter,
+}
+
+impl CredentialStore for TimedStore {
+    fn insert(&mut self, cred: &lp_core::store::Credential) -> Result<Vec<Vec<u8>>, StoreError> {
+        metered(&self.meter, "store_write", || self.inner.insert(cred))
+    }
+    fn get(&self, id: &[u8]) -> Result<Option<lp_core::store::Credential>, StoreError> {
+        metered(&self.meter, "store_reads", || self.inner.get(id))
+    }
+    fn discoverable_for_rp(&self, rp_id: &str) -> Result<Vec<lp_core::store::Credential>, StoreError> {
+        metered(&self.meter, "store_reads", || {
+            self.inner.discoverable_for_rp(rp_id)
+        })
+    }
+    fn increment_counter(&mut self, id: &[u8], now: u64) -> Result<u32, StoreError> {
+        metered(&self.meter, "store_counter_fsync", || {
+            self.inner.increment_counter(id, now)
+        })
+    }
+    fn delete(&mut self, id: &[u8]) -> Result<bool, StoreError> {
+        metered(&self.meter, "store_write", || self.inner.delete(id))
+    }
+    fn delete_all(&mut self) -> Result<(), StoreError> {
+        metered(&self.meter, "store_write", || self.inner.delete_all())
+    }
+    fn all(&self) -> Result<Vec<lp_core::store::Credential>, StoreError> {
+        metered(&self.meter, "store_reads", || self.inner.all())
+    }
+    fn update_user(
+        &mut self,
+        id: &[u8],
+        name: Option<&str>,
+        display_name: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        metered(&self.meter, "store_write", || {
+            self.inner.update_user(id, name, display_name)
+        })
+    }
+    fn discoverable_rps(&self) -> Result<Vec<(String, Option<String>)>, StoreError> {
+        metered(&self.meter, "store_reads", || self.inner.discoverable_rps())
+    }
+    fn count_discoverable(&self) -> Result<u64, StoreError> {
+        metered(&self.meter, "store_reads", || self.inner.count_discoverable())
+    }
+    fn discoverable_generation(&self) -> Result<u64, StoreError> {
+        metered(&self.meter, "store_reads", || {
+            self.inner.discoverable_generation()
+        })
+    }
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        metered(&self.meter, "store_reads", || self.inner.get_meta(key))
+    }
+    fn set_meta(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        metered(&self.meter, "store_write", || self.inner.set_meta(key, value))
+    }
+    fn delete_meta(&mut self, key: &str) -> Result<(), StoreError> {
+        metered(&self.meter, "store_write", || self.inner.delete_meta(key))
+    }
+}
+
+/// The cost of the one fsync durability needs: append 256 bytes (about a WAL
+/// frame's worth of change) to a file in the data directory and fdatasync it.
+fn raw_fsync(dir: &Path, rounds: usize) -> Result<Vec<Duration>> {
+    use std::io::Write;
+    let path = dir.join("fsync-probe");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)?;
+    let block = [0x5au8; 256];
+    let samples = time(rounds, || {
+        f.write_all(&block).expect("write");
+        f.sync_data().expect("fdatasync");
+    });
+    drop(f);
+    std::fs::remove_file(path)?;
+    Ok(samples)
+}
+
+/// CTAPHID in process: reassembling `request` from its reports, and framing
+/// `response` into reports (the I/O thread's and the worker's share).
+fn ctaphid_costs(request: &[u8], response: &[u8], rounds: usize) -> Result<()> {
+    use lp_core::ctaphid::{cmd, frame, Ctaphid, Event, BROADCAST_CID};
+    let mut hid = Ctaphid::new();
+    let init = frame(BROADCAST_CID, cmd::INIT, b"breakdwn").context("frame")?;
+    let cid = hid
+        .handle_report(&init[0], 0)
+        .into_iter()
+        .find_map(|e| match e {
+            Event::Send { report, .. } => Some(u32::from_be_bytes([
+                report[15], report[16], report[17], report[18],
+            ])),
+            _ => None,
+        })
+        .context("no INIT answer")?;
+    let reports = frame(cid, cmd::CBOR, request).context("frame")?;
+    let (mut reassemble, mut respond) = (Vec::new(), Vec::new());
+    for i in 0..rounds + 20 {
+        let t = Instant::now();
+        let mut txn = None;
+        for r in &reports {
+            for e in hid.handle_report(r, 0) {
+                if let Event::Request { txn: t, .. } = e {
+                    txn = Some(t);
+                }
+            }
+        }
+        let a = t.elapsed();
+        let txn = txn.context("no request")?;
+        let t = Instant::now();
+        std::hint::black_box(hid.respond(txn, cmd::CBOR, response, 0));
+        let b = t.elapsed();
+        if i >= 20 {
+            reassemble.push(a);
+            respond.push(b);
+        }
+    }
+    println!(
+        "RESULT name=breakdown_sizes request_bytes={} request_reports={} response_bytes={} response_reports={}",
+        request.len(),
+        reports.len(),
+        response.len(),
+        frame(cid, cmd::CBOR, response).map_or(0, |f| f.len())
+    );
+    report("breakdown_ctaphid_reassemble_request", reassemble);
+    report("breakdown_ctaphid_frame_response", respond);
+    Ok(())
+}
+
+/// GetAssertion (discoverable, a fresh token each round as a browser has,
+/// UP and UV) through `Authenticator::handle` on the daemon's own parts: the
+/// SQLite store in `dir` and the TPM custody on `tcti` (or the software
+/// custody), each seam timed. What is not in a seam is the authenticator's
+/// own work: CBOR decoding and encoding, the token check, authData.
+fn breakdown(tcti: &str, dir: &Path, rounds: usize) -> Result<()> {
+    let meter: Meter = Arc::default();
+    let inner: Box<dyn KeyCustody> = if tcti == "software" {
+        Box::new(InsecureSoftwareCustody::new())
+    } else {
+        Box::new(lp_tpm::TpmCustody::open(tcti).map_err(|e| anyhow::anyhow!("{e}"))?)
+    };
+    let custody = TimedCustody {
+        inner,
+        meter: meter.clone(),
+    };
+    let store = TimedStore {
+        inner: Box::new(store_sqlite::SqliteStore::open(dir)?),
+        meter: meter.clone(),
+    };
+    let mut ours = Ours::with(Box::new(custody), Box::new(store), Box::new(AlwaysApprove), true)?;
+    let rp = "bench.localpasskey.invalid";
+    ours.refresh_token(rp)?;
+    let t = ours.token;
+    ours.request(0x01, &mc_params(rp, b"breakdown", Some(&t), true))?;
+
+    let mut stages: BTreeMap<&'static str, Vec<Duration>> = BTreeMap::new();
+    let mut totals = Vec::with_capacity(rounds);
+    let (mut request, mut response) = (Vec::new(), Vec::new());
+    for i in 0..rounds + 10 {
+        ours.refresh_token(rp)?;
+        let t = ours.token;
+        request = vec![0x02];
+        request.extend(cbor::encode(&ga_params(rp, None, Some(&t), true)));
+        meter.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        let start = Instant::now();
+        response = ours.auth.handle(&request, &NoInteraction);
+        let total = start.elapsed();
+        if response.first() != Some(&0) {
+            bail!("GetAssertion refused: {:02x?}", response.first());
+        }
+        if i < 10 {
+            continue;
+        }
+        let m = std::mem::take(&mut *meter.lock().unwrap_or_else(|e| e.into_inner()));
+        let seams: Duration = m.values().sum();
+        for (k, v) in m {
+            stages.entry(k).or_default().push(v);
+        }
+        stages
+            .entry("authenticator_own_work")
+            .or_default()
+            .push(total.saturating_sub(seams));
+        totals.push(total);
+    }
+    report("breakdown_handle_get_assertion_total", totals);
+    for (k, v) in stages {
+        report(&format!("breakdown_{k}"), v);
+    }
+    // MakeCredential the same way (each one a new discoverable passkey),
+    // with packed self-attestation and with attestation "none".
+    for (label, none) in [("packed", false), ("none", true)] {
+        let mut stages: BTreeMap<&'static str, Vec<Duration>> = BTreeMap::new();
+        let mut totals = Vec::new();
+        for i in 0..(rounds / 4).max(3) + 3 {
+            ours.refresh_token(rp)?;
+            let t = ours.token;
+            let user = format!("mc-{label}-{i}");
+            let mut req = vec![0x01];
+            req.extend(cbor::encode(&mc_params_with(
+                rp,
+                user.as_bytes(),
+                Some(&t),
+                true,
+                none,
+            )));
+            meter.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            let start = Instant::now();
+            let out = ours.auth.handle(&req, &NoInteraction);
+            let total = start.elapsed();
+            if out.first() != Some(&0) {
+                bail!("MakeCredential refused: {:02x?}", out.first());
+            }
+            if i < 3 {
+                continue;
+            }
+            let m = std::mem::take(&mut *meter.lock().unwrap_or_else(|e| e.into_inner()));
+            let seams: Duration = m.values().sum();
+            for (k, v) in m {
+                stages.entry(k).or_default().push(v);
+            }
+            stages
+                .entry("authenticator_own_work")
+                .or_default()
+                .push(total.saturating_sub(seams));
+            totals.push(total);
+        }
+        report(&format!("breakdown_mc_{label}_handle_total"), totals);
+        for (k, v) in stages {
+            report(&format!("breakdown_mc_{label}_{k}"), v);
+        }
+    }
+
+    let cdh_param = authenticate_with_token(ProtocolVersion::Two, &ours.token, &CDH);
+    report(
+        "breakdown_token_hmac_alone",
         time(rounds, || {
-            ours.request(0x02, &our_req).expect("GetAssertion");
+            std::hint::black_box(token_check(&ours.token, &cdh_param));
         }),
     );
-    println!(
-        "RESULT name=ratio_peer_to_ours make_credential={:.2} get_assertion={:.2}",
-        peer_mc / our_mc,
-        peer_ga / our_ga
+    report(
+        "breakdown_cbor_decode_request",
+        time(rounds, || {
+            std::hint::black_box(lp_core::types::GetAssertionRequest::decode(&request[1..]).expect("decode"));
+        }),
     );
+    let value = cbor::decode(&response[1..]).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    report(
+        "breakdown_cbor_encode_response",
+        time(rounds, || {
+            std::hint::black_box(cbor::encode(&value));
+        }),
+    );
+    ctaphid_costs(&request, &response, rounds)?;
+    report("breakdown_raw_fsync", raw_fsync(dir, rounds)?);
+    Ok(())
+}
+
+/// CTAPHID PING over UDP with a `bytes` payload, echoed back: the transport's
+/// own round trip (both sockets, the I/O thread, framing), no authenticator.
+fn ping(addr: &str, rounds: usize, bytes: usize) -> Result<()> {
+    use lp_core::ctaphid::{cmd, frame, BROADCAST_CID};
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    sock.connect(addr)?;
+    sock.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let mut buf = [0u8; 64];
+    let init = frame(BROADCAST_CID, cmd::INIT, b"pingpong").context("frame")?;
+    sock.send(&init[0])?;
+    let cid = loop {
+        sock.recv(&mut buf)?;
+        if buf[7..15] == *b"pingpong" {
+            break u32::from_be_bytes([buf[15], buf[16], buf[17], buf[18]]);
+        }
+    };
+    let payload = vec![0xa5u8; bytes];
+    let reports = frame(cid, cmd::PING, &payload).context("frame")?;
+    let samples = time(rounds, || {
+        for r in &reports {
+            sock.send(r).expect("send");
+        }
+        for _ in 0..reports.len() {
+            sock.recv(&mut buf).expect("PING answer");
+        }
+    });
+    println!(
+        "RESULT name=transport_sizes bytes={bytes} reports_each_way={}",
+        reports.len()
+    );
+    report(&format!("transport_udp_ping_{bytes}_bytes"), samples);
+    Ok(())
+}
+
+/// The daemon's `localpasskey::timing` events for CTAP command `ctap` (2:
+/// GetAssertion): p50 of each field.
+fn daemon_log(path: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(path)?;
+    let mut fields: BTreeMap<(String, String), Vec<Duration>> = BTreeMap::new();
+    for line in text.lines().filter(|l| l.contains("localpasskey::timing")) {
+        let kv: Vec<(&str, &str)> = line
+            .split_whitespace()
+            .filter_map(|w| w.split_once('='))
+            .collect();
+        let Some(ctap) = kv
+            .iter()
+            .find(|(k, _)| *k == "ctap_cmd")
+            .map(|(_, v)| v.to_string())
+        else {
+            continue;
+        };
+        for (k, v) in &kv {
+            if let (Some(name), Ok(us)) = (k.strip_suffix("_us"), v.parse::<u64>()) {
+                fields
+                    .entry((ctap.clone(), name.to_string()))
+                    .or_default()
+                    .push(Duration::from_micros(us));
+            }
+        }
+    }
+    if fields.is_empty() {
+        bail!("no timing events in {}", path.display());
+    }
+    for ((ctap, name), samples) in fields {
+        report(&format!("daemon_ctap{ctap}_{name}"), samples);
+    }
     Ok(())
 }
 
@@ -550,6 +1101,75 @@ fn scale(n: usize, rounds: usize, dir: &Path) -> Result<()> {
         &format!("scale_in_process_discoverable_get_assertion_n{n}"),
         time(rounds, || {
             ours.request(0x02, &ga).expect("GetAssertion");
+        }),
+    );
+    enumeration(&mut ours, n, rounds)
+}
+
+/// Credential management (0x0A) over the whole store, as a manager app or
+/// `fido2-token -L -r` does it: the metadata, the first RP, every RP (Begin
+/// then one GetNext per RP), and one RP's credentials.
+fn enumeration(ours: &mut Ours, n: usize, rounds: usize) -> Result<()> {
+    ours.token = get_token(&mut ours.auth, 0x04, None)?;
+    let token = ours.token;
+    let begin = |sub: u64, sub_params: Option<Value>| {
+        let mut message = vec![sub as u8];
+        if let Some(p) = &sub_params {
+            message.extend(cbor::encode(p));
+        }
+        let mut entries = vec![(1, Value::Integer(sub.into()))];
+        if let Some(p) = sub_params {
+            entries.push((2, p));
+        }
+        entries.push((3, Value::Integer(2.into())));
+        entries.push((
+            4,
+            Value::Bytes(authenticate_with_token(ProtocolVersion::Two, &token, &message)),
+        ));
+        int_map(entries)
+    };
+    let field = |v: &Value, key: u64| -> Option<u64> {
+        let Value::Map(m) = v else { return None };
+        m.iter()
+            .find(|(k, _)| *k == Value::Integer(key.into()))
+            .and_then(|(_, v)| v.as_integer())
+            .and_then(|i| u64::try_from(i).ok())
+    };
+    let metadata = begin(0x01, None);
+    report(
+        &format!("scale_cred_mgmt_metadata_n{n}"),
+        time(rounds.min(200), || {
+            ours.request(0x0a, &metadata).expect("getCredsMetadata");
+        }),
+    );
+    let rps_begin = begin(0x02, None);
+    report(
+        &format!("scale_cred_mgmt_enumerate_rps_begin_n{n}"),
+        time(rounds.min(50), || {
+            ours.request(0x0a, &rps_begin).expect("enumerateRPsBegin");
+        }),
+    );
+    let next = int_map([(1, Value::Integer(0x03.into()))]);
+    let mut whole = Vec::new();
+    let mut count = 0;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let first = ours.request(0x0a, &rps_begin)?;
+        count = field(&first, 0x05).context("no totalRPs")?;
+        for _ in 1..count {
+            ours.request(0x0a, &next)?;
+        }
+        whole.push(t.elapsed());
+    }
+    println!("RESULT name=scale_cred_mgmt_rps n={n} rps={count}");
+    report(&format!("scale_cred_mgmt_enumerate_all_rps_n{n}"), whole);
+    let rp_hash = Sha256::digest(b"bench.localpasskey.invalid").to_vec();
+    let creds_begin = begin(0x04, Some(int_map([(1, Value::Bytes(rp_hash))])));
+    report(
+        &format!("scale_cred_mgmt_enumerate_credentials_begin_n{n}"),
+        time(rounds.min(200), || {
+            ours.request(0x0a, &creds_begin)
+                .expect("enumerateCredentialsBegin");
         }),
     );
     Ok(())
@@ -665,6 +1285,9 @@ fn main() -> Result<()> {
     match arg(0) {
         "software" => software(num(1, 2000)),
         "peer" => peer_comparison(num(1, 2000)),
+        "breakdown" => breakdown(arg(1), Path::new(arg(2)), num(3, 200)),
+        "ping" => ping(arg(1), num(2, 300), num(3, 200)),
+        "daemon-log" => daemon_log(Path::new(arg(1))),
         "scale" => scale(num(1, 1000), num(2, 500), Path::new(arg(3))),
         "daemon" => daemon(
             arg(1),
@@ -673,6 +1296,8 @@ fn main() -> Result<()> {
             num(4, 300),
             num(5, 0) as u64,
         ),
-        _ => bail!("usage: lp-bench software|peer|scale|daemon ... (see src/main.rs)"),
+        _ => bail!(
+            "usage: lp-bench software|peer|breakdown|ping|daemon-log|scale|daemon ... (see src/main.rs)"
+        ),
     }
 }

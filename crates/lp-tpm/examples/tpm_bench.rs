@@ -1,8 +1,10 @@
 //! Timings of the TPM custody: `cargo run --release -p lp-tpm --example tpm_bench -- TCTI [N]`
 //! e.g. `swtpm:path=DIR/tpm.sock` (swtpm on a unix socket) or `device:/dev/tpmrm0`.
 //!
-//! Not a test. Prints p50/p99 of each operation; the last one is a raw
-//! TPM2_Sign with a loaded key, outside the custody.
+//! Not a test. Prints p50/p99 of each operation; the last ones are outside
+//! the custody: a raw TPM2_Sign with a loaded key (the floor), and the two
+//! ways a key can be brought back for one signature on a TPM other processes
+//! can reach (TPM2_Load again, or TPM2_ContextLoad of a context saved once).
 
 use lp_core::custody::{Algorithm, KeyCustody};
 use lp_tpm::{TpmCustody, DEFAULT_TCTI};
@@ -122,16 +124,52 @@ fn raw_sign(tcti: &str, n: usize) -> Result<(), Box<dyn std::error::Error>> {
         hierarchy: TPM2_RH_NULL,
         digest: Default::default(),
     })?;
+    let sign = |ctx: &mut Context, key| {
+        ctx.execute_with_session(Some(AuthSession::Password), |ctx| {
+            ctx.sign(key, digest.clone(), scheme, no_ticket.clone())
+        })
+        .unwrap()
+    };
     report(
         "sign, key cached (one TPM2_Sign)",
-        time(n, |_| {
-            ctx.execute_with_session(Some(AuthSession::Password), |ctx| {
-                ctx.sign(key, digest.clone(), scheme, no_ticket.clone())
-            })
-            .unwrap()
-        }),
+        time(n, |_| sign(&mut ctx, key)),
     );
     ctx.flush_context(key.into())?;
+
+    // What a signature costs when the key may not stay loaded (no resource
+    // manager: anyone on the socket could use a loaded key between our
+    // commands). Load is what the custody does, under the vault's policy
+    // too; a saved context is sealed by the TPM's own context key and useful
+    // only to whoever holds it, so it may stay in our memory while unlocked.
+    let template = lp_tpm::credential_template()?;
+    let blob = ctx.execute_with_session(Some(AuthSession::Password), |ctx| {
+        ctx.create(primary, template, None, None, None, None)
+    })?;
+    report(
+        "Load + Sign + Flush (no vault policy)",
+        time(n, |_| {
+            let k = ctx
+                .execute_with_session(Some(AuthSession::Password), |ctx| {
+                    ctx.load(primary, blob.out_private.clone(), blob.out_public.clone())
+                })
+                .unwrap();
+            sign(&mut ctx, k);
+            ctx.flush_context(k.into()).unwrap();
+        }),
+    );
+    let k = ctx.execute_with_session(Some(AuthSession::Password), |ctx| {
+        ctx.load(primary, blob.out_private.clone(), blob.out_public.clone())
+    })?;
+    let saved = ctx.context_save(k.into())?;
+    ctx.flush_context(k.into())?;
+    report(
+        "ContextLoad + Sign + Flush (context saved once)",
+        time(n, |_| {
+            let k: tss_esapi::handles::KeyHandle = ctx.context_load(saved.clone()).unwrap().into();
+            sign(&mut ctx, k);
+            ctx.flush_context(k.into()).unwrap();
+        }),
+    );
     ctx.flush_context(primary.into())?;
     Ok(())
 }
