@@ -35,8 +35,8 @@ use lp_core::cbor::{self, int_map};
 use lp_core::clock::ManualClock;
 use lp_core::ctaphid::{self, Ctaphid, Event, REPORT_LEN};
 use lp_core::custody::insecure_software::InsecureSoftwareCustody;
-use lp_core::pin;
-use lp_core::pin_protocol::{authenticate_with_token, KeyAgreement, ProtocolVersion, SharedSecret};
+use lp_core::pin_protocol::{authenticate_with_token, KeyAgreement, ProtocolVersion};
+use lp_core::platform::{self, PinSession};
 use lp_core::status::CtapError;
 use lp_core::store::MemoryStore;
 use lp_core::types::command;
@@ -326,35 +326,17 @@ impl Rig {
         response
     }
 
-    fn client_pin(&mut self, entries: Vec<(u64, Value)>) -> Vec<u8> {
-        let mut req = vec![command::CLIENT_PIN];
-        req.extend(cbor::encode(&int_map(entries)));
-        self.send(&req)
-    }
-
-    /// getKeyAgreement, then our half of the ECDH.
-    fn agree(&mut self, v: ProtocolVersion) -> Option<(SharedSecret, Value)> {
-        let resp = self.client_pin(vec![
-            (1, Value::Integer(v.as_u64().into())),
-            (2, Value::Integer(2.into())),
-        ]);
+    /// getKeyAgreement, then our half of the ECDH, as the platform module
+    /// does it, with a fixed platform key: the authenticator's side is
+    /// random anyway.
+    fn session(&mut self, v: ProtocolVersion) -> Option<PinSession> {
+        let resp = self.send(&platform::get_key_agreement(v).encode());
         let (&status, body) = resp.split_first()?;
         if status != 0 {
             return None;
         }
-        let Ok(Value::Map(entries)) = cbor::decode(body) else {
-            return None;
-        };
-        let their = entries
-            .into_iter()
-            .find(|(k, _)| k == &Value::Integer(1.into()))?
-            .1;
-        // A fixed platform key: the authenticator's side is random anyway.
         let ours = KeyAgreement::from_secret_scalar(&[7u8; 32]).ok()?;
-        let ours_public = ours.public_cose();
-        // ECDH is symmetric: our secret with their public key.
-        let shared = ours.shared_secret(v, their).ok()?;
-        Some((shared, ours_public))
+        PinSession::with_key(ours, v, body).ok()
     }
 
     /// A well-formed clientPIN command (see [`Op::Pin`]); returns the status.
@@ -364,7 +346,7 @@ impl Rig {
         } else {
             ProtocolVersion::Two
         };
-        let Some((shared, platform)) = self.agree(v) else {
+        let Some(s) = self.session(v) else {
             return 0xff;
         };
         let corrupt = flags & 2 != 0;
@@ -374,76 +356,24 @@ impl Rig {
         }
         let sub = (flags >> 2) & 3;
         let old_pin = self.pin.clone().unwrap_or_else(|| PIN.to_vec());
-        let mac = |m: &[u8]| {
-            let mut t = shared.authenticate(m);
-            if corrupt {
-                if let Some(b) = t.first_mut() {
-                    *b ^= 1;
-                }
-            }
-            t
-        };
-        let version = Value::Integer(v.as_u64().into());
-        let (entries, new_pin) = match sub {
+        let (request, new_pin) = match sub {
             // setPIN
-            0 => {
-                let Ok(enc) = shared.encrypt(&padded) else {
-                    return 0xff;
-                };
-                let param = mac(&enc);
-                (
-                    vec![
-                        (1, version),
-                        (2, Value::Integer(3.into())),
-                        (3, platform),
-                        (4, Value::Bytes(param)),
-                        (5, Value::Bytes(enc)),
-                    ],
-                    Some(body),
-                )
-            }
+            0 => (s.set_pin(&padded), Some(body)),
             // changePIN from the PIN the harness knows to `body`
-            1 => {
-                let Ok(new_enc) = shared.encrypt(&padded) else {
-                    return 0xff;
-                };
-                let Ok(hash_enc) = shared.encrypt(&pin::pin_hash(&old_pin)[..]) else {
-                    return 0xff;
-                };
-                let mut m = new_enc.clone();
-                m.extend_from_slice(&hash_enc);
-                let param = mac(&m);
-                (
-                    vec![
-                        (1, version),
-                        (2, Value::Integer(4.into())),
-                        (3, platform),
-                        (4, Value::Bytes(param)),
-                        (5, Value::Bytes(new_enc)),
-                        (6, Value::Bytes(hash_enc)),
-                    ],
-                    Some(body),
-                )
-            }
+            1 => (s.change_pin(&old_pin, &padded), Some(body)),
             // getPinToken / getPinUvAuthTokenUsingPinWithPermissions with `body` as the PIN
-            _ => {
-                let Ok(hash_enc) = shared.encrypt(&pin::pin_hash(body)[..]) else {
-                    return 0xff;
-                };
-                let mut entries = vec![
-                    (1, version),
-                    (2, Value::Integer(if sub == 2 { 5 } else { 9 }.into())),
-                    (3, platform),
-                    (6, Value::Bytes(hash_enc)),
-                ];
-                if sub == 3 {
-                    entries.push((9, Value::Integer(3.into())));
-                    entries.push((10, Value::Text(RP_IDS[0].into())));
-                }
-                (entries, None)
-            }
+            2 => (s.pin_token(body, None), None),
+            _ => (s.pin_token(body, Some((3, Some(RP_IDS[0])))), None),
         };
-        let resp = self.client_pin(entries);
+        let Ok(mut request) = request else {
+            return 0xff;
+        };
+        if corrupt {
+            if let Some(b) = request.pin_uv_auth_param.as_mut().and_then(|p| p.first_mut()) {
+                *b ^= 1;
+            }
+        }
+        let resp = self.send(&request.encode());
         let status = resp.first().copied().unwrap_or(0xff);
         if status == 0 {
             if let Some(p) = new_pin {
@@ -454,8 +384,8 @@ impl Rig {
                 if let Ok(mut mine) = self.person.pin.lock() {
                     *mine = p;
                 }
-            } else if let Some(token) = decrypt_token(&shared, &resp[1..]) {
-                self.token = Some((v, token));
+            } else if let Ok(token) = s.token(&resp[1..]) {
+                self.token = Some((v, *token));
             }
         }
         status
@@ -467,37 +397,24 @@ impl Rig {
         } else {
             ProtocolVersion::Two
         };
-        let Some((shared, platform)) = self.agree(v) else {
+        let Some(s) = self.session(v) else {
             return;
         };
         let known = self.pin.clone().unwrap_or_else(|| PIN.to_vec());
         let typed: &[u8] = if flags & 2 != 0 { b"wrong" } else { &known };
-        let Ok(hash_enc) = shared.encrypt(&pin::pin_hash(typed)[..]) else {
+        let rp_id = RP_IDS[usize::from(rp) % RP_IDS.len()];
+        let request = match (flags >> 2) & 3 {
+            0 => s.pin_token(typed, None),
+            1 | 3 => s.pin_token(typed, Some((perms, Some(rp_id)))),
+            _ => Ok(s.uv_token(perms, Some(rp_id))),
+        };
+        let Ok(request) = request else {
             return;
         };
-        let rp_id = RP_IDS[usize::from(rp) % RP_IDS.len()];
-        let mut entries = vec![(1, Value::Integer(v.as_u64().into())), (3, platform)];
-        match (flags >> 2) & 3 {
-            0 => {
-                entries.insert(1, (2, Value::Integer(5.into())));
-                entries.push((6, Value::Bytes(hash_enc)));
-            }
-            1 | 3 => {
-                entries.insert(1, (2, Value::Integer(9.into())));
-                entries.push((6, Value::Bytes(hash_enc)));
-                entries.push((9, Value::Integer(perms.into())));
-                entries.push((10, Value::Text(rp_id.into())));
-            }
-            _ => {
-                entries.insert(1, (2, Value::Integer(6.into())));
-                entries.push((9, Value::Integer(perms.into())));
-                entries.push((10, Value::Text(rp_id.into())));
-            }
-        }
-        let resp = self.client_pin(entries);
+        let resp = self.send(&request.encode());
         if resp.first() == Some(&0) {
-            if let Some(token) = decrypt_token(&shared, &resp[1..]) {
-                self.token = Some((v, token));
+            if let Ok(token) = s.token(&resp[1..]) {
+                self.token = Some((v, *token));
             }
         }
     }
@@ -579,18 +496,6 @@ impl Rig {
             }
         }
     }
-}
-
-fn decrypt_token(shared: &SharedSecret, body: &[u8]) -> Option<[u8; 32]> {
-    let Ok(Value::Map(entries)) = cbor::decode(body) else {
-        return None;
-    };
-    let enc = entries
-        .into_iter()
-        .find(|(k, _)| k == &Value::Integer(2.into()))?
-        .1;
-    let plain = shared.decrypt(enc.as_bytes()?).ok()?;
-    plain.try_into().ok()
 }
 
 /// The checks every answer must pass, whatever the request.

@@ -4,10 +4,12 @@
 
 use anyhow::{bail, Context, Result};
 use ciborium::value::Value;
-use lp_core::cbor::{self, int_map};
+use lp_core::cbor;
 use lp_core::ctaphid::{cmd, frame, BROADCAST_CID, REPORT_LEN};
-use lp_core::pin_protocol::{KeyAgreement, ProtocolVersion, SharedSecret};
+use lp_core::pin_protocol::ProtocolVersion;
+use lp_core::platform::{self, PinSession};
 use lp_core::status::CtapError;
+use lp_core::types::client_pin;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, UdpSocket};
@@ -332,19 +334,29 @@ impl Client {
         if let Some(p) = params {
             msg.extend(cbor::encode(&p));
         }
-        let reply = self.transact(cmd::CBOR, &msg, REPLY_TIMEOUT)?;
+        let body = match self.request(&msg)? {
+            Ok(body) => body,
+            Err(e) => return Ok(Err(e)),
+        };
+        if body.is_empty() {
+            return Ok(Ok(Value::Map(vec![])));
+        }
+        Ok(Ok(
+            cbor::decode(&body).map_err(|e| anyhow::anyhow!("bad CBOR reply: {e}"))?
+        ))
+    }
+
+    /// Send a whole CTAP request (command byte and parameters); returns the
+    /// answer's body after the status byte, or the CTAP error.
+    pub fn request(&mut self, msg: &[u8]) -> Result<Result<Vec<u8>, CtapError>> {
+        let reply = self.transact(cmd::CBOR, msg, REPLY_TIMEOUT)?;
         let Some((&status, rest)) = reply.split_first() else {
             bail!("empty reply");
         };
         if status != 0 {
             return Ok(Err(status_error(status)));
         }
-        if rest.is_empty() {
-            return Ok(Ok(Value::Map(vec![])));
-        }
-        Ok(Ok(
-            cbor::decode(rest).map_err(|e| anyhow::anyhow!("bad CBOR reply: {e}"))?
-        ))
+        Ok(Ok(rest.to_vec()))
     }
 }
 
@@ -359,36 +371,19 @@ fn get(map: &Value, key: u64) -> Option<&Value> {
         .map(|(_, v)| v)
 }
 
-const CLIENT_PIN: u8 = 0x06;
 const GET_INFO: u8 = 0x04;
 const V: ProtocolVersion = ProtocolVersion::Two;
 
 /// clientPIN's getKeyAgreement, then our half of the ECDH.
-fn agree(c: &mut Client) -> Result<(SharedSecret, Value)> {
-    let resp = c
-        .ctap(
-            CLIENT_PIN,
-            Some(int_map([
-                (1, Value::Integer(2.into())),
-                (2, Value::Integer(2.into())),
-            ])),
-        )?
+fn session(c: &mut Client) -> Result<PinSession> {
+    let body = c
+        .request(&platform::get_key_agreement(V).encode())?
         .map_err(|e| anyhow::anyhow!("getKeyAgreement refused: {e}"))?;
-    let key = get(&resp, 1).context("no key agreement in the reply")?.clone();
-    let ours = KeyAgreement::new();
-    let shared = ours
-        .shared_secret(V, key)
-        .map_err(|e| anyhow::anyhow!("bad key agreement: {e}"))?;
-    Ok((shared, ours.public_cose()))
+    PinSession::from_answer(V, &body).map_err(|e| anyhow::anyhow!("bad key agreement: {e}"))
 }
 
 fn padded(pin: &str) -> Result<Zeroizing<Vec<u8>>> {
-    if pin.len() > 63 {
-        bail!("a PIN is at most 63 bytes");
-    }
-    let mut p = Zeroizing::new(pin.as_bytes().to_vec());
-    p.resize(64, 0);
-    Ok(p)
+    platform::padded_pin(pin.as_bytes()).map_err(|_| anyhow::anyhow!("a PIN is at most 63 bytes"))
 }
 
 pub struct PinStatus {
@@ -406,70 +401,32 @@ pub fn pin_status(c: &mut Client) -> Result<PinStatus> {
         .and_then(|m| m.iter().find(|(k, _)| k.as_text() == Some("clientPin")))
         .and_then(|(_, v)| v.as_bool())
         .unwrap_or(false);
-    let r = c
-        .ctap(
-            CLIENT_PIN,
-            Some(int_map([
-                (1, Value::Integer(2.into())),
-                (2, Value::Integer(1.into())),
-            ])),
-        )?
+    let body = c
+        .request(&platform::get_pin_retries().encode())?
         .map_err(|e| anyhow::anyhow!("getPINRetries refused: {e}"))?;
-    let retries = get(&r, 3)
-        .and_then(Value::as_integer)
-        .and_then(|i| u64::try_from(i).ok())
-        .unwrap_or(0);
-    let power_cycle_needed = get(&r, 4).and_then(Value::as_bool).unwrap_or(false);
+    let r =
+        client_pin::Response::decode(&body).map_err(|e| anyhow::anyhow!("bad getPINRetries reply: {e}"))?;
     Ok(PinStatus {
         set,
-        retries,
-        power_cycle_needed,
+        retries: r.pin_retries.unwrap_or(0).into(),
+        power_cycle_needed: r.power_cycle_state.unwrap_or(false),
     })
 }
 
 pub fn set_pin(c: &mut Client, pin: &str) -> Result<Result<(), CtapError>> {
-    let (shared, platform) = agree(c)?;
-    let enc = shared
-        .encrypt(&padded(pin)?)
+    let s = session(c)?;
+    let req = s
+        .set_pin(&padded(pin)?)
         .map_err(|e| anyhow::anyhow!("encrypt: {e}"))?;
-    let param = shared.authenticate(&enc);
-    Ok(c.ctap(
-        CLIENT_PIN,
-        Some(int_map([
-            (1, Value::Integer(2.into())),
-            (2, Value::Integer(3.into())),
-            (3, platform),
-            (4, Value::Bytes(param)),
-            (5, Value::Bytes(enc)),
-        ])),
-    )?
-    .map(|_| ()))
+    Ok(c.request(&req.encode())?.map(|_| ()))
 }
 
 pub fn change_pin(c: &mut Client, old: &str, new: &str) -> Result<Result<(), CtapError>> {
-    let (shared, platform) = agree(c)?;
-    let new_enc = shared
-        .encrypt(&padded(new)?)
+    let s = session(c)?;
+    let req = s
+        .change_pin(old.as_bytes(), &padded(new)?)
         .map_err(|e| anyhow::anyhow!("encrypt: {e}"))?;
-    let hash = lp_core::pin::pin_hash(old.as_bytes());
-    let hash_enc = shared
-        .encrypt(&hash[..])
-        .map_err(|e| anyhow::anyhow!("encrypt: {e}"))?;
-    let mut msg = new_enc.clone();
-    msg.extend_from_slice(&hash_enc);
-    let param = shared.authenticate(&msg);
-    Ok(c.ctap(
-        CLIENT_PIN,
-        Some(int_map([
-            (1, Value::Integer(2.into())),
-            (2, Value::Integer(4.into())),
-            (3, platform),
-            (4, Value::Bytes(param)),
-            (5, Value::Bytes(new_enc)),
-            (6, Value::Bytes(hash_enc)),
-        ])),
-    )?
-    .map(|_| ()))
+    Ok(c.request(&req.encode())?.map(|_| ()))
 }
 
 /// getPinUvAuthTokenUsingPinWithPermissions; returns the decrypted token.
@@ -479,32 +436,18 @@ pub fn pin_token(
     permissions: u8,
     rp_id: &str,
 ) -> Result<Result<[u8; 32], CtapError>> {
-    let (shared, platform) = agree(c)?;
-    let hash = lp_core::pin::pin_hash(pin.as_bytes());
-    let hash_enc = shared
-        .encrypt(&hash[..])
+    let s = session(c)?;
+    let req = s
+        .pin_token(pin.as_bytes(), Some((permissions, Some(rp_id))))
         .map_err(|e| anyhow::anyhow!("encrypt: {e}"))?;
-    let resp = c.ctap(
-        CLIENT_PIN,
-        Some(int_map([
-            (1, Value::Integer(2.into())),
-            (2, Value::Integer(9.into())),
-            (3, platform),
-            (6, Value::Bytes(hash_enc)),
-            (9, Value::Integer(permissions.into())),
-            (10, Value::Text(rp_id.into())),
-        ])),
-    )?;
-    let resp = match resp {
-        Ok(r) => r,
+    let body = match c.request(&req.encode())? {
+        Ok(body) => body,
         Err(e) => return Ok(Err(e)),
     };
-    let enc = get(&resp, 2)
-        .and_then(Value::as_bytes)
-        .context("no token in the reply")?;
-    let token = Zeroizing::new(shared.decrypt(enc).map_err(|e| anyhow::anyhow!("decrypt: {e}"))?);
-    let token: [u8; 32] = token.as_slice().try_into().context("token is not 32 bytes")?;
-    Ok(Ok(token))
+    let token = s
+        .token(&body)
+        .map_err(|e| anyhow::anyhow!("bad token reply: {e}"))?;
+    Ok(Ok(*token))
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ pub mod extensions;
 pub mod persistent_token;
 pub mod pin;
 pub mod pin_protocol;
+pub mod platform;
 pub mod status;
 pub mod store;
 pub mod types;

@@ -10,6 +10,7 @@ use crate::custody::{Algorithm, PublicKey};
 use crate::pin::{self, permission};
 use crate::pin_protocol::ProtocolVersion;
 use crate::pin_protocol::{KeyAgreement, SharedSecret};
+use crate::platform;
 use crate::store::MemoryStore;
 use crate::types::{command, ES256};
 use crate::user::Verification;
@@ -249,38 +250,30 @@ fn padded(pin: &str) -> Vec<u8> {
     p
 }
 
+/// A clientPIN request the platform module built; the answer's body.
+fn send_pin(r: &mut Rig, req: &crate::types::client_pin::Request) -> Result<Vec<u8>, u8> {
+    let resp = r.auth.handle(&req.encode(), &NoInteraction);
+    match resp.split_first() {
+        Some((0, body)) => Ok(body.to_vec()),
+        Some((&code, _)) => Err(code),
+        None => Err(0xff),
+    }
+}
+
+/// getKeyAgreement and our half of the ECDH, as a platform does it.
+fn session(r: &mut Rig, v: ProtocolVersion) -> platform::PinSession {
+    let body = send_pin(r, &platform::get_key_agreement(v)).expect("getKeyAgreement");
+    platform::PinSession::from_answer(v, &body).unwrap()
+}
+
 fn set_pin(r: &mut Rig, pin: &str, v: ProtocolVersion) -> Result<(), u8> {
-    let (shared, platform) = agree(r, v);
-    let enc = shared.encrypt(&padded(pin)).unwrap();
-    let param = shared.authenticate(&enc);
-    client_pin(
-        r,
-        v,
-        3,
-        vec![(3, platform), (4, Value::Bytes(param)), (5, Value::Bytes(enc))],
-    )
-    .map(|_| ())
+    let s = session(r, v);
+    send_pin(r, &s.set_pin(&padded(pin)).unwrap()).map(|_| ())
 }
 
 fn change_pin(r: &mut Rig, old: &str, new: &str, v: ProtocolVersion) -> Result<(), u8> {
-    let (shared, platform) = agree(r, v);
-    let new_enc = shared.encrypt(&padded(new)).unwrap();
-    let hash_enc = shared.encrypt(&crate::pin::pin_hash(old.as_bytes())[..]).unwrap();
-    let mut msg = new_enc.clone();
-    msg.extend_from_slice(&hash_enc);
-    let param = shared.authenticate(&msg);
-    client_pin(
-        r,
-        v,
-        4,
-        vec![
-            (3, platform),
-            (4, Value::Bytes(param)),
-            (5, Value::Bytes(new_enc)),
-            (6, Value::Bytes(hash_enc)),
-        ],
-    )
-    .map(|_| ())
+    let s = session(r, v);
+    send_pin(r, &s.change_pin(old.as_bytes(), &padded(new)).unwrap()).map(|_| ())
 }
 
 /// getPinUvAuthTokenUsingPinWithPermissions; returns the decrypted token.
@@ -295,19 +288,9 @@ fn pin_token_for(
     perms: u8,
     rp: Option<&str>,
 ) -> Result<[u8; 32], u8> {
-    let (shared, platform) = agree(r, v);
-    let hash_enc = shared.encrypt(&crate::pin::pin_hash(pin.as_bytes())[..]).unwrap();
-    let mut extra = vec![
-        (3, platform),
-        (6, Value::Bytes(hash_enc)),
-        (9, Value::Integer(perms.into())),
-    ];
-    if let Some(rp) = rp {
-        extra.push((10, text(rp)));
-    }
-    let resp = client_pin(r, v, 9, extra)?;
-    let token = shared.decrypt(&bytes_of(get(&resp, 2))).unwrap();
-    Ok(token.try_into().unwrap())
+    let s = session(r, v);
+    let body = send_pin(r, &s.pin_token(pin.as_bytes(), Some((perms, rp))).unwrap())?;
+    Ok(*s.token(&body).unwrap())
 }
 
 fn retries(r: &mut Rig) -> (u8, bool) {

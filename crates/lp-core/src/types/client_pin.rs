@@ -108,3 +108,72 @@ impl From<Response> for Value {
         int_map(m)
     }
 }
+
+impl Request {
+    /// A request with only these two members; the platform's constructors
+    /// (`crate::platform`) fill in the rest.
+    pub fn new(protocol: Option<ProtocolVersion>, subcommand: Subcommand) -> Self {
+        Self {
+            protocol: protocol.map(ProtocolVersion::as_u64),
+            subcommand,
+            key_agreement: None,
+            pin_uv_auth_param: None,
+            new_pin_enc: None,
+            pin_hash_enc: None,
+            permissions: None,
+            rp_id: None,
+        }
+    }
+
+    /// The whole CTAP request: the command byte, then the parameters.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut m = vec![(0x02, Value::Integer((self.subcommand as u64).into()))];
+        if let Some(p) = self.protocol {
+            m.push((0x01, Value::Integer(p.into())));
+        }
+        if let Some(k) = &self.key_agreement {
+            m.push((0x03, k.clone()));
+        }
+        let bytes = [
+            (0x04, &self.pin_uv_auth_param),
+            (0x05, &self.new_pin_enc),
+            (0x06, &self.pin_hash_enc),
+        ];
+        for (key, value) in bytes {
+            if let Some(b) = value {
+                m.push((key, Value::Bytes(b.clone())));
+            }
+        }
+        if let Some(p) = self.permissions {
+            m.push((0x09, Value::Integer(p.into())));
+        }
+        if let Some(rp) = &self.rp_id {
+            m.push((0x0A, Value::Text(rp.clone())));
+        }
+        let mut out = vec![super::command::CLIENT_PIN];
+        out.extend(cbor::encode(&int_map(m)));
+        out
+    }
+}
+
+impl Response {
+    /// The platform's reading of an answer's map (CTAP2_ERR_INVALID_CBOR
+    /// for anything that is not one, a member of the wrong type
+    /// CTAP2_ERR_CBOR_UNEXPECTED_TYPE).
+    pub fn decode(body: &[u8]) -> Result<Self, CtapError> {
+        if body.is_empty() {
+            return Ok(Self::default());
+        }
+        let mut m = RequestMap::parse(body)?;
+        let small = |v: Value| -> Result<u8, CtapError> {
+            u8::try_from(cbor::unsigned(v)?).map_err(|_| CtapError::InvalidCbor)
+        };
+        Ok(Self {
+            key_agreement: m.take(0x01),
+            pin_uv_auth_token: m.take(0x02).map(cbor::bytes).transpose()?,
+            pin_retries: m.take(0x03).map(small).transpose()?,
+            power_cycle_state: m.take(0x04).map(cbor::boolean).transpose()?,
+            uv_retries: m.take(0x05).map(small).transpose()?,
+        })
+    }
+}
