@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Crash-safety and two-channel soak tests for LocalPasskey (issue 6).
+"""Crash-safety and two-channel soak tests for LocalPasskey.
 
     soak.py crash    --kills N   [--seed S] [--json OUT]
     soak.py channels --seconds T [--seed S] [--json OUT]

@@ -17,7 +17,7 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 if [ -z "${LPK_E2E_ARGS:-}" ] && [ "${LPK_E2E_FULL:-0}" != 1 ]; then
-    files="info_and_hid bad_input webauthn ctap21 ctap22 pin presence algorithms"
+    files="info_and_hid bad_input webauthn ctap21 credential_management extensions large_blobs config ctap22 pin presence algorithms"
     LPK_E2E_ARGS="$(printf 'tests/e2e/test_%s.py ' $files)-k '(soft and not algorithms) or (algorithms and tpm)' -m 'not slow'"
 fi
 export LPK_E2E_ARGS
