@@ -25,7 +25,7 @@ and every answer arrives on the channel that asked, with that request's
 payload — nothing lost, nothing crossed.
 
 Both print their counts and exit non-zero on any violation. Helpers for the
-UDP transport come from tests/e2e/lpk.py (imported, not copied).
+UDP transport come from tests/e2e/lpk (imported, not copied).
 """
 
 from __future__ import annotations
