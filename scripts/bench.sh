@@ -70,9 +70,10 @@ start_swtpm() {
 port=$((20000 + RANDOM % 10000))
 
 echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -r)"
-echo "# date: $(date -u +%FT%TZ); rounds: $ROUNDS"
+echo "# date: $(date -u +%FT%TZ); rounds: $ROUNDS; load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# data directories and fsyncs on: $(df -T "$WORK" | awk 'NR == 2 { print $2 " (" $1 ")" }')"
 echo
-echo "## The TPM alone (swtpm $(swtpm --version 2>&1 | head -1 | awk '{print $NF}'))"
+echo "## The TPM alone (swtpm $(swtpm --version 2>&1 | head -1 | grep -oE 'version [0-9.]+' | cut -d' ' -f2))"
 start_swtpm raw
 target/release/examples/tpm_bench "$tcti" "$ROUNDS" | tee "$WORK/raw.txt"
 
