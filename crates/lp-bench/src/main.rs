@@ -22,10 +22,14 @@
 
 // The store is the daemon's own code, compiled in here so that the scale
 // benchmark measures exactly what the daemon runs (the daemon crate has no
-// library target).
-#[path = "../../localpasskey/src/store_sqlite.rs"]
-#[allow(dead_code)]
-mod store_sqlite;
+// library target). Through a module named for the daemon's `src`, so that
+// the store's own child modules (its unit tests) resolve as they do there.
+#[path = "../../localpasskey/src"]
+mod daemon_src {
+    #[allow(dead_code)]
+    pub mod store_sqlite;
+}
+use daemon_src::store_sqlite;
 
 use anyhow::{bail, Context, Result};
 use ciborium::value::Value;
