@@ -41,7 +41,8 @@ use lp_core::status::CtapError;
 use lp_core::store::MemoryStore;
 use lp_core::types::command;
 use lp_core::user::{
-    Interaction, KeepaliveStatus, NoInteraction, Presence, PresenceRequest, UserPresence, Verification,
+    Interaction, KeepaliveStatus, NoInteraction, Presence, PresenceRequest, Refusal, UserPresence,
+    Verification,
 };
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -110,9 +111,9 @@ impl UserPresence for Person {
         match self.next() {
             Answer::Approve => typed(&self.pin.lock().map(|p| p.clone()).unwrap_or_default()),
             Answer::WrongPin => typed(b"not the pin"),
-            Answer::Deny => Verification::Denied,
-            Answer::TimeOut => Verification::TimedOut,
-            Answer::Cancel => Verification::Cancelled,
+            Answer::Deny => Verification::Refused(Refusal::Denied),
+            Answer::TimeOut => Verification::Refused(Refusal::TimedOut),
+            Answer::Cancel => Verification::Refused(Refusal::Cancelled),
         }
     }
 
@@ -124,9 +125,9 @@ impl UserPresence for Person {
     ) -> Presence {
         match self.next() {
             Answer::Approve | Answer::WrongPin => Presence::Approved,
-            Answer::Deny => Presence::Denied,
-            Answer::TimeOut => Presence::TimedOut,
-            Answer::Cancel => Presence::Cancelled,
+            Answer::Deny => Presence::Refused(Refusal::Denied),
+            Answer::TimeOut => Presence::Refused(Refusal::TimedOut),
+            Answer::Cancel => Presence::Refused(Refusal::Cancelled),
         }
     }
 }

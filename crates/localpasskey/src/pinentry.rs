@@ -11,7 +11,7 @@
 //! the dialog, and the PIN is never logged.
 
 use lp_core::user::{
-    Action, Interaction, KeepaliveStatus, Presence, PresenceRequest, UserPresence, Verification,
+    Action, Interaction, KeepaliveStatus, Presence, PresenceRequest, Refusal, UserPresence, Verification,
 };
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
@@ -368,9 +368,9 @@ impl UserPresence for Pinentry {
         });
         match r {
             Ok(Reply::Ok) | Ok(Reply::Data(_)) => Presence::Approved,
-            Ok(Reply::Err(GPG_ERR_TIMEOUT)) | Err(Outcome::TimedOut) => Presence::TimedOut,
-            Ok(Reply::Err(_)) | Err(Outcome::Failed) => Presence::Denied,
-            Err(Outcome::Cancelled) => Presence::Cancelled,
+            Ok(Reply::Err(GPG_ERR_TIMEOUT)) | Err(Outcome::TimedOut) => Presence::Refused(Refusal::TimedOut),
+            Ok(Reply::Err(_)) | Err(Outcome::Failed) => Presence::Refused(Refusal::Denied),
+            Err(Outcome::Cancelled) => Presence::Refused(Refusal::Cancelled),
         }
     }
 
@@ -396,15 +396,17 @@ impl UserPresence for Pinentry {
         match r {
             Ok(Reply::Data(pin)) => match String::from_utf8(pin.to_vec()) {
                 Ok(p) if !p.is_empty() => Verification::Pin(Zeroizing::new(p)),
-                _ => Verification::Denied,
+                _ => Verification::Refused(Refusal::Denied),
             },
             // OK with no data: an empty PIN, which is no answer.
-            Ok(Reply::Ok) => Verification::Denied,
-            Ok(Reply::Err(GPG_ERR_TIMEOUT)) | Err(Outcome::TimedOut) => Verification::TimedOut,
-            Ok(Reply::Err(GPG_ERR_CANCELED)) | Ok(Reply::Err(_)) | Err(Outcome::Failed) => {
-                Verification::Denied
+            Ok(Reply::Ok) => Verification::Refused(Refusal::Denied),
+            Ok(Reply::Err(GPG_ERR_TIMEOUT)) | Err(Outcome::TimedOut) => {
+                Verification::Refused(Refusal::TimedOut)
             }
-            Err(Outcome::Cancelled) => Verification::Cancelled,
+            Ok(Reply::Err(GPG_ERR_CANCELED)) | Ok(Reply::Err(_)) | Err(Outcome::Failed) => {
+                Verification::Refused(Refusal::Denied)
+            }
+            Err(Outcome::Cancelled) => Verification::Refused(Refusal::Cancelled),
         }
     }
 }
@@ -487,19 +489,19 @@ mod tests {
         )));
         assert_eq!(
             p.request_presence(&req(), Duration::from_secs(10), &NoInteraction),
-            Presence::Denied
+            Presence::Refused(Refusal::Denied)
         );
         let mut p = Pinentry::new(Some(fake(dir.path(), "echo 'ERR 83886179 cancelled'", "echo OK")));
         assert!(matches!(
             p.request_verification(&req(), 8, Duration::from_secs(10), &NoInteraction),
-            Verification::Denied
+            Verification::Refused(Refusal::Denied)
         ));
         // Nobody answers: the dialog is killed at the deadline.
         let mut p = Pinentry::new(Some(fake(dir.path(), "sleep 30", "sleep 30")));
         let t = Instant::now();
         assert_eq!(
             p.request_presence(&req(), Duration::from_millis(300), &NoInteraction),
-            Presence::TimedOut
+            Presence::Refused(Refusal::TimedOut)
         );
         assert!(t.elapsed() < Duration::from_secs(5));
     }
@@ -517,11 +519,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut p = Pinentry::new(Some(fake(dir.path(), "sleep 30", "sleep 30")));
         let v = p.request_verification(&req(), 8, Duration::from_secs(20), &CancelSoon(Instant::now()));
-        assert!(matches!(v, Verification::Cancelled), "{v:?}");
+        assert!(matches!(v, Verification::Refused(Refusal::Cancelled)), "{v:?}");
         let mut p = Pinentry::new(Some("/nonexistent/pinentry".into()));
         assert_eq!(
             p.request_presence(&req(), Duration::from_secs(1), &NoInteraction),
-            Presence::Denied
+            Presence::Refused(Refusal::Denied)
         );
     }
 
@@ -682,7 +684,7 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         let mut p = Pinentry::new(Some(path.display().to_string()));
         let v = p.request_verification(&req(), 8, Duration::from_secs(10), &NoInteraction);
-        assert!(matches!(v, Verification::Denied), "{v:?}");
+        assert!(matches!(v, Verification::Refused(Refusal::Denied)), "{v:?}");
     }
 
     #[test]

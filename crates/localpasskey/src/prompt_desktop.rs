@@ -13,7 +13,7 @@
 //! well-formed approval — a crash, garbage, silence — is a refusal.
 
 use anyhow::{bail, Context, Result};
-use lp_core::user::{Action, Interaction, Presence, PresenceRequest, UserPresence, Verification};
+use lp_core::user::{Action, Interaction, Presence, PresenceRequest, Refusal, UserPresence, Verification};
 use serde::Deserialize;
 use std::ffi::OsString;
 use std::io::{Read, Write};
@@ -388,9 +388,9 @@ impl UserPresence for DesktopPrompt {
     ) -> Presence {
         match self.ask(req, false, None, timeout, io) {
             Outcome::Approved(_) => Presence::Approved,
-            Outcome::Denied => Presence::Denied,
-            Outcome::TimedOut => Presence::TimedOut,
-            Outcome::Cancelled => Presence::Cancelled,
+            Outcome::Denied => Presence::Refused(Refusal::Denied),
+            Outcome::TimedOut => Presence::Refused(Refusal::TimedOut),
+            Outcome::Cancelled => Presence::Refused(Refusal::Cancelled),
         }
     }
 
@@ -403,9 +403,9 @@ impl UserPresence for DesktopPrompt {
     ) -> Verification {
         match self.ask(req, true, Some(retries), timeout, io) {
             Outcome::Approved(Some(pin)) => Verification::Pin(pin),
-            Outcome::Approved(None) | Outcome::Denied => Verification::Denied,
-            Outcome::TimedOut => Verification::TimedOut,
-            Outcome::Cancelled => Verification::Cancelled,
+            Outcome::Approved(None) | Outcome::Denied => Verification::Refused(Refusal::Denied),
+            Outcome::TimedOut => Verification::Refused(Refusal::TimedOut),
+            Outcome::Cancelled => Verification::Refused(Refusal::Cancelled),
         }
     }
 }
@@ -479,17 +479,17 @@ mod tests {
         let mut f = fake(r#"read -r req; echo '{"answer":"deny"}'"#);
         assert_eq!(
             f.prompt.request_presence(&sign_in(), LONG, &NoInteraction),
-            Presence::Denied
+            Presence::Refused(Refusal::Denied)
         );
         let mut f = fake(r#"read -r req; echo '{"answer":"timeout"}'"#);
         assert_eq!(
             f.prompt.request_presence(&sign_in(), LONG, &NoInteraction),
-            Presence::TimedOut
+            Presence::Refused(Refusal::TimedOut)
         );
         let mut f = fake(r#"read -r req; echo '{"answer":"deny"}'"#);
         assert!(matches!(
             f.prompt.request_verification(&sign_in(), 5, LONG, &NoInteraction),
-            Verification::Denied
+            Verification::Refused(Refusal::Denied)
         ));
     }
 
@@ -531,7 +531,7 @@ mod tests {
             let mut f = fake(body);
             assert_eq!(
                 f.prompt.request_presence(&sign_in(), LONG, &NoInteraction),
-                Presence::Denied,
+                Presence::Refused(Refusal::Denied),
                 "{body}"
             );
         }
@@ -544,7 +544,7 @@ mod tests {
             assert!(
                 matches!(
                     f.prompt.request_verification(&sign_in(), 8, LONG, &NoInteraction),
-                    Verification::Denied
+                    Verification::Refused(Refusal::Denied)
                 ),
                 "{body}"
             );
@@ -557,7 +557,7 @@ mod tests {
         p.env = Box::new(|name| (name == "DISPLAY").then(|| ":99".into()));
         assert_eq!(
             p.request_presence(&sign_in(), LONG, &NoInteraction),
-            Presence::Denied
+            Presence::Refused(Refusal::Denied)
         );
     }
 
@@ -567,7 +567,7 @@ mod tests {
         f.prompt.env = Box::new(|_| None);
         assert_eq!(
             f.prompt.request_presence(&sign_in(), LONG, &NoInteraction),
-            Presence::Denied
+            Presence::Refused(Refusal::Denied)
         );
         assert!(!f.dir.path().join("started").exists());
         // Wayland alone is enough.
@@ -605,7 +605,7 @@ mod tests {
         let start = Instant::now();
         let p = f.prompt.request_presence(&sign_in(), LONG, &io);
         let took = start.elapsed();
-        assert_eq!(p, Presence::Cancelled);
+        assert_eq!(p, Presence::Refused(Refusal::Cancelled));
         assert!(took < Duration::from_secs(5), "took {took:?}");
         let dir = f.dir.path();
         let grandchild: i32 = std::fs::read_to_string(dir.join("grandchild"))
@@ -631,7 +631,7 @@ mod tests {
         };
         assert!(matches!(
             f.prompt.request_verification(&sign_in(), 8, LONG, &io),
-            Verification::Cancelled
+            Verification::Refused(Refusal::Cancelled)
         ));
         assert!(!alive(pid_of(f.dir.path())));
     }
@@ -644,7 +644,7 @@ mod tests {
             .prompt
             .request_presence(&sign_in(), Duration::from_millis(1000), &NoInteraction);
         let took = start.elapsed();
-        assert_eq!(p, Presence::TimedOut);
+        assert_eq!(p, Presence::Refused(Refusal::TimedOut));
         assert!(
             took >= Duration::from_millis(1000) && took < Duration::from_secs(5),
             "took {took:?}"
@@ -655,7 +655,7 @@ mod tests {
         assert!(matches!(
             f.prompt
                 .request_verification(&sign_in(), 8, Duration::from_millis(100), &NoInteraction),
-            Verification::TimedOut
+            Verification::Refused(Refusal::TimedOut)
         ));
     }
 

@@ -245,9 +245,7 @@ impl Authenticator {
         io.set_status(KeepaliveStatus::Processing);
         match answer {
             Presence::Approved => Ok(()),
-            Presence::Denied => Err(CtapError::OperationDenied),
-            Presence::TimedOut => Err(CtapError::UserActionTimeout),
-            Presence::Cancelled => Err(CtapError::KeepaliveCancel),
+            Presence::Refused(r) => Err(r.into()),
         }
     }
 }

@@ -45,14 +45,32 @@ pub struct PresenceRequest {
     pub user_name: Option<String>,
 }
 
+/// Why the person's answer is not a yes: the one refusal type of this
+/// seam, mapped once to CTAP status codes (`From<Refusal> for CtapError`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Presence {
-    Approved,
+pub enum Refusal {
+    /// The person said no.
     Denied,
     /// Nobody answered before the deadline.
     TimedOut,
     /// The platform sent CTAPHID_CANCEL.
     Cancelled,
+}
+
+impl From<Refusal> for crate::status::CtapError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Denied => Self::OperationDenied,
+            Refusal::TimedOut => Self::UserActionTimeout,
+            Refusal::Cancelled => Self::KeepaliveCancel,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    Approved,
+    Refused(Refusal),
 }
 
 /// Status shown to the platform through CTAPHID_KEEPALIVE.
@@ -87,19 +105,15 @@ impl Interaction for NoInteraction {
 /// into our own prompt (which is also their presence), or why there is none.
 pub enum Verification {
     Pin(zeroize::Zeroizing<String>),
-    Denied,
-    TimedOut,
-    Cancelled,
+    Refused(Refusal),
 }
 
 impl std::fmt::Debug for Verification {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Verification::Pin(_) => "Pin(<redacted>)",
-            Verification::Denied => "Denied",
-            Verification::TimedOut => "TimedOut",
-            Verification::Cancelled => "Cancelled",
-        })
+        match self {
+            Verification::Pin(_) => f.write_str("Pin(<redacted>)"),
+            Verification::Refused(r) => write!(f, "Refused({r:?})"),
+        }
     }
 }
 
@@ -119,7 +133,7 @@ pub trait UserPresence: Send {
         _timeout: Duration,
         _io: &dyn Interaction,
     ) -> Verification {
-        Verification::Denied
+        Verification::Refused(Refusal::Denied)
     }
 
     /// Ask for presence and wait at most `timeout` for an answer, returning
@@ -197,14 +211,14 @@ pub fn play_step(step: &Step, timeout: Duration, io: &dyn Interaction) -> Presen
     io.set_status(KeepaliveStatus::UpNeeded);
     let (wait, then) = match *step {
         Step::Approve | Step::Pin(_) => return Presence::Approved,
-        Step::Deny => return Presence::Denied,
+        Step::Deny => return Presence::Refused(Refusal::Denied),
         Step::DelayThenApprove(d) if d < timeout => (d, Presence::Approved),
-        Step::DelayThenApprove(_) | Step::NoAnswer => (timeout, Presence::TimedOut),
+        Step::DelayThenApprove(_) | Step::NoAnswer => (timeout, Presence::Refused(Refusal::TimedOut)),
     };
     let start = std::time::Instant::now();
     while start.elapsed() < wait {
         if io.is_cancelled() {
-            return Presence::Cancelled;
+            return Presence::Refused(Refusal::Cancelled);
         }
         std::thread::sleep(Duration::from_millis(5).min(wait.saturating_sub(start.elapsed())));
     }
@@ -223,10 +237,10 @@ pub fn play_verification(
     match step {
         Step::Pin(pin) => typed(pin),
         other => match play_step(other, timeout, io) {
-            Presence::Approved => fallback_pin.map(typed).unwrap_or(Verification::Denied),
-            Presence::Denied => Verification::Denied,
-            Presence::TimedOut => Verification::TimedOut,
-            Presence::Cancelled => Verification::Cancelled,
+            Presence::Approved => fallback_pin
+                .map(typed)
+                .unwrap_or(Verification::Refused(Refusal::Denied)),
+            Presence::Refused(r) => Verification::Refused(r),
         },
     }
 }

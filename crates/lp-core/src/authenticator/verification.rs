@@ -139,9 +139,7 @@ impl Authenticator {
         io.set_status(KeepaliveStatus::Processing);
         let pin = match answer {
             Verification::Pin(pin) => pin,
-            Verification::Denied => return Err(CtapError::OperationDenied),
-            Verification::TimedOut => return Err(CtapError::UserActionTimeout),
-            Verification::Cancelled => return Err(CtapError::KeepaliveCancel),
+            Verification::Refused(r) => return Err(r.into()),
         };
         match self.pin().check(&pin::pin_hash(pin.as_bytes())) {
             Err(CtapError::PinInvalid) => Err(CtapError::UvInvalid),
