@@ -14,18 +14,11 @@
 use anyhow::{bail, Context};
 use lp_core::store::{Credential, CredentialStore, StoreError};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior};
-use std::fs::{DirBuilder, OpenOptions, Permissions};
-use std::io::ErrorKind;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The database file inside the data directory.
 pub const DB_FILE_NAME: &str = "credentials.sqlite3";
-
-/// The schema this code writes. A database with a higher `user_version` was
-/// written by a newer LocalPasskey; we refuse it rather than guess.
-const SCHEMA_VERSION: i64 = 3;
 
 /// How long a writer waits for another process (the CLI while the daemon
 /// runs, or the other way round) before giving up. Every transaction here is
@@ -41,59 +34,6 @@ const COLUMNS: &str = "id, rp_id, rp_name, user_id, user_name, user_display_name
 /// bumped in the same transaction as every change a credential-management
 /// listing would show (CTAP 2.2's credential store state).
 const GENERATION_KEY: &str = "store.discoverable_generation";
-
-/// Schema version 3: CTAP 2.2's thirdPartyPayment flag.
-const SCHEMA_V3: &str = "
-ALTER TABLE credentials ADD COLUMN third_party_payment INTEGER NOT NULL DEFAULT 0
-    CHECK (third_party_payment IN (0, 1));
-";
-
-/// Schema version 2: the CTAP 2.1 extensions' per-credential data. The HMAC
-/// key is custody-wrapped like the signing key; credBlob and largeBlobKey are
-/// what the RP and the platform asked us to keep.
-const SCHEMA_V2: &str = "
-ALTER TABLE credentials ADD COLUMN hmac_key BLOB;
-ALTER TABLE credentials ADD COLUMN cred_blob BLOB;
-ALTER TABLE credentials ADD COLUMN large_blob_key BLOB;
-";
-
-/// Schema version 1.
-///
-/// `insert_seq` is an AUTOINCREMENT rowid so "most recently created first"
-/// does not depend on the wall clock (timestamps tie within a millisecond and
-/// clocks go backwards) and a sequence number is never reused, even after
-/// deletions. Because the rowid is the integer key, `id` is `UNIQUE` rather
-/// than `PRIMARY KEY`; both give the same index on it.
-///
-/// The partial index covers exactly the rows the two hot queries touch
-/// (discoverable ones): the resident-key replacement on (rp_id, user_id) and
-/// `discoverable_for_rp` on its rp_id prefix, both O(log n).
-///
-/// STRICT and the CHECKs keep a bug from storing a value the conversions
-/// below would have to reject later; they still check, for a damaged file.
-const SCHEMA_V1: &str = "
-CREATE TABLE credentials (
-    insert_seq        INTEGER PRIMARY KEY AUTOINCREMENT,
-    id                BLOB    NOT NULL UNIQUE,
-    rp_id             TEXT    NOT NULL,
-    rp_name           TEXT,
-    user_id           BLOB    NOT NULL,
-    user_name         TEXT,
-    user_display_name TEXT,
-    discoverable      INTEGER NOT NULL CHECK (discoverable IN (0, 1)),
-    key_blob          BLOB    NOT NULL,
-    public_key_cose   BLOB    NOT NULL,
-    sign_count        INTEGER NOT NULL CHECK (sign_count BETWEEN 0 AND 4294967295),
-    created           INTEGER NOT NULL CHECK (created >= 0),
-    last_used         INTEGER CHECK (last_used >= 0),
-    cred_protect      INTEGER NOT NULL CHECK (cred_protect BETWEEN 0 AND 255)
-) STRICT;
-CREATE INDEX credentials_resident ON credentials (rp_id, user_id) WHERE discoverable = 1;
-CREATE TABLE meta (
-    key   TEXT NOT NULL PRIMARY KEY,
-    value BLOB NOT NULL
-) STRICT;
-";
 
 /// The SQLite-backed [`CredentialStore`].
 #[derive(Debug)]
@@ -223,37 +163,7 @@ impl SqliteStore {
         // The schema is ours; nothing in it should run functions with side
         // effects if someone edits the file.
         conn.pragma_update(None, "trusted_schema", "OFF")?;
-        self.migrate()
-    }
-
-    /// Brings the schema to [`SCHEMA_VERSION`], one step per version, each
-    /// in the same transaction as its `user_version` bump so a crash leaves
-    /// either the old or the new schema.
-    fn migrate(&mut self) -> anyhow::Result<()> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if version > SCHEMA_VERSION {
-            bail!(
-                "the credential database has schema version {version}, newer than this \
-                 LocalPasskey understands ({SCHEMA_VERSION}); refusing to touch it"
-            );
-        }
-        if version < 1 {
-            tx.execute_batch(SCHEMA_V1)?;
-        }
-        if version < 2 {
-            tx.execute_batch(SCHEMA_V2)?;
-        }
-        if version < 3 {
-            tx.execute_batch(SCHEMA_V3)?;
-        }
-        if version != SCHEMA_VERSION {
-            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-        }
-        tx.commit()?;
-        Ok(())
+        schema::migrate(&mut self.conn)
     }
 
     /// Runs `f` as one IMMEDIATE transaction: the write lock is taken up
@@ -680,79 +590,12 @@ fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
-/// Creates the data directory (and missing parents) 0700, or tightens an
-/// existing one: the database holds key blobs and the user's account names.
-fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
-    let meta = std::fs::metadata(dir).with_context(|| format!("cannot inspect {}", dir.display()))?;
-    if !meta.is_dir() {
-        bail!("{} is not a directory", dir.display());
-    }
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
-    if meta.uid() != me {
-        bail!(
-            "the data directory {} belongs to uid {}, not to this user (uid {me}); refusing to keep passkeys there",
-            dir.display(),
-            meta.uid()
-        );
-    }
-    tighten(dir, &meta, 0o700)
-}
+mod data_dir;
+mod schema;
 
-/// Creates the database file 0600 if it does not exist, so it is never
-/// visible with the umask's wider default; an existing one is tightened.
-fn create_private_file(path: &Path, dir: &Path) -> anyhow::Result<()> {
-    let created = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path);
-    match created {
-        Ok(file) => {
-            file.sync_all()?;
-            // The new directory entry must be durable too, or a power cut
-            // could leave SQLite's first commits in a file nobody can find.
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .with_context(|| format!("cannot sync {}", dir.display()))?;
-            Ok(())
-        }
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => tighten_existing(path, 0o600),
-        Err(e) => Err(e).with_context(|| format!("cannot create {}", path.display())),
-    }
-}
-
-/// Tightens `path` to `mode` if it exists; a missing file is fine.
-fn tighten_existing(path: &Path, mode: u32) -> anyhow::Result<()> {
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_symlink() => {
-            bail!("{} is a symbolic link; refusing to follow it", path.display())
-        }
-        Ok(meta) => tighten(path, &meta, mode),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("cannot inspect {}", path.display())),
-    }
-}
-
-fn tighten(path: &Path, meta: &std::fs::Metadata, mode: u32) -> anyhow::Result<()> {
-    let current = meta.mode() & 0o777;
-    if current & !mode != 0 {
-        tracing::warn!(
-            path = %path.display(),
-            "permissions were {current:o}, wider than {mode:o}; tightening them"
-        );
-        std::fs::set_permissions(path, Permissions::from_mode(mode))
-            .with_context(|| format!("cannot restrict the permissions of {}", path.display()))?;
-    }
-    Ok(())
-}
+use data_dir::{create_private_file, prepare_dir, tighten_existing};
+#[cfg(test)]
+use schema::{SCHEMA_V1, SCHEMA_VERSION};
 
 #[cfg(test)]
 mod tests;

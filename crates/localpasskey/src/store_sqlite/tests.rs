@@ -1,4 +1,6 @@
 use super::*;
+use std::fs::Permissions;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 fn cred(id: u8, rp: &str, user: &[u8], discoverable: bool) -> Credential {
     Credential {
