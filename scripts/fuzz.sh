@@ -18,7 +18,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 SECONDS_EACH=${1:-15}
 shift || true
 TARGETS=("$@")
-[ "${#TARGETS[@]}" -gt 0 ] || TARGETS=(ctap_command client_pin ctaphid)
+[ "${#TARGETS[@]}" -gt 0 ] || TARGETS=(ctap_command client_pin ctaphid broker)
 SANITIZER=${FUZZ_SANITIZER:-address}
 
 if ! command -v cargo-fuzz >/dev/null 2>&1; then

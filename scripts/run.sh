@@ -2,7 +2,9 @@
 # One command: install what is needed, build, and run the authenticator on the
 # best backend this machine has. Extra arguments go to `localpasskey run`.
 #
-# - With /dev/uhid (this user can open it): the real USB security key, with
+# - With the uhid broker (its socket /run/localpasskey/broker.sock, from the
+#   package that scripts/install.sh installs), or /dev/uhid itself for root:
+#   the real USB security key, with
 #   your passkeys in your data directory. Every browser and FIDO2 program sees
 #   it; prompts come from our desktop dialog, or pinentry without a display.
 #   TPM: the machine's TPM 2.0 (/dev/tpmrm0) when it has one; otherwise a
@@ -31,7 +33,13 @@ need=()
 packages=(pkg-config libtss2-dev swtpm swtpm-tools tpm2-tools)
 [ -n "${LOCALPASSKEY_BIN:-}" ] || packages+=(build-essential)
 uhid=0
-[ -r /dev/uhid ] && [ -w /dev/uhid ] && uhid=1
+uhid_args=()
+if [ -S /run/localpasskey/broker.sock ]; then
+    uhid=1
+elif [ -r /dev/uhid ] && [ -w /dev/uhid ]; then
+    uhid=1
+    uhid_args=(--uhid-direct)
+fi
 # The desktop dialog (GTK 4) is only needed for the real USB key.
 [ "$uhid" -eq 1 ] && [ -z "${LOCALPASSKEY_BIN:-}" ] && packages+=(libgtk-4-dev)
 for p in "${packages[@]}"; do
@@ -128,11 +136,13 @@ if [ "$uhid" -eq 1 ]; then
         echo "         keys are TPM-wrapped, but that TPM is a file on this disk: whoever can" >&2
         echo "         read it can copy it, with every key in it." >&2
     fi
-    echo "Transport: USB security key through /dev/uhid (browsers and FIDO2 tools see it);" >&2
+    via="the uhid broker"
+    [ "${#uhid_args[@]}" -eq 0 ] || via="/dev/uhid (root, without the broker)"
+    echo "Transport: USB security key through $via (browsers and FIDO2 tools see it);" >&2
     echo "           prompts: the desktop dialog (pinentry without a display)" >&2
     # Backgrounded so that a signal to this script stops it too; it keeps the
     # terminal as its stdin.
-    "$bin" run --transport uhid --presence desktop --data-dir "$data" --tpm "$tpm" "${tpm_args[@]}" "$@" <&0 &
+    "$bin" run --transport uhid "${uhid_args[@]}" --presence desktop --data-dir "$data" --tpm "$tpm" "${tpm_args[@]}" "$@" <&0 &
     daemon_pid=$!
 else
     listen=127.0.0.1:8111

@@ -575,7 +575,7 @@ def main() -> int:
     ready = False
     try:
         gt.start_swtpm()
-        gt.start_daemon()
+        gt.start_daemon(direct=True)  # root opens /dev/uhid; guest_tests.py covers the broker
         opts = set_pin()
         say(f"guest: swtpm + daemon up, PIN set ({time.monotonic() - t0:.1f}s); {gt.hidraw()}; GetInfo options: {opts}")
         start_rp()

@@ -33,7 +33,11 @@ def main() -> int:
         print("FAIL  no /dev/uhid in the guest")
         print("e2e-hidraw: 0 passed, 1 failed")
         return 1
-    env = dict(os.environ, LPK_TRANSPORT="uhid", LOCALPASSKEY_BIN=args.bin, PYTHONDONTWRITEBYTECODE="1")
+    # Root opens /dev/uhid itself here (--uhid-direct): the suite runs two
+    # daemons of one uid at a time, and the broker gives a uid one device.
+    # tests/vm/guest_tests.py covers the broker.
+    env = dict(os.environ, LPK_TRANSPORT="uhid", LOCALPASSKEY_BIN=args.bin, PYTHONDONTWRITEBYTECODE="1",
+               LOCALPASSKEY_UHID_DIRECT="1")
     # The host's tree is read-only here: no cache, temporary files in the guest's /tmp.
     selection = shlex.split(os.environ.get("LPK_E2E_ARGS", "")) or [str(ROOT / "tests/e2e")]
     argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",

@@ -1,9 +1,18 @@
 """LocalPasskey as a real USB security key, driven by real clients.
 
 Runs inside the throw-away VM of tests/vm/run.sh (a kernel with uhid, the
-host's tree read-only, /tmp a fresh tmpfs, results in --out). It starts swtpm
-and `localpasskey run --transport uhid --custody tpm`, then checks, against
-/dev/hidrawN:
+host's tree read-only, /tmp a fresh tmpfs, results in --out). It starts udev
+(systemd-udevd, with our rules from packaging/udev in /run/udev/rules.d), the
+uhid broker as root (socket-activated by systemd-socket-activate), swtpm and
+`localpasskey run --transport uhid --custody tpm` as an ordinary uid, which
+asks the broker for its device, then checks, against /dev/hidrawN:
+
+- the broker: the daemon's uid may not open /dev/uhid; its second
+  connection is refused and makes no second device; another uid's
+  keyboard-shaped CREATE2 makes nothing, and its hello gets a FIDO device
+  of its own, owned by it; udev gives our node to its owner alone (mode
+  0600, no ACL) and another uid cannot open it; ID_FIDO_TOKEN and the snap
+  tags are set;
 
 - the kernel device (bus, ids, name, serial, report descriptor);
 - libfido2's fido2-token (-L, -I, -S), fido2-cred (-M -r -v, -V) and
@@ -46,6 +55,13 @@ PIN = "4826-lpk"
 RP = "vm.localpasskey.test"
 PRESENCE_TIMEOUT_MS = 4000
 VENDOR, PRODUCT = 0x1209, 0x0001
+
+# The daemon runs as an ordinary user, as on a desktop: no passwd entry is
+# needed for a uid. Another one plays the other local user.
+DAEMON_UID = 4242
+OTHER_UID = 4243
+BROKER_SOCK = "/run/localpasskey/broker.sock"
+ROOT = Path(__file__).resolve().parents[2]
 
 ARGS = argparse.Namespace()
 WORK = Path("/tmp/lpk")
@@ -132,8 +148,17 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
+def as_uid(uid: int) -> dict:
+    """subprocess arguments that run a program as `uid` with no groups."""
+    return {"user": uid, "group": uid, "extra_groups": []}
+
+
 def presence(*lines: str) -> None:
-    (WORK / "presence").write_text("".join(line + "\n" for line in lines))
+    # Rewritten in place: the file stays the daemon's, which rewrites it too.
+    p = WORK / "presence"
+    p.write_text("".join(line + "\n" for line in lines))
+    if STATE.get("daemon_uid") is not None:
+        os.chown(p, STATE["daemon_uid"], STATE["daemon_uid"])
 
 
 def presence_left() -> list[str]:
@@ -148,14 +173,17 @@ def hidraw() -> str:
 # ------------------------------------------------------------ the services
 
 
-def start_swtpm() -> None:
+def start_swtpm(uid: int | None = None) -> None:
     """swtpm behind a unix socket in a 0700 directory, state files 0600: no
-    TCP port, no control channel another uid can reach."""
+    TCP port, no control channel another uid can reach. It runs as `uid`
+    (the daemon's) when given."""
     state = WORK / "swtpm"
     sock_dir = WORK / "swtpm-sock"
     for d in (state, sock_dir):
         d.mkdir(parents=True, mode=0o700)
         os.chmod(d, 0o700)
+        if uid is not None:
+            os.chown(d, uid, uid)
     sock = sock_dir / "tpm.sock"
     STATE["swtpm"] = subprocess.Popen(
         ["swtpm", "socket", "--tpm2",
@@ -163,7 +191,7 @@ def start_swtpm() -> None:
          "--ctrl", f"type=unixio,path={sock}.ctrl,mode=0600",
          "--tpmstate", f"dir={state},mode=0600", "--flags", "not-need-init,startup-clear"],
         stdout=open(ARGS.out / "swtpm.log", "wb"), stderr=subprocess.STDOUT,
-        preexec_fn=lambda: os.umask(0o077))
+        preexec_fn=lambda: os.umask(0o077), **(as_uid(uid) if uid is not None else {}))
     tcti = f"swtpm:path={sock}"
     env = dict(os.environ, TPM2TOOLS_TCTI=tcti, TSS2_LOG="all+none")
     for _ in range(100):
@@ -176,11 +204,71 @@ def start_swtpm() -> None:
     STATE["tcti"] = tcti
 
 
-def start_daemon() -> None:
+def broker_bin() -> str:
+    return str(Path(ARGS.bin).with_name("localpasskey-broker"))
+
+
+def start_udev() -> None:
+    """systemd-udevd with our rules next to the system's (60-fido-id.rules,
+    70-uaccess.rules come from the host's /lib/udev/rules.d)."""
+    rules = Path("/run/udev/rules.d")
+    rules.mkdir(parents=True, exist_ok=True)
+    for f in (ROOT / "packaging/udev").glob("*.rules"):
+        (rules / f.name).write_text(f.read_text())
+    STATE["udevd_log"] = open(ARGS.out / "udevd.log", "wb")
+    STATE["udevd"] = subprocess.Popen(["/lib/systemd/systemd-udevd", "--debug"],
+                                      stdout=STATE["udevd_log"], stderr=subprocess.STDOUT)
+    for _ in range(300):
+        if run(["udevadm", "control", "--ping"], check_rc=False).returncode == 0:
+            break
+        time.sleep(0.1)
+    else:
+        raise RuntimeError("systemd-udevd does not answer")
+
+
+def start_broker() -> None:
+    """The broker as root, socket-activated as its systemd unit would be:
+    systemd-socket-activate binds the socket and hands it over (LISTEN_FDS)."""
+    Path(BROKER_SOCK).parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    log = open(ARGS.out / "broker.log", "wb")
+    STATE["broker"] = subprocess.Popen(
+        ["systemd-socket-activate", "-l", BROKER_SOCK, broker_bin()],
+        stdout=log, stderr=subprocess.STDOUT)
+    for _ in range(600):
+        if os.path.exists(BROKER_SOCK):
+            # What the socket unit's SocketMode=0666 does: every user may ask.
+            os.chmod(BROKER_SOCK, 0o666)
+            return
+        time.sleep(0.05)
+    raise RuntimeError("the broker's socket did not appear")
+
+
+def our_nodes() -> set[str]:
+    found = set()
+    for name in os.listdir("/sys/class/hidraw"):
+        if "HID_NAME=LocalPasskey" in Path(f"/sys/class/hidraw/{name}/device/uevent").read_text():
+            found.add(name)
+    return found
+
+
+def start_daemon(direct: bool = False) -> None:
+    """`direct`: root opens /dev/uhid itself (the browser suite); else the
+    daemon runs as DAEMON_UID and asks the broker."""
+    if not direct:
+        STATE["daemon_uid"] = DAEMON_UID
+        for d in (WORK, WORK / "data", WORK / "home"):
+            d.mkdir(parents=True, exist_ok=True)
+        os.chmod(WORK / "data", 0o700)
+        for d in (WORK / "data", WORK / "home"):
+            os.chown(d, DAEMON_UID, DAEMON_UID)
     presence()
     log = open(ARGS.out / "daemon.log", "wb")
     env = dict(os.environ, LOCALPASSKEY_LOG="info,localpasskey=debug,tss_esapi=warn",
                TSS2_LOG="all+none", NO_COLOR="1")
+    if direct:
+        env["LOCALPASSKEY_UHID_DIRECT"] = "1"
+    else:
+        env.update(HOME=str(WORK / "home"), LOCALPASSKEY_BROKER=BROKER_SOCK)
     before = set(os.listdir("/sys/class/hidraw")) if os.path.isdir("/sys/class/hidraw") else set()
     STATE["daemon"] = subprocess.Popen(
         [ARGS.bin, "run", "--transport", "uhid", "--custody", "tpm", "--tpm", STATE["tcti"],
@@ -188,7 +276,7 @@ def start_daemon() -> None:
          "--presence", f"script:{WORK / 'presence'}", "--script-pin", PIN,
          "--presence-timeout-ms", str(PRESENCE_TIMEOUT_MS), "--force-insecure-for-tests",
          "--allow-software-tpm"],
-        stdout=log, stderr=subprocess.STDOUT, env=env)
+        stdout=log, stderr=subprocess.STDOUT, env=env, **({} if direct else as_uid(DAEMON_UID)))
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if STATE["daemon"].poll() is not None:
@@ -199,6 +287,8 @@ def start_daemon() -> None:
                 STATE["hidraw"] = f"/dev/{name}"
                 STATE["uevent"] = uevent
                 STATE["sysdir"] = Path(f"/sys/class/hidraw/{name}/device")
+                if STATE.get("udevd") and STATE.get("daemon_uid") is not None:
+                    wait_owner(STATE["hidraw"], STATE["daemon_uid"])
                 return
         time.sleep(0.05)
     raise RuntimeError("no hidraw node for LocalPasskey appeared in 30 s")
@@ -214,10 +304,191 @@ def t_kernel_device():
     assert u["HID_NAME"] == "LocalPasskey", u
     uniq = u.get("HID_UNIQ", "")
     assert uniq and uniq.isascii() and uniq.isalnum(), f"HID_UNIQ {uniq!r}"
+    assert u["HID_PHYS"] == str(DAEMON_UID), f"HID_PHYS {u.get('HID_PHYS')!r}: the broker names the owner's uid"
     rd = (STATE["sysdir"] / "report_descriptor").read_bytes()
     assert rd[:3] == bytes([0x06, 0xD0, 0xF1]), rd.hex()
     assert bytes([0x95, 0x40, 0x81, 0x02]) in rd and bytes([0x95, 0x40, 0x91, 0x02]) in rd
     return f"{hidraw()} HID_ID={u['HID_ID']} uniq={uniq}"
+
+
+# ---- the broker and udev: each attack must fail
+
+
+def py_as(uid: int, code: str, timeout: float = 30) -> str:
+    """Runs python `code` as `uid` (no groups); returns its stdout, stripped."""
+    # The system's python: the venv's lives where other uids may not look.
+    p = subprocess.run(["/usr/bin/python3", "-c", code], capture_output=True, text=True, timeout=timeout,
+                       **as_uid(uid))
+    assert p.returncode == 0, f"python as uid {uid} exited {p.returncode}: {p.stderr.strip()[-400:]}"
+    return p.stdout.strip()
+
+
+OPEN_CODE = """
+import os, sys
+try:
+    os.close(os.open(sys.argv[1] if len(sys.argv) > 1 else {path!r}, os.O_RDWR))
+    print("OPENED")
+except PermissionError:
+    print("DENIED")
+"""
+
+BROKER_CODE = """
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect({sock!r})
+s.sendall({payload!r})
+a = b""
+while len(a) < 64:
+    chunk = s.recv(64 - len(a))
+    if not chunk:
+        break
+    a += chunk
+print(a[5] if len(a) == 64 and a[:5] == b"LPKB\\x01" else "no-answer:" + a.hex(), flush=True)
+if {hold!r}:
+    sys.stdin.read()
+"""
+
+
+def wait_owner(node: str, uid: int, seconds: float = 15) -> None:
+    """udev applies the owner a moment after the node appears (the event may
+    not even be queued yet when `udevadm settle` asks)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and os.stat(node).st_uid != uid:
+        time.sleep(0.05)
+
+
+def hello(serial: bytes) -> bytes:
+    return b"LPKB\x01" + bytes([len(serial)]) + serial + bytes(64 - 6 - len(serial))
+
+
+@check("uhid-root-only", "broker", "/dev/uhid is root's (0600, no ACL): the daemon's uid cannot open it, so cannot "
+       "create a keyboard by itself")
+def t_uhid_root_only():
+    st = os.stat("/dev/uhid")
+    assert st.st_uid == 0 and st.st_mode & 0o077 == 0, f"/dev/uhid uid {st.st_uid} mode {st.st_mode & 0o777:o}"
+    got = py_as(DAEMON_UID, OPEN_CODE.format(path="/dev/uhid"))
+    assert got == "DENIED", f"uid {DAEMON_UID} opening /dev/uhid: {got}"
+    return f"uid {DAEMON_UID}: {got}"
+
+
+@check("broker-one-device-per-uid", "broker", "a second connection of the daemon's uid (another serial) is refused "
+       "with Busy and makes no second device")
+def t_broker_second_device():
+    before = our_nodes()
+    got = py_as(DAEMON_UID, BROKER_CODE.format(sock=BROKER_SOCK, payload=hello(b"second"), hold=False))
+    assert got == "2", f"the broker answered {got!r}, not Busy (2)"
+    time.sleep(0.5)
+    assert our_nodes() == before, f"nodes {sorted(before)} became {sorted(our_nodes())}"
+    return "Busy; still one device"
+
+
+def keyboard_create2() -> bytes:
+    """A UHID_CREATE2 event for a boot keyboard: what a rogue program with
+    /dev/uhid would write. Sent to the broker, it must create nothing."""
+    rd = bytes.fromhex("05010906a101050719e029e71500250175019508810295017508810305071900296515002565"
+                       "75089506810095057501050819012905910295017503910 1c0".replace(" ", ""))
+    name = b"Rogue Keyboard".ljust(128, b"\0")
+    req = name + bytes(64) + bytes(64) + len(rd).to_bytes(2, "little") + (3).to_bytes(2, "little")
+    req += (0x046D).to_bytes(4, "little") + (0xC31C).to_bytes(4, "little") + bytes(8) + rd.ljust(4096, b"\0")
+    return (11).to_bytes(4, "little") + req
+
+
+@check("broker-no-keyboard", "broker", "another uid sends a keyboard's UHID_CREATE2 instead of a hello: refused "
+       "(BadHello), no HID or input device appears")
+def t_broker_no_keyboard():
+    hid_before, input_before = set(os.listdir("/sys/class/hidraw")), set(os.listdir("/sys/class/input"))
+    got = py_as(OTHER_UID, BROKER_CODE.format(sock=BROKER_SOCK, payload=keyboard_create2(), hold=False))
+    assert got == "1", f"the broker answered {got!r}, not BadHello (1)"
+    time.sleep(0.5)
+    assert set(os.listdir("/sys/class/hidraw")) == hid_before, "a HID device appeared"
+    assert set(os.listdir("/sys/class/input")) == input_before, "an input device appeared"
+    return "BadHello; no new hidraw or input device"
+
+
+@check("broker-other-uid-own-key", "broker + udev", "another uid's hello gets a FIDO device of its own (our "
+       "descriptor, HID_PHYS its uid), owned by it alone: the daemon's uid cannot open it; it goes when it hangs up")
+def t_broker_other_uid():
+    before = our_nodes()
+    p = subprocess.Popen(["/usr/bin/python3", "-c", BROKER_CODE.format(sock=BROKER_SOCK, payload=hello(b"other"),
+                                                                   hold=True)],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, **as_uid(OTHER_UID))
+    try:
+        answer = p.stdout.readline().strip()
+        assert answer == "0", f"the broker answered {answer!r}, not Created (0)"
+        node = None
+        for _ in range(100):
+            new = our_nodes() - before
+            if new:
+                node = new.pop()
+                break
+            time.sleep(0.05)
+        assert node, "no device appeared"
+        wait_owner(f"/dev/{node}", OTHER_UID)
+        sysdir = Path(f"/sys/class/hidraw/{node}/device")
+        u = dict(line.split("=", 1) for line in (sysdir / "uevent").read_text().split())
+        assert u["HID_PHYS"] == str(OTHER_UID) and u["HID_UNIQ"] == "other", u
+        assert (sysdir / "report_descriptor").read_bytes() == (STATE["sysdir"] / "report_descriptor").read_bytes()
+        st = os.stat(f"/dev/{node}")
+        assert st.st_uid == OTHER_UID and st.st_mode & 0o777 == 0o600, f"uid {st.st_uid} mode {st.st_mode:o}"
+        assert py_as(DAEMON_UID, OPEN_CODE.format(path=f"/dev/{node}")) == "DENIED", "the daemon's uid opened it"
+        assert py_as(OTHER_UID, OPEN_CODE.format(path=f"/dev/{node}")) == "OPENED", "its owner cannot open it"
+    finally:
+        p.stdin.close()
+        p.wait(10)
+    for _ in range(100):
+        if node not in our_nodes():
+            break
+        time.sleep(0.05)
+    assert node not in our_nodes(), f"/dev/{node} stayed after its owner hung up"
+    return f"/dev/{node} uid {OTHER_UID} 0600; gone after the hang-up"
+
+
+@check("hidraw-owner-only", "udev", "our node belongs to the daemon's uid (0600, no ACL): another uid cannot open "
+       "it, the owner can")
+def t_hidraw_owner_only():
+    st = os.stat(hidraw())
+    assert st.st_uid == DAEMON_UID and st.st_mode & 0o777 == 0o600, f"uid {st.st_uid} mode {st.st_mode & 0o777:o}"
+    try:
+        os.getxattr(hidraw(), "system.posix_acl_access")
+        raise AssertionError(f"{hidraw()} has an ACL")
+    except OSError as e:
+        assert e.errno in (61, 95), e  # ENODATA, EOPNOTSUPP: no ACL
+    other = py_as(OTHER_UID, OPEN_CODE.format(path=hidraw()))
+    owner = py_as(DAEMON_UID, OPEN_CODE.format(path=hidraw()))
+    assert other == "DENIED", f"uid {OTHER_UID}: {other}"
+    assert owner == "OPENED", f"uid {DAEMON_UID}: {owner}"
+    return f"{hidraw()} uid {DAEMON_UID} mode 0600; uid {OTHER_UID} DENIED, owner OPENED"
+
+
+@check("udev-fido-id-snap-tags", "udev", "udevadm info: fido_id set ID_FIDO_TOKEN=1 and ID_SECURITY_TOKEN=1, our "
+       "rule tagged snap_firefox_firefox and snap_chromium_chromium and took uaccess away")
+def t_udev_tags():
+    props = dict(line.split("=", 1) for line in
+                 run(["udevadm", "info", "--query=property", hidraw()]).stdout.splitlines() if "=" in line)
+    assert props.get("ID_FIDO_TOKEN") == "1", props
+    assert props.get("ID_SECURITY_TOKEN") == "1", props
+    tags = set(props.get("CURRENT_TAGS", props.get("TAGS", "")).strip(":").split(":"))
+    assert {"snap_firefox_firefox", "snap_chromium_chromium"} <= tags, tags
+    assert "uaccess" not in tags, tags
+    return f"ID_FIDO_TOKEN=1; tags {sorted(tags)}"
+
+
+@check("doctor-ownership", "localpasskey doctor", "doctor, as the owner, sees /dev/uhid root's, the broker, both "
+       "udev rules, the node its alone, ID_FIDO_TOKEN and no uaccess tag")
+def t_doctor_ownership():
+    r = subprocess.run([ARGS.bin, "doctor", "--tpm", STATE["tcti"], "--data-dir", str(WORK / "data")],
+                       capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, HOME=str(WORK / "home"), TSS2_LOG="all+none"), **as_uid(DAEMON_UID))
+    (ARGS.out / "doctor.txt").write_text(r.stdout + r.stderr)
+    want = ["ok    /dev/uhid exists and is root's alone", "ok    the uhid broker listens on " + BROKER_SOCK,
+            "72-localpasskey.rules gives our node to its owner alone",
+            "69-localpasskey-snap.rules tags our node for the Firefox and Chromium snaps",
+            f"ok    the security key is up as {hidraw()} and belongs to you alone",
+            "ok    udev's fido_id recognises it as a FIDO token"]
+    missing = [w for w in want if w not in r.stdout]
+    assert not missing, f"missing {missing} in:\n{r.stdout[-3000:]}"
+    assert "uaccess tag" not in r.stdout, r.stdout
+    return "every ownership line ok (doctor.txt)"
 
 
 @check("fido2-token-L", "libfido2 fido2-token", "-L lists the device")
@@ -263,7 +534,9 @@ def t_token_set_pin():
 @check("localpasskey-pin-status", "localpasskey pin",
        "`localpasskey pin status` with no --to finds our hidraw node by its serial and sees the PIN fido2-token set")
 def t_cli_pin_status():
-    r = run([ARGS.bin, "pin", "status", "--data-dir", str(WORK / "data")], timeout=60)
+    r = subprocess.run([ARGS.bin, "pin", "status", "--data-dir", str(WORK / "data")], capture_output=True,
+                       text=True, timeout=60, env=dict(os.environ, HOME=str(WORK / "home")), **as_uid(DAEMON_UID))
+    assert r.returncode == 0, r.stdout + r.stderr
     assert f"authenticator: {hidraw()}" in r.stderr, r.stderr
     assert "A PIN is set. Tries left: 8 of 8." in r.stdout, r.stdout
     return f"{r.stderr.strip()}; {r.stdout.strip()}"
@@ -653,7 +926,9 @@ def main() -> int:
     t0 = time.monotonic()
     say(f"guest: {os.uname().release}, python {sys.version.split()[0]}")
     try:
-        start_swtpm()
+        start_udev()
+        start_broker()
+        start_swtpm(DAEMON_UID)
         start_daemon()
         say(f"guest: swtpm and daemon up in {time.monotonic() - t0:.1f}s; device {hidraw()}")
     except Exception as e:  # noqa: BLE001
@@ -661,7 +936,8 @@ def main() -> int:
         say("0 passed, 1 failed")
         return 1
     checks = [
-        t_kernel_device, t_token_list, t_token_info, t_token_set_pin, t_cli_pin_status,
+        t_kernel_device, t_uhid_root_only, t_broker_second_device, t_broker_no_keyboard, t_broker_other_uid,
+        t_hidraw_owner_only, t_udev_tags, t_doctor_ownership, t_token_list, t_token_info, t_token_set_pin, t_cli_pin_status,
         t_cred_make, t_cred_verify, t_assert_get, t_assert_verify,
         t_token_list_rps, t_token_list_creds,
         t_ssh_keygen, t_ssh_sign, t_ssh_keygen_rk, t_ssh_sign_rk, t_ssh_download,
@@ -670,7 +946,7 @@ def main() -> int:
     ]
     for c in checks:
         c()
-    for name in ("daemon", "swtpm"):
+    for name in ("daemon", "swtpm", "broker", "udevd"):
         p = STATE.get(name)
         if p and p.poll() is None:
             p.kill()

@@ -7,6 +7,7 @@ use crate::pinentry::Pinentry;
 use crate::presence::FileScript;
 use crate::prompt_desktop::{DesktopOrPinentry, DesktopPrompt};
 use crate::store_sqlite::SqliteStore;
+use crate::transport::broker::BrokerDevice;
 use crate::transport::udp::{Udp, DEFAULT_PORT};
 use crate::transport::uhid::{DeviceIdentity, Uhid};
 use crate::transport::{Shutdown, Transport};
@@ -196,6 +197,15 @@ struct RunArgs {
     /// real device). Simulation or --force-insecure-for-tests only.
     #[arg(long, hide = true)]
     boot_id_file: Option<PathBuf>,
+    /// With --transport uhid: the socket of the uhid broker, the root
+    /// service that creates the security key for us.
+    #[arg(long, env = "LOCALPASSKEY_BROKER", default_value = crate::transport::broker::SOCKET_PATH)]
+    broker: PathBuf,
+    /// With --transport uhid: open /dev/uhid ourselves instead of asking the
+    /// broker. Only root may (/dev/uhid is root's, since it can make any HID
+    /// device); for test machines that run several daemons of one uid.
+    #[arg(long, env = "LOCALPASSKEY_UHID_DIRECT", value_parser = clap::builder::FalseyValueParser::new())]
+    uhid_direct: bool,
 }
 
 pub fn main() -> ExitCode {
@@ -638,6 +648,16 @@ fn run(args: RunArgs, dir: PathBuf) -> Result<()> {
             let auth = Authenticator::new(custody, Box::new(store), presence, Arc::clone(&clock), config);
             daemon::run(transport, auth, clock)
         }
+        TransportKind::Uhid if !args.uhid_direct => {
+            let transport = BrokerDevice::create(&args.broker, DeviceIdentity::new(&serial))?;
+            ready(&|| transport.describe());
+            let config = Config {
+                max_msg_size: transport.max_message_size(),
+                ..config
+            };
+            let auth = Authenticator::new(custody, Box::new(store), presence, Arc::clone(&clock), config);
+            daemon::run(transport, auth, clock)
+        }
         TransportKind::Uhid => {
             let transport = Uhid::create(DeviceIdentity::new(&serial))?;
             ready(&|| transport.describe());
@@ -817,7 +837,7 @@ fn our_serial(dir: &std::path::Path) -> Result<Option<String>> {
     Ok(store
         .get_meta(DEVICE_SERIAL_META)?
         .and_then(|s| String::from_utf8(s).ok())
-        .map(|s| DeviceIdentity::new(&s).uniq))
+        .map(|s| DeviceIdentity::new(&s).uniq().to_owned()))
 }
 
 fn pin(action: PinAction, to: client::Target, from_stdin: bool) -> Result<()> {

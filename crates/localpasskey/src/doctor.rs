@@ -217,6 +217,48 @@ fn check_pin_gate(r: &mut Report, vault: &[u8], tpm: Option<&mut lp_tpm::TpmCust
     }
 }
 
+/// Below this, SQLite cannot write its journal: every registration and
+/// sign-in fails (CTAP2_ERR_OTHER, nothing acknowledged is lost).
+const FULL_BELOW: u64 = 1 << 20;
+const LOW_BELOW: u64 = 64 << 20;
+
+/// What to say about `available` free bytes on the data directory's file system.
+fn space_verdict(available: u64) -> Option<(bool, String)> {
+    let mib = available as f64 / (1 << 20) as f64;
+    if available < FULL_BELOW {
+        Some((
+            true,
+            format!(
+                "the DISK IS FULL ({} KiB free where the passkeys live): every registration and sign-in \
+             fails with CTAP2_ERR_OTHER until space is freed (nothing already acknowledged is lost)",
+                available / 1024
+            ),
+        ))
+    } else if available < LOW_BELOW {
+        Some((
+            false,
+            format!("only {mib:.1} MiB free where the passkeys live: the disk is nearly full"),
+        ))
+    } else {
+        None
+    }
+}
+
+fn check_free_space(r: &mut Report, dir: &Path) {
+    let Ok(st) = rustix::fs::statvfs(dir) else {
+        return;
+    };
+    let available = st.f_bavail.saturating_mul(st.f_frsize);
+    match space_verdict(available) {
+        Some((true, msg)) => r.bad(
+            &msg,
+            "free some space on that file system (df -h shows which), then try again",
+        ),
+        Some((false, msg)) => r.warn(&msg),
+        None => r.ok(&format!("{} MiB free for the database", available >> 20)),
+    }
+}
+
 fn check_data_dir(r: &mut Report, dir: &Path, tpm: Option<&mut lp_tpm::TpmCustody>) {
     let meta = match std::fs::metadata(dir) {
         Ok(m) => m,
@@ -233,6 +275,7 @@ fn check_data_dir(r: &mut Report, dir: &Path, tpm: Option<&mut lp_tpm::TpmCustod
             &format!("sudo chown -R $USER {}", dir.display()),
         );
     }
+    check_free_space(r, dir);
     let mode = meta.permissions().mode() & 0o777;
     if mode == 0o700 {
         r.ok("mode 0700");
@@ -297,10 +340,22 @@ fn check_data_dir(r: &mut Report, dir: &Path, tpm: Option<&mut lp_tpm::TpmCustod
     }
 }
 
-/// What scripts/install.sh installs, and where.
-pub const UDEV_RULE: &str = "/etc/udev/rules.d/70-localpasskey.rules";
-pub const MODULES_LOAD: &str = "/etc/modules-load.d/localpasskey.conf";
-const INSTALL: &str = "run scripts/install.sh from the LocalPasskey checkout";
+/// Our udev rules (packaging/udev in the source tree; the package puts them
+/// in /usr/lib/udev/rules.d).
+pub const UDEV_OWNER_RULE: &str = "72-localpasskey.rules";
+pub const UDEV_SNAP_RULE: &str = "69-localpasskey-snap.rules";
+/// Where udev looks for rules, in its order: a file in an earlier directory
+/// hides the one of the same name in a later one.
+const UDEV_RULE_DIRS: [&str; 4] = [
+    "/etc/udev/rules.d",
+    "/run/udev/rules.d",
+    "/usr/lib/udev/rules.d",
+    "/lib/udev/rules.d",
+];
+/// What an older scripts/install.sh wrote: it gave /dev/uhid to the seat.
+pub const OLD_UDEV_RULE: &str = "/etc/udev/rules.d/70-localpasskey.rules";
+pub const MODULES_LOAD: &str = "/usr/lib/modules-load.d/localpasskey.conf";
+const INSTALL: &str = "install the package: scripts/install.sh from the LocalPasskey checkout";
 
 pub fn user_unit_dir() -> Option<std::path::PathBuf> {
     let config = std::env::var_os("XDG_CONFIG_HOME")
@@ -310,185 +365,464 @@ pub fn user_unit_dir() -> Option<std::path::PathBuf> {
     Some(config.join("systemd/user"))
 }
 
-/// Which of the rule lines we need a udev rule file has (comments ignored).
-fn udev_rule_lines(text: &str) -> (bool, bool) {
-    let lines: Vec<&str> = text
-        .lines()
+/// Lines of a rules file that are rules (comments and blanks dropped).
+fn rule_lines(text: &str) -> Vec<&str> {
+    text.lines()
         .map(str::trim)
-        .filter(|l| !l.starts_with('#'))
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect()
+}
+
+/// Whether an old rules file hands /dev/uhid to the seat's user.
+fn gives_uhid_away(text: &str) -> bool {
+    rule_lines(text)
+        .iter()
+        .any(|l| l.contains("KERNEL==\"uhid\"") && l.contains("TAG+=\"uaccess\""))
+}
+
+/// Whether the owner rule does its two jobs: our node to the uid in
+/// HID_PHYS, and the uaccess tag taken away.
+fn owner_rule_ok(text: &str) -> bool {
+    let lines = rule_lines(text);
+    lines
+        .iter()
+        .any(|l| l.contains("OWNER=\"$env{HID_PHYS}\"") && l.contains("TAG-=\"uaccess\""))
+        && lines.iter().any(|l| l.contains("IMPORT{parent}=\"HID_PHYS\""))
+}
+
+fn snap_rule_ok(text: &str) -> bool {
+    rule_lines(text).iter().any(|l| {
+        l.contains("/devices/virtual/misc/uhid/0003:1209:0001.")
+            && l.contains("snap_firefox_firefox")
+            && l.contains("snap_chromium_chromium")
+    })
+}
+
+/// Who the kernel and udev say our node belongs to.
+#[derive(Debug, PartialEq, Eq)]
+enum Ownership {
+    /// Ours alone: owner is us, mode 0600, no ACL.
+    Ours,
+    /// Made by the broker for someone else (HID_PHYS is another uid).
+    Others(u32),
+    Wrong(String),
+}
+
+fn ownership(me: u32, phys: Option<&str>, owner: u32, mode: u32, acl: bool) -> Ownership {
+    let made_for = phys.and_then(|p| p.parse::<u32>().ok());
+    match made_for {
+        Some(uid) if uid != me => return Ownership::Others(uid),
+        Some(_) => {}
+        None => {
+            return Ownership::Wrong(format!(
+                "it was not made by the broker (HID_PHYS {:?}), so udev gives it to nobody",
+                phys.unwrap_or("")
+            ))
+        }
+    }
+    if owner != me {
+        return Ownership::Wrong(format!(
+            "it belongs to uid {owner}, not to you: the udev rule {UDEV_OWNER_RULE} did not apply"
+        ));
+    }
+    if mode & 0o077 != 0 {
+        return Ownership::Wrong(format!("its mode is {mode:o}: others may open it"));
+    }
+    if acl {
+        return Ownership::Wrong("it has an ACL (uaccess): whoever holds the seat may open it".into());
+    }
+    Ownership::Ours
+}
+
+fn has_acl(path: &Path) -> bool {
+    rustix::fs::getxattr(path, "system.posix_acl_access", &mut [0u8; 0][..]).is_ok()
+}
+
+/// What `udevadm info` says of a node: its properties, and its current tags.
+type UdevInfo = (Vec<(String, String)>, Vec<String>);
+
+fn udev_info(node: &Path) -> Option<UdevInfo> {
+    let out = std::process::Command::new("udevadm")
+        .args(["info", "--query=property"])
+        .arg(node)
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    Some(parse_udev_properties(&String::from_utf8_lossy(&out.stdout)))
+}
+
+fn parse_udev_properties(text: &str) -> UdevInfo {
+    let props: Vec<(String, String)> = text
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let uhid = lines
+    let get = |k: &str| props.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    let tags = get("CURRENT_TAGS")
+        .or_else(|| get("TAGS"))
+        .unwrap_or_default()
+        .split(':')
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect();
+    (props, tags)
+}
+
+fn read_rules(r: &mut Report, name: &str, ok: fn(&str) -> bool, what: &str, missing: &str) {
+    let found = UDEV_RULE_DIRS
         .iter()
-        .any(|l| l.contains("KERNEL==\"uhid\"") && l.contains("uaccess"));
-    let ids = format!(
-        "0003:{:04X}:{:04X}",
-        crate::transport::uhid::VENDOR_ID,
-        crate::transport::uhid::PRODUCT_ID
-    );
-    let hidraw = lines
-        .iter()
-        .any(|l| l.contains("hidraw") && l.contains(&ids) && l.contains("uaccess"));
-    (uhid, hidraw)
+        .map(|d| Path::new(d).join(name))
+        .find_map(|p| std::fs::read_to_string(&p).ok().map(|t| (p, t)));
+    match found {
+        Some((p, t)) if ok(&t) => r.ok(&format!("{} {what}", p.display())),
+        Some((p, _)) => r.bad(
+            &format!("{} does not have the expected rule", p.display()),
+            INSTALL,
+        ),
+        None => r.bad(&format!("no udev rule {name}: {missing}"), INSTALL),
+    }
 }
 
 fn check_setup(r: &mut Report) {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let me = unsafe { libc::getuid() };
     let uhid = Path::new(crate::transport::uhid::UHID_PATH);
-    if uhid.exists() {
-        match std::fs::OpenOptions::new().read(true).write(true).open(uhid) {
-            Ok(_) => r.ok(&format!("{} exists and you may open it", uhid.display())),
-            Err(e) => r.bad(
-                &format!("{} cannot be opened: {e}", uhid.display()),
-                &format!(
-                    "the udev rule {UDEV_RULE} gives the logged-in user access ({INSTALL}); \
-                     then: sudo udevadm trigger --action=change --sysname-match=uhid"
-                ),
-            ),
-        }
-    } else if Path::new("/sys/module/uhid").exists() {
-        r.bad(
-            &format!("the uhid module is loaded but {} is missing", uhid.display()),
-            "is /dev a devtmpfs? sudo udevadm trigger --sysname-match=uhid",
-        );
-    } else {
-        r.bad(
-            &format!("{} does not exist: the uhid module is not loaded", uhid.display()),
-            &format!("sudo modprobe uhid, and {MODULES_LOAD} loads it at boot ({INSTALL}); if modprobe fails, this kernel lacks CONFIG_UHID"),
-        );
-    }
-    match std::fs::read_to_string(MODULES_LOAD) {
-        Ok(t) if t.lines().any(|l| l.trim() == "uhid") => r.ok(&format!("{MODULES_LOAD} loads uhid at boot")),
-        Ok(_) => r.bad(
-            &format!("{MODULES_LOAD} does not name uhid"),
-            &format!("echo uhid | sudo tee {MODULES_LOAD}"),
-        ),
-        Err(_) => r.bad(
-            &format!("{MODULES_LOAD} is missing: uhid is not loaded at boot"),
-            &format!("echo uhid | sudo tee {MODULES_LOAD} (scripts/install.sh does it)"),
-        ),
-    }
-    match std::fs::read_to_string(UDEV_RULE) {
-        Ok(t) => {
-            let (uhid_ok, hidraw_ok) = udev_rule_lines(&t);
-            if uhid_ok && hidraw_ok {
-                r.ok(&format!(
-                    "{UDEV_RULE} gives the logged-in user /dev/uhid and our hidraw node"
-                ));
-            } else {
+    match std::fs::metadata(uhid) {
+        Ok(m) => {
+            let open = std::fs::OpenOptions::new().read(true).write(true).open(uhid).is_ok();
+            if open && me != 0 {
                 r.bad(
                     &format!(
-                        "{UDEV_RULE} lacks the {} line",
-                        if uhid_ok {
-                            "hidraw (0003:1209:0001) uaccess"
-                        } else {
-                            "uhid uaccess"
-                        }
+                        "you may open {}: every program you run can create a keyboard and type into \
+                         any window (the lock screen too)",
+                        uhid.display()
                     ),
-                    &format!("{INSTALL} again (it rewrites the file)"),
+                    &format!(
+                        "remove the old rule (sudo rm {OLD_UDEV_RULE}; the broker needs none), then \
+                         sudo udevadm trigger --action=change --sysname-match=uhid"
+                    ),
+                );
+            } else if m.uid() == 0 && m.permissions().mode() & 0o077 == 0 && !has_acl(uhid) {
+                r.ok(&format!("{} exists and is root's alone (the broker opens it)", uhid.display()));
+            } else {
+                r.bad(
+                    &format!("{} is open to others (mode {:o} or an ACL)", uhid.display(), m.permissions().mode() & 0o777),
+                    &format!("{INSTALL}; its rule {UDEV_OWNER_RULE} makes it root's"),
                 );
             }
         }
+        Err(_) if Path::new("/sys/module/uhid").exists() => r.bad(
+            &format!("the uhid module is loaded but {} is missing", uhid.display()),
+            "is /dev a devtmpfs? sudo udevadm trigger --sysname-match=uhid",
+        ),
         Err(_) => r.bad(
-            &format!(
-                "{UDEV_RULE} is missing: only root may create the security key, and browsers may not open it"
-            ),
+            &format!("{} does not exist: the uhid module is not loaded", uhid.display()),
+            &format!("sudo modprobe uhid, and {MODULES_LOAD} loads it at boot ({INSTALL}); if modprobe fails, this kernel lacks CONFIG_UHID"),
+        ),
+    }
+    match std::fs::read_to_string(MODULES_LOAD) {
+        Ok(t) if t.lines().any(|l| l.trim() == "uhid") => r.ok(&format!("{MODULES_LOAD} loads uhid at boot")),
+        Ok(_) => r.bad(&format!("{MODULES_LOAD} does not name uhid"), INSTALL),
+        Err(_) => r.bad(
+            &format!("{MODULES_LOAD} is missing: uhid is not loaded at boot"),
             INSTALL,
         ),
     }
+    let broker = Path::new(crate::transport::broker::SOCKET_PATH);
+    match std::fs::metadata(broker) {
+        Ok(m) if std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()) && m.uid() == 0 => r.ok(&format!(
+            "the uhid broker listens on {} (root's)",
+            broker.display()
+        )),
+        Ok(m) => r.bad(
+            &format!("{} is not root's socket (uid {})", broker.display(), m.uid()),
+            "sudo systemctl restart localpasskey-broker.socket",
+        ),
+        Err(_) => r.bad(
+            &format!("the uhid broker's socket {} is missing", broker.display()),
+            &format!("sudo systemctl enable --now localpasskey-broker.socket ({INSTALL})"),
+        ),
+    }
+    read_rules(
+        r,
+        UDEV_OWNER_RULE,
+        owner_rule_ok,
+        "gives our node to its owner alone",
+        "the seat's user, not the owner, would get the node",
+    );
+    read_rules(
+        r,
+        UDEV_SNAP_RULE,
+        snap_rule_ok,
+        "tags our node for the Firefox and Chromium snaps",
+        "snap browsers cannot see the key",
+    );
+    if let Ok(t) = std::fs::read_to_string(OLD_UDEV_RULE) {
+        if gives_uhid_away(&t) {
+            r.bad(
+                &format!("{OLD_UDEV_RULE} (from an older install) gives /dev/uhid to the seat's user"),
+                &format!("sudo rm {OLD_UDEV_RULE} && sudo udevadm control --reload"),
+            );
+        }
+    }
     // The security key itself, if a daemon is running.
     let mut found = false;
+    let mut snap_tagged = None;
     if let Ok(entries) = std::fs::read_dir("/sys/class/hidraw") {
         for e in entries.flatten() {
             let uevent = std::fs::read_to_string(e.path().join("device/uevent")).unwrap_or_default();
             if !uevent.lines().any(|l| l == "HID_NAME=LocalPasskey") {
                 continue;
             }
-            found = true;
+            let phys = uevent.lines().find_map(|l| l.strip_prefix("HID_PHYS="));
             let node = Path::new("/dev").join(e.file_name());
-            match std::fs::OpenOptions::new().read(true).write(true).open(&node) {
-                Ok(_) => r.ok(&format!(
-                    "the security key is up as {} and you may open it",
+            let Ok(meta) = std::fs::metadata(&node) else {
+                continue;
+            };
+            match ownership(me, phys, meta.uid(), meta.permissions().mode(), has_acl(&node)) {
+                Ownership::Others(uid) => {
+                    r.info(&format!("{} is the security key of uid {uid}", node.display()));
+                    continue;
+                }
+                Ownership::Ours => r.ok(&format!(
+                    "the security key is up as {} and belongs to you alone (mode 0600, no ACL)",
                     node.display()
                 )),
-                Err(err) => r.bad(
-                    &format!(
-                        "the security key is up as {} but you may not open it: {err}",
-                        node.display()
-                    ),
-                    &format!(
-                        "browsers need the hidraw uaccess line of {UDEV_RULE} ({INSTALL}), then log in again"
-                    ),
+                Ownership::Wrong(why) => r.bad(
+                    &format!("the security key is up as {}, but {why}", node.display()),
+                    &format!("{INSTALL}; then sudo udevadm trigger --action=change --subsystem-match=hidraw"),
                 ),
+            }
+            found = true;
+            if let Some((props, tags)) = udev_info(&node) {
+                if props.iter().any(|(k, v)| k == "ID_FIDO_TOKEN" && v == "1") {
+                    r.ok("udev's fido_id recognises it as a FIDO token (ID_FIDO_TOKEN=1)");
+                } else {
+                    r.bad(
+                        "udev does not mark it ID_FIDO_TOKEN=1",
+                        "check that systemd's 60-fido-id.rules is installed (udev package)",
+                    );
+                }
+                if tags.iter().any(|t| t == "uaccess") {
+                    r.bad(
+                        "it carries the uaccess tag: the seat's user gets an ACL on it",
+                        INSTALL,
+                    );
+                }
+                snap_tagged = Some(
+                    tags.iter().any(|t| t == "snap_firefox_firefox")
+                        && tags.iter().any(|t| t == "snap_chromium_chromium"),
+                );
             }
         }
     }
     if !found {
-        r.info("no LocalPasskey security key is up right now (the service creates it)");
+        r.info("no LocalPasskey security key of yours is up right now (the service creates it)");
     }
+    check_browsers(r, snap_tagged);
     // The desktop dialog the service asks through sits next to the daemon.
     match crate::prompt_desktop::DesktopPrompt::locate() {
         Ok(_) => r.ok("the desktop dialog (localpasskey-prompt) is installed next to localpasskey"),
         Err(e) => r.bad(&format!("{e:#}"), INSTALL),
     }
-    let Some(dir) = user_unit_dir() else {
-        r.info("HOME is not set: cannot look for the systemd user service");
-        return;
-    };
-    let unit = dir.join("localpasskey.service");
-    if unit.exists() {
-        r.ok(&format!("systemd user service installed ({})", unit.display()));
-        if dir.join("default.target.wants/localpasskey.service").exists() {
-            r.ok("the service starts at login (enabled)");
-        } else {
-            r.bad(
-                "the service is not enabled: it does not start at login",
-                "systemctl --user enable --now localpasskey.service",
-            );
-        }
-        if let Ok(out) = std::process::Command::new("systemctl")
-            .args(["--user", "is-active", "localpasskey.service"])
-            .output()
-        {
-            let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            if state == "active" {
-                r.ok("the service is running");
-            } else if !state.is_empty() {
-                r.info(&format!(
-                    "the service is {state}: journalctl --user -u localpasskey.service says why"
-                ));
-            }
-        }
-    } else {
+    // The package's unit, enabled for every user; or one of the user's own.
+    const PACKAGED: &str = "/usr/lib/systemd/user/localpasskey.service";
+    const GLOBAL_WANTS: &str = "/etc/systemd/user/default.target.wants/localpasskey.service";
+    let dir = user_unit_dir();
+    let own = dir.as_ref().map(|d| d.join("localpasskey.service"));
+    let unit = own
+        .clone()
+        .filter(|u| u.exists())
+        .or_else(|| Some(std::path::PathBuf::from(PACKAGED)).filter(|u| u.exists()));
+    let Some(unit) = unit else {
         r.bad(
-            &format!("no systemd user service ({} is missing)", unit.display()),
+            "no systemd user service (localpasskey.service is not installed)",
             INSTALL,
         );
+        return;
+    };
+    r.ok(&format!("systemd user service installed ({})", unit.display()));
+    let enabled = dir
+        .map(|d| d.join("default.target.wants/localpasskey.service"))
+        .is_some_and(|w| w.exists())
+        || Path::new(GLOBAL_WANTS).exists();
+    if enabled {
+        r.ok("the service starts at login (enabled)");
+    } else {
+        r.bad(
+            "the service is not enabled: it does not start at login",
+            "systemctl --user enable --now localpasskey.service",
+        );
+    }
+    if let Ok(out) = std::process::Command::new("systemctl")
+        .args(["--user", "is-active", "localpasskey.service"])
+        .output()
+    {
+        let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if state == "active" {
+            r.ok("the service is running");
+        } else if !state.is_empty() {
+            r.info(&format!(
+                "the service is {state}: journalctl --user -u localpasskey.service says why"
+            ));
+        }
+    }
+}
+
+/// Whether `snap connections SNAP` shows its u2f-devices plug connected.
+fn snap_u2f_connected(text: &str) -> bool {
+    text.lines().skip(1).any(|l| {
+        let cols: Vec<&str> = l.split_whitespace().collect();
+        cols.first() == Some(&"u2f-devices") && cols.get(2).is_some_and(|slot| *slot != "-")
+    })
+}
+
+/// Whether `flatpak info --show-permissions APP` lets the app open devices.
+fn flatpak_devices_all(text: &str) -> bool {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("devices="))
+        .any(|v| v.split(';').any(|d| d == "all"))
+}
+
+fn output(program: &str, args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new(program).args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Snap and Flatpak browsers, and whether each can reach the key.
+/// `tagged`: whether our node carries both snap tags (None: no node up).
+fn check_browsers(r: &mut Report, tagged: Option<bool>) {
+    for snap in ["firefox", "chromium"] {
+        if !Path::new("/snap").join(snap).join("current").exists() {
+            continue;
+        }
+        let connected = output("snap", &["connections", snap]).map(|t| snap_u2f_connected(&t));
+        match (connected, tagged) {
+            (Some(false), _) => r.bad(
+                &format!("the {snap} snap's u2f-devices interface is not connected: it cannot open any security key"),
+                &format!("sudo snap connect {snap}:u2f-devices"),
+            ),
+            (_, Some(false)) => r.bad(
+                &format!("the {snap} snap is installed but our node lacks its udev tag (snap_{snap}_{snap})"),
+                &format!("{INSTALL}; then sudo udevadm trigger --action=change --subsystem-match=hidraw"),
+            ),
+            (_, Some(true)) => r.ok(&format!("the {snap} snap can reach the key (u2f-devices, udev tag)")),
+            (_, None) => r.info(&format!("the {snap} snap is installed; whether it sees the key shows once the key is up")),
+        }
+    }
+    if output("flatpak", &["--version"]).is_none() {
+        return;
+    }
+    for app in [
+        "org.mozilla.firefox",
+        "org.chromium.Chromium",
+        "com.google.Chrome",
+        "com.brave.Browser",
+    ] {
+        let Some(perms) = output("flatpak", &["info", "--show-permissions", app]) else {
+            continue;
+        };
+        if flatpak_devices_all(&perms) {
+            r.ok(&format!(
+                "the Flatpak {app} may open devices (--device=all): it reaches the key as you"
+            ));
+        } else {
+            r.bad(
+                &format!("the Flatpak {app} may not open devices: it cannot see any security key"),
+                &format!("flatpak override --user --device=all {app}"),
+            );
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::udev_rule_lines;
+    use super::*;
 
+    /// The rules the package installs pass the checks; an old uaccess rule
+    /// for /dev/uhid is caught.
     #[test]
-    fn udev_rule_needs_both_lines() {
-        let good = "# c\nKERNEL==\"uhid\", SUBSYSTEM==\"misc\", TAG+=\"uaccess\"\n\
-                    SUBSYSTEM==\"hidraw\", KERNEL==\"hidraw*\", KERNELS==\"0003:1209:0001.*\", TAG+=\"uaccess\"\n";
-        assert_eq!(udev_rule_lines(good), (true, true));
-        assert_eq!(udev_rule_lines("# KERNEL==\"uhid\" uaccess\n"), (false, false));
-        assert_eq!(
-            udev_rule_lines(
-                "KERNEL==\"uhid\", TAG+=\"uaccess\"\nKERNELS==\"0003:1209:9999.*\" hidraw uaccess"
-            ),
-            (true, false)
-        );
+    fn packaged_rules_pass() {
+        let owner = include_str!("../../../packaging/udev/72-localpasskey.rules");
+        let snap = include_str!("../../../packaging/udev/69-localpasskey-snap.rules");
+        assert!(owner_rule_ok(owner) && snap_rule_ok(snap));
+        assert!(!gives_uhid_away(owner), "our own rule must keep /dev/uhid root's");
+        assert!(!owner_rule_ok("# OWNER=\"$env{HID_PHYS}\" TAG-=\"uaccess\"\n"));
+        assert!(!snap_rule_ok(owner));
+        assert!(gives_uhid_away(
+            "KERNEL==\"uhid\", SUBSYSTEM==\"misc\", TAG+=\"uaccess\"\n"
+        ));
+        assert!(!gives_uhid_away("# KERNEL==\"uhid\", TAG+=\"uaccess\"\n"));
     }
 
-    /// The rule scripts/install.sh writes passes the check.
     #[test]
-    fn install_script_rule_passes() {
-        let script = include_str!("../../../scripts/install.sh");
-        let start = script.find("<<'RULES'\n").unwrap() + "<<'RULES'\n".len();
-        let end = script[start..].find("\nRULES\n").unwrap() + start;
-        assert_eq!(udev_rule_lines(&script[start..end]), (true, true));
+    fn a_full_disk_is_named() {
+        let (bad, msg) = space_verdict(300 * 1024).unwrap();
+        assert!(
+            bad && msg.contains("DISK IS FULL") && msg.contains("300 KiB"),
+            "{msg}"
+        );
+        let (bad, msg) = space_verdict(10 << 20).unwrap();
+        assert!(!bad && msg.contains("nearly full"), "{msg}");
+        assert!(space_verdict(1 << 30).is_none());
+    }
+
+    #[test]
+    fn ownership_of_the_node() {
+        assert_eq!(
+            ownership(1000, Some("1000"), 1000, 0o20600, false),
+            Ownership::Ours
+        );
+        assert_eq!(
+            ownership(1000, Some("1001"), 1001, 0o20600, false),
+            Ownership::Others(1001)
+        );
+        assert!(matches!(
+            ownership(1000, Some("1000"), 0, 0o20600, false),
+            Ownership::Wrong(_)
+        ));
+        assert!(matches!(
+            ownership(1000, Some("1000"), 1000, 0o20660, false),
+            Ownership::Wrong(_)
+        ));
+        assert!(matches!(
+            ownership(1000, Some("1000"), 1000, 0o20600, true),
+            Ownership::Wrong(_)
+        ));
+        assert!(matches!(
+            ownership(1000, Some("localpasskey/uhid"), 0, 0o20600, false),
+            Ownership::Wrong(_)
+        ));
+        assert!(matches!(
+            ownership(1000, None, 1000, 0o20600, false),
+            Ownership::Wrong(_)
+        ));
+    }
+
+    #[test]
+    fn udev_snap_and_flatpak_outputs() {
+        let (props, tags) = parse_udev_properties(
+            "DEVNAME=/dev/hidraw0\nID_FIDO_TOKEN=1\nTAGS=:uaccess:snap_firefox_firefox:\n\
+             CURRENT_TAGS=:snap_firefox_firefox:snap_chromium_chromium:\n",
+        );
+        assert!(props.contains(&("ID_FIDO_TOKEN".into(), "1".into())));
+        assert_eq!(
+            tags,
+            ["snap_firefox_firefox", "snap_chromium_chromium"],
+            "CURRENT_TAGS wins"
+        );
+        let connected = "Interface    Plug                 Slot          Notes\n\
+                         u2f-devices  firefox:u2f-devices  :u2f-devices  -\n";
+        let disconnected = "Interface    Plug                 Slot  Notes\n\
+                            u2f-devices  firefox:u2f-devices  -     -\n";
+        assert!(snap_u2f_connected(connected) && !snap_u2f_connected(disconnected));
+        assert!(flatpak_devices_all(
+            "[Context]\nshared=network;ipc;\ndevices=dri;all;\n"
+        ));
+        assert!(!flatpak_devices_all("[Context]\ndevices=dri;\n"));
     }
 }

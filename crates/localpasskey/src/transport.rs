@@ -3,6 +3,7 @@
 //! Everything protocol-shaped lives in `lp_core::ctaphid`; a transport only
 //! receives a report with an address to answer and sends reports back.
 
+pub mod broker;
 pub mod udp;
 pub mod uhid;
 
@@ -65,4 +66,25 @@ impl Shutdown {
     pub fn is(e: &io::Error) -> bool {
         e.get_ref().is_some_and(|inner| inner.is::<Shutdown>())
     }
+}
+
+/// Turns SIGTERM, SIGINT and SIGHUP into calls of `deliver` on a thread of
+/// their own (signal-hook's self-pipe), until `deliver` returns false: the
+/// devices remove themselves cleanly instead of dying with the process.
+pub fn forward_signals(deliver: impl Fn(i32) -> bool + Send + 'static) -> io::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if !deliver(sig) {
+                    return;
+                }
+            }
+        })?;
+    Ok(())
 }

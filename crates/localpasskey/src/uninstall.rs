@@ -1,13 +1,19 @@
-//! `localpasskey uninstall`: undo what scripts/install.sh set up (the user
-//! service, the binary, the udev rule, the modules-load file). The passkeys
-//! stay unless `--purge` is given and confirmed: they cannot be made again.
+//! `localpasskey uninstall`: undo what scripts/install.sh set up: the user
+//! service, what an older install.sh left (binaries in ~/.local/bin or
+//! /usr/local/bin, /etc udev and modules-load files), and the Debian package
+//! (apt-get remove, or purge with `--purge`). The passkeys stay unless
+//! `--purge` is given and confirmed: they cannot be made again. The package
+//! itself never deletes them: they live in each user's home.
 
-use crate::doctor::{user_unit_dir, MODULES_LOAD, UDEV_RULE};
+use crate::doctor::{user_unit_dir, OLD_UDEV_RULE};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 const UNIT: &str = "localpasskey.service";
+/// Where an older scripts/install.sh put the modules-load file (the package
+/// keeps its own in /usr/lib/modules-load.d).
+const OLD_MODULES_LOAD: &str = "/etc/modules-load.d/localpasskey.conf";
 
 /// `root` prefixes the system paths (/etc, /usr/local); "/" but in tests.
 pub fn run(data_dir: &Path, purge: bool, yes: bool, root: &Path) -> Result<()> {
@@ -42,7 +48,7 @@ pub fn run(data_dir: &Path, purge: bool, yes: bool, root: &Path) -> Result<()> {
     }
 
     // 3. udev and modules-load (root's files: sudo when we are not root).
-    for f in [system(UDEV_RULE), system(MODULES_LOAD)] {
+    for f in [system(OLD_UDEV_RULE), system(OLD_MODULES_LOAD)] {
         remove(&f, true)?;
     }
     if root == Path::new("/") {
@@ -50,25 +56,50 @@ pub fn run(data_dir: &Path, purge: bool, yes: bool, root: &Path) -> Result<()> {
     }
     say("uhid stays loaded until the next boot; you stay in the tss group (`sudo gpasswd -d $USER tss` leaves it)");
 
-    // 4. The passkeys.
+    // 4. The passkeys, then 5. the package.
+    let purged = purge_data(data_dir, purge, yes)?;
+    if root == Path::new("/") && package_installed() {
+        let action = if purged { "purge" } else { "remove" };
+        say(&format!("removing the localpasskey package (apt-get {action})"));
+        let ok = as_root("apt-get")
+            .args([action, "-y", "localpasskey"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            bail!("apt-get {action} localpasskey failed");
+        }
+    }
+    Ok(())
+}
+
+/// Deletes the passkeys if asked and confirmed; true if they are gone.
+fn purge_data(data_dir: &Path, purge: bool, yes: bool) -> Result<bool> {
     if !purge {
         say(&format!(
             "your passkeys stay in {} (--purge deletes them)",
             data_dir.display()
         ));
-        return Ok(());
+        return Ok(false);
     }
     if !data_dir.exists() {
         say(&format!("no passkeys at {}", data_dir.display()));
-        return Ok(());
+        return Ok(true);
     }
     if !yes && !confirmed(data_dir)? {
         say(&format!("kept {}", data_dir.display()));
-        return Ok(());
+        return Ok(false);
     }
     std::fs::remove_dir_all(data_dir).with_context(|| format!("cannot delete {}", data_dir.display()))?;
     say(&format!("deleted {} and every passkey in it", data_dir.display()));
-    Ok(())
+    Ok(true)
+}
+
+/// Whether dpkg has the package installed.
+fn package_installed() -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", "localpasskey"])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
 }
 
 fn say(s: &str) {
