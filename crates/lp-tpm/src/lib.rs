@@ -671,6 +671,13 @@ pub struct TpmCustody {
     /// The person accepted a PIN guarded by the DA lockout alone where the
     /// TPM cannot make our PIN index (`accept_weak_pin_limit`).
     allow_unguarded: bool,
+    /// Where the TPM is, to reach it again after a TPM Reset.
+    tcti: String,
+    /// While unlocked: the vault and its authValue, so that a TPM Reset
+    /// under us (resume from hibernation, a restarted swtpm), which drops
+    /// every loaded object and session, can be undone without the PIN.
+    /// libtss2 holds the same authValue for as long; both go at `lock`.
+    restore: Option<(VaultBlob, Auth)>,
 }
 
 impl TpmCustody {
@@ -754,7 +761,86 @@ impl TpmCustody {
             software,
             algorithms,
             allow_unguarded: false,
+            tcti: tcti.to_string(),
+            restore: None,
         })
+    }
+
+    /// True if the TPM no longer has our primary: after a TPM Reset every
+    /// transient object and session is gone and each command fails. One
+    /// TPM2_ReadPublic, asked only after a command failed.
+    fn lost_objects(&mut self) -> bool {
+        let primary = self.primary;
+        self.ctx
+            .execute_without_session(|ctx| ctx.read_public(primary))
+            .is_err()
+    }
+
+    /// Rebuilds what a TPM Reset took: a new connection, the primary (the
+    /// same key: its template is deterministic), the salted session, and
+    /// the vault if it was open, loaded again with its authValue (the PIN
+    /// opened it before the reset; no try of the PIN index is spent).
+    /// Loaded credential keys are simply forgotten.
+    fn rebuild(&mut self) -> Result<(), TpmError> {
+        tracing::warn!(
+            "the TPM lost our objects and sessions (a TPM reset: a power cycle, resume from \
+             hibernation, a restarted TPM): re-creating the primary, the session and the vault"
+        );
+        let restore = self.restore.take();
+        let mut fresh = Self::connect(&self.tcti, true)?;
+        fresh.allow_unguarded = self.allow_unguarded;
+        let mut old = std::mem::replace(self, fresh);
+        old.forget_handles();
+        drop(old);
+        if let Some((vault, auth)) = restore {
+            let (public, private) = self.parse_vault(&vault)?;
+            self.load_vault(&vault, public, private, auth)?;
+            self.vault_id = Some(Sha256::digest(vault.to_bytes()).into());
+        }
+        tracing::info!("TPM objects re-created after the TPM reset; carrying on");
+        Ok(())
+    }
+
+    /// Drops libtss2's records of our objects and sessions without a TPM
+    /// command. After a reset the TPM hands the same handle numbers to the
+    /// new primary and session, which the old `Context` would otherwise
+    /// flush when it is dropped.
+    fn forget_handles(&mut self) {
+        let close = |ctx: &mut Context, mut h: ObjectHandle| {
+            let _ = ctx.tr_close(&mut h);
+        };
+        for (_, key) in std::mem::take(&mut self.cache) {
+            close(&mut self.ctx, key.into());
+        }
+        if let Some((vault, how)) = self.vault.take() {
+            close(&mut self.ctx, vault.into());
+            if let VaultUse::Epoch { session, .. } = how {
+                let h: tss_esapi::handles::SessionHandle = session.into();
+                close(&mut self.ctx, h.into());
+            }
+        }
+        self.vault_id = None;
+        self.restore = None;
+        let session: tss_esapi::handles::SessionHandle = self.session.into();
+        close(&mut self.ctx, session.into());
+        close(&mut self.ctx, self.primary.into());
+    }
+
+    /// Runs `op`; if it failed because the TPM was reset under us, rebuilds
+    /// and runs it once more. A PIN the TPM judged is an answer, not a lost
+    /// TPM: those errors are returned as they are.
+    fn surviving_reset<T>(&mut self, op: impl Fn(&mut Self) -> Result<T, TpmError>) -> Result<T, TpmError> {
+        match op(self) {
+            Err(
+                e @ (TpmError::AuthFailed | TpmError::PinBlocked | TpmError::Revoked | TpmError::InvalidBlob),
+            ) => Err(e),
+            Err(e) if self.lost_objects() => {
+                tracing::debug!("command failed after a TPM reset: {e}");
+                self.rebuild()?;
+                op(self)
+            }
+            other => other,
+        }
     }
 
     /// Where this TPM cannot make our PIN index, let a PIN be set anyway,
@@ -909,6 +995,7 @@ impl TpmCustody {
     pub fn lock(&mut self) {
         self.flush_cache();
         self.vault_id = None;
+        self.restore = None;
         if let Some((vault, how)) = self.vault.take() {
             // Overwrite libtss2's copy of R before freeing it.
             if self.ctx.tr_set_auth(vault.into(), Auth::default()).is_err() {
@@ -1786,10 +1873,11 @@ impl TpmCustody {
             _ => VaultUse::AuthValue,
         };
         self.vault = Some((handle, how));
-        if let Err(e) = self.ctx.tr_set_auth(handle.into(), auth) {
+        if let Err(e) = self.ctx.tr_set_auth(handle.into(), auth.clone()) {
             self.lock();
             return Err(e.into());
         }
+        self.restore = Some((vault.clone(), auth));
         Ok(())
     }
 
@@ -2055,27 +2143,27 @@ impl KeyCustody for TpmCustody {
     }
 
     fn create_key(&mut self, alg: Algorithm) -> Result<NewKey, CustodyError> {
-        Ok(self.create_credential(alg)?)
+        Ok(self.surviving_reset(|s| s.create_credential(alg))?)
     }
 
     fn sign(&mut self, blob: &[u8], message: &[u8]) -> Result<Vec<u8>, CustodyError> {
-        Ok(TpmCustody::sign(self, blob, message)?)
+        Ok(self.surviving_reset(|s| TpmCustody::sign(s, blob, message))?)
     }
 
     fn create_hmac_key(&mut self) -> Result<Vec<u8>, CustodyError> {
-        Ok(TpmCustody::create_hmac_key(self)?)
+        Ok(self.surviving_reset(TpmCustody::create_hmac_key)?)
     }
 
     fn hmac(&mut self, blob: &[u8], message: &[u8]) -> Result<[u8; 32], CustodyError> {
-        Ok(TpmCustody::hmac(self, blob, message)?)
+        Ok(self.surviving_reset(|s| TpmCustody::hmac(s, blob, message))?)
     }
 
     fn seal(&mut self, data: &[u8]) -> Result<Vec<u8>, CustodyError> {
-        Ok(self.seal_data(data)?)
+        Ok(self.surviving_reset(|s| s.seal_data(data))?)
     }
 
     fn unseal(&mut self, blob: &[u8]) -> Result<Vec<u8>, CustodyError> {
-        Ok(self.unseal_data(blob)?.to_vec())
+        Ok(self.surviving_reset(|s| s.unseal_data(blob))?.to_vec())
     }
 
     fn reset(&mut self, vault: Option<&[u8]>) -> Result<(), CustodyError> {
@@ -2089,12 +2177,16 @@ impl KeyCustody for TpmCustody {
 
     fn create_vault(&mut self, auth: &[u8; 32]) -> Result<Vec<u8>, CustodyError> {
         let allow = self.allow_unguarded;
-        Ok(TpmCustody::create_vault_with(self, auth, allow)?.to_bytes())
+        Ok(self
+            .surviving_reset(|s| TpmCustody::create_vault_with(s, auth, allow))?
+            .to_bytes())
     }
 
     fn unlock(&mut self, vault: &[u8], auth: &[u8; 32]) -> Result<Option<Vec<u8>>, CustodyError> {
         let vault = VaultBlob::from_bytes(vault)?;
-        Ok(TpmCustody::unlock(self, &vault, auth)?.map(|v| v.to_bytes()))
+        Ok(self
+            .surviving_reset(|s| TpmCustody::unlock(s, &vault, auth))?
+            .map(|v| v.to_bytes()))
     }
 
     fn pin_retries(&mut self, vault: &[u8]) -> Result<Option<u8>, CustodyError> {

@@ -30,7 +30,25 @@ impl Swtpm {
             .mode(0o700)
             .create(&state)
             .expect("state dir");
-        let sock = dir.path().join("tpm.sock");
+        let child = Self::spawn(dir.path());
+        Swtpm { child, dir }
+    }
+
+    /// Kill swtpm and start it again on the same state with startup-clear:
+    /// a TPM Reset, as at a power cycle or resume from hibernation. NV
+    /// (the PIN index, the counters) survives; loaded objects and sessions
+    /// do not.
+    pub fn reset(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(self.socket());
+        let _ = std::fs::remove_file(ctrl_path(&self.socket()));
+        self.child = Self::spawn(self.dir.path());
+    }
+
+    fn spawn(dir: &Path) -> Child {
+        let state = dir.join("state");
+        let sock = dir.join("tpm.sock");
         let ctrl = ctrl_path(&sock);
         let mut child = Command::new("swtpm")
             .args(["socket", "--tpm2"])
@@ -46,7 +64,7 @@ impl Swtpm {
         loop {
             assert!(child.try_wait().expect("try_wait").is_none(), "swtpm exited");
             if UnixStream::connect(&sock).is_ok() && UnixStream::connect(&ctrl).is_ok() {
-                return Swtpm { child, dir };
+                return child;
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
