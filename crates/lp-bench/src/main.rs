@@ -38,8 +38,10 @@ use lp_core::cbor::{self, int_map, text_map};
 use lp_core::clock::ManualClock;
 use lp_core::custody::insecure_software::InsecureSoftwareCustody;
 use lp_core::custody::{CustodyError, KeyCustody};
-use lp_core::pin_protocol::{authenticate_with_token, KeyAgreement, ProtocolVersion, SharedSecret};
+use lp_core::pin_protocol::{authenticate_with_token, ProtocolVersion};
+use lp_core::platform::{self, PinSession};
 use lp_core::store::{CredentialStore, MemoryStore, StoreError};
+use lp_core::types::client_pin;
 use lp_core::user::{AlwaysApprove, NoInteraction, Scripted, Step, UserPresence};
 use p256::ecdsa::signature::hazmat::PrehashSigner;
 use p256::ecdsa::{Signature, SigningKey};
@@ -106,92 +108,37 @@ struct Ours {
     token: [u8; 32],
 }
 
-fn client_pin(auth: &mut Authenticator, entries: Vec<(u64, Value)>) -> Result<Value> {
-    let mut req = vec![0x06];
-    req.extend(cbor::encode(&int_map(entries)));
-    let resp = auth.handle(&req, &NoInteraction);
+/// One clientPIN request built by `lp_core::platform`; the answer's body.
+fn client_pin(auth: &mut Authenticator, req: &client_pin::Request) -> Result<Vec<u8>> {
+    let resp = auth.handle(&req.encode(), &NoInteraction);
     match resp.split_first() {
-        Some((0, [])) => Ok(Value::Null),
-        Some((0, body)) => cbor::decode(body).map_err(|e| anyhow::anyhow!("{e:?}")),
+        Some((0, body)) => Ok(body.to_vec()),
         Some((s, _)) => bail!("clientPIN refused: 0x{s:02x}"),
         None => bail!("empty answer"),
     }
 }
 
-fn agree(auth: &mut Authenticator) -> Result<(SharedSecret, Value)> {
+fn session(auth: &mut Authenticator) -> Result<PinSession> {
     let v = ProtocolVersion::Two;
-    let resp = client_pin(
-        auth,
-        vec![(1, Value::Integer(2.into())), (2, Value::Integer(2.into()))],
-    )?;
-    let Value::Map(m) = resp else {
-        bail!("no key agreement")
-    };
-    let theirs = m
-        .into_iter()
-        .find(|(k, _)| k == &Value::Integer(1.into()))
-        .context("no key")?
-        .1;
-    let mut scalar = [0u8; 32];
-    OsRng.fill_bytes(&mut scalar);
-    scalar[0] &= 0x7f;
-    scalar[31] |= 1;
-    let ours = KeyAgreement::from_secret_scalar(&scalar).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let public = ours.public_cose();
-    let shared = ours
-        .shared_secret(v, theirs)
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    Ok((shared, public))
+    let body = client_pin(auth, &platform::get_key_agreement(v))?;
+    PinSession::from_answer(v, &body).map_err(|e| anyhow::anyhow!("{e:?}"))
 }
 
 fn set_pin(auth: &mut Authenticator) -> Result<()> {
-    let (shared, platform) = agree(auth)?;
-    let mut padded = PIN.as_bytes().to_vec();
-    padded.resize(64, 0);
-    let enc = shared.encrypt(&padded).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let param = shared.authenticate(&enc);
-    client_pin(
-        auth,
-        vec![
-            (1, Value::Integer(2.into())),
-            (2, Value::Integer(3.into())),
-            (3, platform),
-            (4, Value::Bytes(param)),
-            (5, Value::Bytes(enc)),
-        ],
-    )?;
+    let s = session(auth)?;
+    let padded = platform::padded_pin(PIN.as_bytes()).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let req = s.set_pin(&padded).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    client_pin(auth, &req)?;
     Ok(())
 }
 
 fn get_token(auth: &mut Authenticator, perms: u8, rp: Option<&str>) -> Result<[u8; 32]> {
-    let (shared, platform) = agree(auth)?;
-    let hash = Sha256::digest(PIN.as_bytes());
-    let enc = shared
-        .encrypt(&hash[..16])
+    let s = session(auth)?;
+    let req = s
+        .pin_token(PIN.as_bytes(), Some((perms, rp)))
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let mut entries = vec![
-        (1, Value::Integer(2.into())),
-        (2, Value::Integer(9.into())),
-        (3, platform),
-        (6, Value::Bytes(enc)),
-        (9, Value::Integer(perms.into())),
-    ];
-    if let Some(rp) = rp {
-        entries.push((10, Value::Text(rp.into())));
-    }
-    let resp = client_pin(auth, entries)?;
-    let Value::Map(m) = resp else { bail!("no token") };
-    let enc = m
-        .into_iter()
-        .find(|(k, _)| k == &Value::Integer(2.into()))
-        .context("no token")?
-        .1;
-    let plain = shared
-        .decrypt(enc.as_bytes().context("token not bytes")?)
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    plain
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("token of the wrong size"))
+    let body = client_pin(auth, &req)?;
+    Ok(*s.token(&body).map_err(|e| anyhow::anyhow!("{e:?}"))?)
 }
 
 impl Ours {
