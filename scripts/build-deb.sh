@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Build the Debian package of LocalPasskey (daemon, desktop dialog, uhid
+# broker, systemd units, udev rules, modules-load file, maintainer scripts;
+# docs/setup.md):
+#
+#   scripts/build-deb.sh        # prints the path of the .deb on its last line
+#
+# cargo-deb is installed with `cargo install` the first time. The package
+# description is [package.metadata.deb] in crates/localpasskey/Cargo.toml;
+# the files it ships are in packaging/.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+log() { printf '==> %s\n' "$*" >&2; }
+
+if ! command -v cargo-deb >/dev/null 2>&1; then
+    log "installing cargo-deb (cargo install cargo-deb --locked)"
+    cargo install cargo-deb --locked --quiet
+fi
+log "building the release binaries"
+cargo build --release --locked -p localpasskey -p localpasskey-prompt -p localpasskey-broker >&2
+log "packaging"
+out=$(cargo deb -p localpasskey --no-build 2>&1 | tee /dev/stderr | tail -n 1)
+[ -f "$out" ] || { echo "cargo deb made no package: $out" >&2; exit 1; }
+echo "$out"
