@@ -20,6 +20,6 @@ fi
 log "building the release binaries"
 cargo build --release --locked -p localpasskey -p localpasskey-prompt -p localpasskey-broker >&2
 log "packaging"
-out=$(cargo deb -p localpasskey --no-build 2>&1 | tee /dev/stderr | tail -n 1)
+out=$(cargo deb -p localpasskey --no-build --strip 2>&1 | tee /dev/stderr | tail -n 1)
 [ -f "$out" ] || { echo "cargo deb made no package: $out" >&2; exit 1; }
 echo "$out"
