@@ -869,6 +869,39 @@ def t_token_delete():
     return f"deleted; -L -k {RP} lists nothing, -L -r lists {sorted(after)}; fido2-assert: FIDO_ERR_NO_CREDENTIALS"
 
 
+@check("broker-restart", "broker", "the broker restarts (an upgrade): the device goes, the daemon connects again "
+       "and the same key comes back (same serial, its owner's), usable by fido2-token")
+def t_broker_restart():
+    serial = dict(line.split("=", 1) for line in STATE["uevent"].split())["HID_UNIQ"]
+    old = hidraw()
+    b = STATE["broker"]
+    b.terminate()
+    b.wait(10)
+    Path(BROKER_SOCK).unlink(missing_ok=True)
+    for _ in range(100):
+        if not os.path.exists(old):
+            break
+        time.sleep(0.05)
+    assert not os.path.exists(old), f"{old} stayed after the broker stopped"
+    t0 = time.monotonic()
+    start_broker()
+    node = None
+    while time.monotonic() - t0 < 60 and node is None:
+        for name in our_nodes():
+            uevent = Path(f"/sys/class/hidraw/{name}/device/uevent").read_text()
+            if f"HID_UNIQ={serial}" in uevent.split() and os.path.exists(f"/dev/{name}"):
+                node = name
+                STATE.update(hidraw=f"/dev/{name}", uevent=uevent, sysdir=Path(f"/sys/class/hidraw/{name}/device"))
+        time.sleep(0.1)
+    assert node, "the daemon did not bring its key back within 60 s"
+    back = time.monotonic() - t0
+    wait_owner(hidraw(), DAEMON_UID)
+    assert os.stat(hidraw()).st_uid == DAEMON_UID, "the new node is not the owner's"
+    assert f"aaguid: {AAGUID}" in token_info()
+    assert STATE["daemon"].poll() is None, "the daemon exited"
+    return f"{old} gone; {hidraw()} back after {back:.1f}s, serial {serial}"
+
+
 @check("sigterm", "localpasskey", "SIGTERM removes the device (UHID_DESTROY) and the daemon exits 0")
 def t_sigterm():
     d = STATE["daemon"]
@@ -942,7 +975,7 @@ def main() -> int:
         t_token_list_rps, t_token_list_creds,
         t_ssh_keygen, t_ssh_sign, t_ssh_keygen_rk, t_ssh_sign_rk, t_ssh_download,
         t_python_fido2, t_presence_denied, t_presence_timeout, t_assert_denied,
-        t_token_delete, t_sigterm,
+        t_token_delete, t_broker_restart, t_sigterm,
     ]
     for c in checks:
         c()
