@@ -18,7 +18,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 SECONDS_EACH=${1:-15}
 shift || true
 TARGETS=("$@")
-[ "${#TARGETS[@]}" -gt 0 ] || TARGETS=(ctap_command client_pin ctaphid broker)
+[ "${#TARGETS[@]}" -gt 0 ] || TARGETS=(ctap_command ctap_real client_pin ctaphid broker)
 SANITIZER=${FUZZ_SANITIZER:-address}
 
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
@@ -34,15 +34,18 @@ cargo fuzz build --sanitizer "$SANITIZER"
 failed=0
 for t in "${TARGETS[@]}"; do
     mkdir -p "fuzz/corpus/$t"
+    # ctap_real runs ctap_command's programs on the real crypto: same seeds.
+    seeds="fuzz/seeds/$t"
+    [ "$t" = ctap_real ] && seeds=fuzz/seeds/ctap_command
     echo "==> fuzzing $t for ${SECONDS_EACH}s"
-    if ! cargo fuzz run --sanitizer "$SANITIZER" "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" -- \
+    if ! cargo fuzz run --sanitizer "$SANITIZER" "$t" "fuzz/corpus/$t" "$seeds" -- \
         -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 -print_final_stats=1 2>"fuzz/$t.log"; then
         echo "FUZZ FAILURE in $t: see fuzz/$t.log and fuzz/artifacts/$t/" >&2
         tail -n 40 "fuzz/$t.log" >&2
         failed=1
     else
-        grep -E '^#[0-9]+ +DONE|stat::number_of_executed_units' "fuzz/$t.log" | tr '\n' ' '
-        echo
+        runs=$(grep -E '^stat::number_of_executed_units' "fuzz/$t.log" | awk '{print $2}')
+        echo "fuzz $t: ${runs:-?} inputs in ${SECONDS_EACH} s ($(( ${runs:-0} / SECONDS_EACH )) per second)"
     fi
 done
 exit "$failed"

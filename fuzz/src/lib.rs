@@ -271,6 +271,18 @@ pub fn parse_program(data: &[u8]) -> (bool, Vec<Op>) {
     (pin_set, ops)
 }
 
+/// The signing keys and the clientPIN key agreement a harness runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Crypto {
+    /// Fake and cheap (fast_custody, and in fuzz builds the fake key
+    /// agreement): the protocol is what is explored.
+    Fast,
+    /// The real software custody and P-256 key agreement.
+    Real,
+}
+
+pub mod fast_custody;
+
 /// The authenticator plus what an honest platform remembers about it.
 pub struct Rig {
     pub auth: Authenticator,
@@ -284,10 +296,20 @@ pub struct Rig {
 
 impl Rig {
     pub fn new(focus: Focus, pin_set: bool) -> Self {
+        Self::with_crypto(focus, pin_set, Crypto::Fast)
+    }
+
+    pub fn with_crypto(focus: Focus, pin_set: bool, crypto: Crypto) -> Self {
+        #[cfg(fuzzing)]
+        lp_core::pin_protocol::fuzzing::use_fake_key_agreement(crypto == Crypto::Fast);
+        let custody: Box<dyn lp_core::custody::KeyCustody> = match crypto {
+            Crypto::Fast => Box::new(fast_custody::FastCustody::default()),
+            Crypto::Real => Box::new(InsecureSoftwareCustody::new()),
+        };
         let clock = ManualClock::new();
         let person = Person::default();
         let auth = Authenticator::new(
-            Box::new(InsecureSoftwareCustody::new()),
+            custody,
             Box::new(MemoryStore::new()),
             Box::new(person.clone()),
             Arc::new(clock.clone()),
@@ -336,7 +358,11 @@ impl Rig {
         if status != 0 {
             return None;
         }
-        let ours = KeyAgreement::from_secret_scalar(&[7u8; 32]).ok()?;
+        // A fixed platform key, made once: the authenticator's side is what is tested.
+        static OURS: std::sync::OnceLock<Option<KeyAgreement>> = std::sync::OnceLock::new();
+        let ours = OURS
+            .get_or_init(|| KeyAgreement::from_secret_scalar(&[7u8; 32]).ok())
+            .clone()?;
         PinSession::with_key(ours, v, body).ok()
     }
 
@@ -547,9 +573,19 @@ pub fn check_response(request: &[u8], response: &[u8]) {
 }
 
 /// The `ctap_command` and `client_pin` targets.
+/// The `ctap_command` and `client_pin` targets: fake, cheap crypto.
 pub fn run_authenticator(data: &[u8], focus: Focus) {
+    run_authenticator_with(data, focus, Crypto::Fast);
+}
+
+/// The `ctap_real` target: every command on the real crypto.
+pub fn run_authenticator_real(data: &[u8]) {
+    run_authenticator_with(data, Focus::AllCommands, Crypto::Real);
+}
+
+fn run_authenticator_with(data: &[u8], focus: Focus, crypto: Crypto) {
     let (pin_set, ops) = parse_program(data);
-    let mut rig = Rig::new(focus, pin_set);
+    let mut rig = Rig::with_crypto(focus, pin_set, crypto);
     for op in &ops {
         rig.run(op);
     }

@@ -105,6 +105,7 @@ impl ProtocolVersion {
 ///
 /// One ephemeral P-256 key serves both protocols (the spec lets them share
 /// it). The secret scalar is zeroized when this is dropped or regenerated.
+#[derive(Clone)]
 pub struct KeyAgreement {
     secret: SecretKey,
     x: [u8; 32],
@@ -114,6 +115,10 @@ pub struct KeyAgreement {
 impl KeyAgreement {
     /// A fresh key pair from the OS random generator.
     pub fn new() -> Self {
+        #[cfg(fuzzing)]
+        if let Some(fake) = fuzzing::fake_key() {
+            return fake;
+        }
         loop {
             // A public key made from a non-zero scalar is never the identity,
             // so this returns the first time round.
@@ -173,10 +178,71 @@ impl KeyAgreement {
         platform_key: Value,
     ) -> Result<SharedSecret, CtapError> {
         let peer = parse_platform_key(platform_key)?;
+        #[cfg(fuzzing)]
+        if fuzzing::is_fake() {
+            return SharedSecret::derive(version, &fuzzing::fake_z(&self.x, peer));
+        }
         let scalar = Zeroizing::new(self.secret.to_nonzero_scalar());
         // p256's SharedSecret zeroizes itself on drop.
         let z = p256::ecdh::diffie_hellman(*scalar, peer.as_affine());
         SharedSecret::derive(version, &z.raw_secret_bytes()[..])
+    }
+}
+
+/// Fuzz builds only (`--cfg fuzzing`, which cargo-fuzz sets): a key
+/// agreement that costs a hash instead of P-256 scalar multiplications, so
+/// the fuzzers spend their time on the protocol. Deterministic and plainly
+/// fake: every key is one of a few real key pairs made once, and the shared
+/// "point" is a hash of the two public keys. Off until a harness turns it on;
+/// never compiled into anything but a fuzzer.
+#[cfg(fuzzing)]
+pub mod fuzzing {
+    use super::{KeyAgreement, PublicKey};
+    use p256::elliptic_curve::sec1::ToEncodedPoint;
+    use sha2::{Digest, Sha256};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::OnceLock;
+
+    static FAKE: AtomicBool = AtomicBool::new(false);
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    static KEYS: OnceLock<Vec<KeyAgreement>> = OnceLock::new();
+
+    /// On or off, and back to the first fake key: each input starts from
+    /// the same state, as libFuzzer wants.
+    pub fn use_fake_key_agreement(on: bool) {
+        FAKE.store(on, Ordering::Relaxed);
+        NEXT.store(0, Ordering::Relaxed);
+    }
+
+    pub(super) fn is_fake() -> bool {
+        FAKE.load(Ordering::Relaxed)
+    }
+
+    /// The next of eight real key pairs (so a regenerated key still differs
+    /// from the last one).
+    pub(super) fn fake_key() -> Option<KeyAgreement> {
+        if !is_fake() {
+            return None;
+        }
+        let keys = KEYS.get_or_init(|| {
+            (1u8..=8)
+                .filter_map(|i| KeyAgreement::from_secret_scalar(&[i; 32]).ok())
+                .collect()
+        });
+        let i = NEXT.fetch_add(1, Ordering::Relaxed);
+        keys.get(i % keys.len().max(1)).cloned()
+    }
+
+    /// The same 32 bytes on both sides: a hash of the two x-coordinates in order.
+    pub(super) fn fake_z(ours: &[u8; 32], peer: PublicKey) -> [u8; 32] {
+        let point = peer.to_encoded_point(false);
+        let theirs = point.x().map(|x| x.to_vec()).unwrap_or_default();
+        let (a, b) = if ours.as_slice() <= theirs.as_slice() {
+            (ours.as_slice(), theirs.as_slice())
+        } else {
+            (theirs.as_slice(), ours.as_slice())
+        };
+        Sha256::new().chain_update(a).chain_update(b).finalize().into()
     }
 }
 
