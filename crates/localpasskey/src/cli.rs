@@ -6,6 +6,7 @@ use crate::doctor;
 use crate::pinentry::Pinentry;
 use crate::presence::FileScript;
 use crate::prompt_desktop::{DesktopOrPinentry, DesktopPrompt};
+use crate::setup::normalise_tcti;
 use crate::store_sqlite::SqliteStore;
 use crate::transport::broker::BrokerDevice;
 use crate::transport::udp::{Udp, DEFAULT_PORT};
@@ -799,15 +800,6 @@ fn info(store: &SqliteStore, json: bool) -> Result<()> {
     println!("Key custody:  tpm (insecure-software for tests and simulation only)");
     println!("Transports:   uhid (USB security key), udp simulation");
     Ok(())
-}
-
-/// Accept a bare device path as well as a TCTI string.
-pub fn normalise_tcti(tpm: &str) -> String {
-    if tpm.starts_with('/') {
-        format!("device:{tpm}")
-    } else {
-        tpm.to_owned()
-    }
 }
 
 fn read_pin(prompt: &str, from_stdin: bool) -> Result<zeroize::Zeroizing<String>> {

@@ -1,7 +1,10 @@
 //! `localpasskey doctor`: find what stops LocalPasskey from working on this
 //! machine and say, in plain words, how to fix it.
 
-use crate::cli::normalise_tcti;
+use crate::setup::{
+    normalise_tcti, user_unit_dir, MODULES_LOAD, OLD_UDEV_RULE, UDEV_OWNER_RULE, UDEV_RULE_DIRS,
+    UDEV_SNAP_RULE,
+};
 use crate::store_sqlite::{SqliteStore, DB_FILE_NAME};
 use anyhow::Result;
 use lp_core::store::CredentialStore;
@@ -340,30 +343,7 @@ fn check_data_dir(r: &mut Report, dir: &Path, tpm: Option<&mut lp_tpm::TpmCustod
     }
 }
 
-/// Our udev rules (packaging/udev in the source tree; the package puts them
-/// in /usr/lib/udev/rules.d).
-pub const UDEV_OWNER_RULE: &str = "72-localpasskey.rules";
-pub const UDEV_SNAP_RULE: &str = "69-localpasskey-snap.rules";
-/// Where udev looks for rules, in its order: a file in an earlier directory
-/// hides the one of the same name in a later one.
-const UDEV_RULE_DIRS: [&str; 4] = [
-    "/etc/udev/rules.d",
-    "/run/udev/rules.d",
-    "/usr/lib/udev/rules.d",
-    "/lib/udev/rules.d",
-];
-/// What an older scripts/install.sh wrote: it gave /dev/uhid to the seat.
-pub const OLD_UDEV_RULE: &str = "/etc/udev/rules.d/70-localpasskey.rules";
-pub const MODULES_LOAD: &str = "/usr/lib/modules-load.d/localpasskey.conf";
 const INSTALL: &str = "install the package: scripts/install.sh from the LocalPasskey checkout";
-
-pub fn user_unit_dir() -> Option<std::path::PathBuf> {
-    let config = std::env::var_os("XDG_CONFIG_HOME")
-        .filter(|x| !x.is_empty())
-        .map(std::path::PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".config")))?;
-    Some(config.join("systemd/user"))
-}
 
 /// Lines of a rules file that are rules (comments and blanks dropped).
 fn rule_lines(text: &str) -> Vec<&str> {

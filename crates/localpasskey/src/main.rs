@@ -8,6 +8,7 @@ mod doctor;
 mod pinentry;
 mod presence;
 mod prompt_desktop;
+mod setup;
 mod store_sqlite;
 mod tpm_protect;
 mod transport;

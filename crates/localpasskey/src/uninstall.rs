@@ -5,7 +5,7 @@
 //! `--purge` is given and confirmed: they cannot be made again. The package
 //! itself never deletes them: they live in each user's home.
 
-use crate::doctor::{user_unit_dir, OLD_UDEV_RULE};
+use crate::setup::{user_unit_dir, OLD_UDEV_RULE};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
