@@ -184,7 +184,7 @@ struct RunArgs {
     /// data directory or a hardware TPM, since it approves Reset too) or `script:FILE`
     /// (tests: one of approve/deny/wait/delay <ms>/pin <PIN> per line).
     #[arg(long)]
-    presence: Option<String>,
+    presence: Option<PresenceMode>,
     /// How long to wait for the person before CTAP2_ERR_USER_ACTION_TIMEOUT.
     #[arg(long, default_value_t = 30_000)]
     presence_timeout_ms: u64,
@@ -456,21 +456,59 @@ mod data_home_tests {
     }
 }
 
+/// `--presence`, parsed by clap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PresenceMode {
+    Desktop,
+    Pinentry,
+    Approve,
+    Script(PathBuf),
+}
+
+impl std::str::FromStr for PresenceMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "desktop" => Ok(Self::Desktop),
+            "pinentry" => Ok(Self::Pinentry),
+            "approve" => Ok(Self::Approve),
+            _ => match s.strip_prefix("script:") {
+                Some(path) => Ok(Self::Script(PathBuf::from(path))),
+                None => Err(format!(
+                    "unknown --presence {s:?} (desktop, pinentry, approve, script:FILE)"
+                )),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for PresenceMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Desktop => f.write_str("desktop"),
+            Self::Pinentry => f.write_str("pinentry"),
+            Self::Approve => f.write_str("approve"),
+            Self::Script(path) => write!(f, "script:{}", path.display()),
+        }
+    }
+}
+
 fn run(args: RunArgs, dir: PathBuf) -> Result<()> {
     harden_process();
     let simulation = args.transport == TransportKind::Udp;
     // With the real device anything on this machine that can open a hidraw
     // node talks to us, so the test-only parts need a flag that says so.
     let test_only_ok = simulation || args.force_insecure_for_tests;
-    let presence_mode = args
-        .presence
-        .clone()
-        .unwrap_or_else(|| if simulation { "approve" } else { "desktop" }.to_string());
+    let presence_mode = args.presence.clone().unwrap_or(if simulation {
+        PresenceMode::Approve
+    } else {
+        PresenceMode::Desktop
+    });
     // `approve` says yes to everything, authenticatorReset included, and in
     // the simulation any local uid can send the power-cycle datagram that
     // opens Reset's window: it must never meet the user's passkeys. Checked
     // before anything opens (or creates) the data directory.
-    let auto_approve = presence_mode == "approve";
+    let auto_approve = presence_mode == PresenceMode::Approve;
     if auto_approve {
         if let Some(real) = users_data_dir(&dir, &DataHome::from_env()) {
             bail!(
@@ -503,30 +541,7 @@ fn run(args: RunArgs, dir: PathBuf) -> Result<()> {
         );
     }
     let tcti = normalise_tcti(&args.tpm);
-    let custody: Box<dyn KeyCustody> = match args.custody {
-        CustodyKind::Tpm => {
-            let mut tpm = lp_tpm::TpmCustody::open(&tcti).map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot use the TPM at {tcti}: {e}\n\
-                     `localpasskey doctor` says what is wrong. For a software TPM pass \
-                     --tpm swtpm:path=DIR/tpm.sock (swtpm's unix socket); keys without any TPM only \
-                     with --custody insecure-software (simulation only, protects nothing)"
-                )
-            })?;
-            tpm.accept_weak_pin_limit(args.accept_weak_pin_limit);
-            crate::tpm_protect::announce(&mut tpm, args.accept_weak_pin_limit);
-            Box::new(tpm)
-        }
-        CustodyKind::InsecureSoftware => {
-            if !test_only_ok {
-                bail!(
-                    "the insecure software custody is only for the simulation transport \
-                     (or for tests, with --force-insecure-for-tests)"
-                );
-            }
-            Box::new(InsecureSoftwareCustody::new())
-        }
-    };
+    let custody = open_custody(&args, &tcti, test_only_ok)?;
     let software_tpm = args.custody == CustodyKind::Tpm && !custody.is_hardware();
     // Before /dev/uhid is opened: no browser may see a security key that
     // rests on a file anyone who can read it can copy.
@@ -549,51 +564,7 @@ fn run(args: RunArgs, dir: PathBuf) -> Result<()> {
     }
     let mut store = SqliteStore::open(&dir)?;
     power_up_after_boot(&mut store, boot_id)?;
-    if args.script_pin.is_some() && !presence_mode.starts_with("script:") {
-        bail!("--script-pin goes with --presence script:FILE");
-    }
-    let pinentry = || -> Box<dyn UserPresence> {
-        let p = Pinentry::from_env();
-        tracing::info!(
-            "prompts go through the pinentry program {:?} (PINENTRY_PROGRAM)",
-            p.program()
-        );
-        Box::new(p)
-    };
-    let presence: Box<dyn UserPresence> = match presence_mode.as_str() {
-        // The display is looked for at each request (the session's may come
-        // later than the service); pinentry when there is none.
-        "desktop" => {
-            let desktop = DesktopPrompt::locate()?;
-            if !desktop.has_display() {
-                tracing::warn!(
-                    "no display yet (neither DISPLAY nor WAYLAND_DISPLAY): pinentry until there is one"
-                );
-            }
-            let pinentry = Pinentry::from_env();
-            tracing::info!(
-                "without a display, prompts go through the pinentry program {:?} (PINENTRY_PROGRAM)",
-                pinentry.program()
-            );
-            Box::new(DesktopOrPinentry { desktop, pinentry })
-        }
-        "pinentry" => pinentry(),
-        "approve" if test_only_ok => Box::new(AlwaysApprove),
-        "approve" => bail!(
-            "--presence approve is only accepted with --transport udp \
-             (or for tests, with --force-insecure-for-tests)"
-        ),
-        p => match p.strip_prefix("script:") {
-            Some(path) if test_only_ok => {
-                Box::new(FileScript::new(PathBuf::from(path), args.script_pin.clone()))
-            }
-            Some(_) => bail!(
-                "--presence script: is only accepted with --transport udp \
-                 (or for tests, with --force-insecure-for-tests)"
-            ),
-            None => bail!("unknown --presence {p:?} (desktop, pinentry, approve, script:FILE)"),
-        },
-    };
+    let presence = open_presence(&presence_mode, args.script_pin.clone(), test_only_ok)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
     let config = Config {
         presence_timeout: Duration::from_millis(args.presence_timeout_ms),
@@ -637,37 +608,29 @@ fn run(args: RunArgs, dir: PathBuf) -> Result<()> {
             env!("CARGO_PKG_VERSION")
         );
     };
+    let parts = Parts {
+        custody,
+        store,
+        presence,
+        clock,
+        config,
+    };
     let err = match args.transport {
         TransportKind::Udp => {
             let transport =
                 Udp::bind(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
             ready(&|| transport.describe());
-            let config = Config {
-                max_msg_size: transport.max_message_size(),
-                ..config
-            };
-            let auth = Authenticator::new(custody, Box::new(store), presence, Arc::clone(&clock), config);
-            daemon::run(transport, auth, clock)
+            serve(transport, parts)
         }
         TransportKind::Uhid if !args.uhid_direct => {
             let transport = BrokerDevice::create(&args.broker, DeviceIdentity::new(&serial))?;
             ready(&|| transport.describe());
-            let config = Config {
-                max_msg_size: transport.max_message_size(),
-                ..config
-            };
-            let auth = Authenticator::new(custody, Box::new(store), presence, Arc::clone(&clock), config);
-            daemon::run(transport, auth, clock)
+            serve(transport, parts)
         }
         TransportKind::Uhid => {
             let transport = Uhid::create(DeviceIdentity::new(&serial))?;
             ready(&|| transport.describe());
-            let config = Config {
-                max_msg_size: transport.max_message_size(),
-                ..config
-            };
-            let auth = Authenticator::new(custody, Box::new(store), presence, Arc::clone(&clock), config);
-            daemon::run(transport, auth, clock)
+            serve(transport, parts)
         }
     };
     if Shutdown::is(&err) {
@@ -675,6 +638,107 @@ fn run(args: RunArgs, dir: PathBuf) -> Result<()> {
         return Ok(());
     }
     Err(err).context("transport failed")
+}
+
+/// The key custody `--custody` names (the TPM at `tcti`, or the insecure
+/// software one, for tests and the simulation only).
+fn open_custody(args: &RunArgs, tcti: &str, test_only_ok: bool) -> Result<Box<dyn KeyCustody>> {
+    Ok(match args.custody {
+        CustodyKind::Tpm => {
+            let mut tpm = lp_tpm::TpmCustody::open(tcti).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot use the TPM at {tcti}: {e}\n\
+                     `localpasskey doctor` says what is wrong. For a software TPM pass \
+                     --tpm swtpm:path=DIR/tpm.sock (swtpm's unix socket); keys without any TPM only \
+                     with --custody insecure-software (simulation only, protects nothing)"
+                )
+            })?;
+            tpm.accept_weak_pin_limit(args.accept_weak_pin_limit);
+            crate::tpm_protect::announce(&mut tpm, args.accept_weak_pin_limit);
+            Box::new(tpm)
+        }
+        CustodyKind::InsecureSoftware => {
+            if !test_only_ok {
+                bail!(
+                    "the insecure software custody is only for the simulation transport \
+                     (or for tests, with --force-insecure-for-tests)"
+                );
+            }
+            Box::new(InsecureSoftwareCustody::new())
+        }
+    })
+}
+
+/// Who confirms presence and takes the PIN, as `--presence` says.
+fn open_presence(
+    mode: &PresenceMode,
+    script_pin: Option<String>,
+    test_only_ok: bool,
+) -> Result<Box<dyn UserPresence>> {
+    if script_pin.is_some() && !matches!(mode, PresenceMode::Script(_)) {
+        bail!("--script-pin goes with --presence script:FILE");
+    }
+    Ok(match mode {
+        // The display is looked for at each request (the session's may come
+        // later than the service); pinentry when there is none.
+        PresenceMode::Desktop => {
+            let desktop = DesktopPrompt::locate()?;
+            if !desktop.has_display() {
+                tracing::warn!(
+                    "no display yet (neither DISPLAY nor WAYLAND_DISPLAY): pinentry until there is one"
+                );
+            }
+            let pinentry = Pinentry::from_env();
+            tracing::info!(
+                "without a display, prompts go through the pinentry program {:?} (PINENTRY_PROGRAM)",
+                pinentry.program()
+            );
+            Box::new(DesktopOrPinentry { desktop, pinentry })
+        }
+        PresenceMode::Pinentry => {
+            let p = Pinentry::from_env();
+            tracing::info!(
+                "prompts go through the pinentry program {:?} (PINENTRY_PROGRAM)",
+                p.program()
+            );
+            Box::new(p)
+        }
+        PresenceMode::Approve if test_only_ok => Box::new(AlwaysApprove),
+        PresenceMode::Approve => bail!(
+            "--presence approve is only accepted with --transport udp \
+             (or for tests, with --force-insecure-for-tests)"
+        ),
+        PresenceMode::Script(path) if test_only_ok => Box::new(FileScript::new(path.clone(), script_pin)),
+        PresenceMode::Script(_) => bail!(
+            "--presence script: is only accepted with --transport udp \
+             (or for tests, with --force-insecure-for-tests)"
+        ),
+    })
+}
+
+/// What the authenticator is made of, whatever the transport.
+struct Parts {
+    custody: Box<dyn KeyCustody>,
+    store: SqliteStore,
+    presence: Box<dyn UserPresence>,
+    clock: Arc<dyn Clock>,
+    config: Config,
+}
+
+/// The authenticator on `transport`, until the transport fails or stops.
+fn serve<T: crate::transport::Transport>(transport: T, p: Parts) -> std::io::Error {
+    let config = Config {
+        max_msg_size: transport.max_message_size(),
+        ..p.config
+    };
+    let auth = Authenticator::new(
+        p.custody,
+        Box::new(p.store),
+        p.presence,
+        Arc::clone(&p.clock),
+        config,
+    );
+    daemon::run(transport, auth, p.clock)
 }
 
 fn fmt_time(unix_ms: u64) -> String {
