@@ -33,11 +33,12 @@ log() { printf '==> %s\n' "$*"; }
 # chromium: the real browser of the VM browser test (tests/vm/browser.sh),
 #   started headless inside the VM against rp/.
 # firefox-esr (not with FIREFOX_TESTS=0): the second browser of that test.
+# pinentry-gtk2: the graphical pinentry scripts/bench.sh times beside our dialog.
 APT_PACKAGES=(
     build-essential pkg-config python3-venv python3-pip
     swtpm swtpm-tools tpm2-tools libtss2-dev fido2-tools openssh-client
     qemu-system-x86 busybox-static kmod cpio
-    libgtk-4-dev xvfb xdotool imagemagick fonts-dejavu-core
+    libgtk-4-dev xvfb xdotool imagemagick fonts-dejavu-core pinentry-gtk2
     systemd
     chromium
 )
