@@ -100,7 +100,7 @@ fn run_dialog(req: &Request, deadline: Instant) -> Answer {
         );
     }
 
-    let texts = req.action.texts();
+    let texts = protocol::texts(req.action);
     let rp_id = protocol::displayable_rp_id(&req.rp_id);
     let window = gtk::Window::builder()
         .title(if rp_id.is_empty() {

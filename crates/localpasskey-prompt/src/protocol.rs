@@ -1,15 +1,11 @@
 //! The pipe protocol between the daemon and this dialog, and the words the
 //! dialog shows. No GTK here, so all of it is unit-tested without a display.
 //!
-//! stdin, one JSON line:
-//! `{"action":"sign_in","rp_id":"example.com","user_name":"alice","needs_pin":true,"retries":8,"timeout_ms":30000}`
-//! stdout, one JSON line: `{"answer":"approve"|"deny"|"timeout"}`, plus
-//! `"pin"` only when `needs_pin` was true and the person approved.
-//! The daemon (crates/localpasskey/src/prompt_desktop.rs) holds the other end.
+//! The messages themselves are the crate localpasskey-prompt-protocol's,
+//! shared with the daemon (crates/localpasskey/src/prompt_desktop.rs),
+//! which holds the other end.
 
-use serde::{Deserialize, Serialize};
 use std::io::BufRead;
-use zeroize::Zeroizing;
 
 /// A request that is longer than this is not from our daemon.
 const MAX_REQUEST_BYTES: u64 = 16 * 1024;
@@ -18,61 +14,7 @@ const MAX_REQUEST_BYTES: u64 = 16 * 1024;
 mod display_text;
 use display_text::{displayable, MAX_RP_ID_CHARS, MAX_USER_NAME_CHARS, NON_ASCII_RP_ID_WARNING};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    Register,
-    SignIn,
-    AlreadyRegistered,
-    Reset,
-    Select,
-    Unlock,
-    ChangePin,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Request {
-    pub action: Action,
-    #[serde(default)]
-    pub rp_id: String,
-    #[serde(default)]
-    pub user_name: Option<String>,
-    #[serde(default)]
-    pub needs_pin: bool,
-    #[serde(default)]
-    pub retries: Option<u8>,
-    pub timeout_ms: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    Approve,
-    Deny,
-    Timeout,
-}
-
-#[derive(Serialize)]
-pub struct Answer {
-    pub answer: Kind,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pin: Option<Zeroizing<String>>,
-}
-
-impl Answer {
-    pub fn of(answer: Kind) -> Self {
-        Self { answer, pin: None }
-    }
-
-    pub fn to_line(&self) -> Zeroizing<String> {
-        // Serialising a plain struct cannot fail; if it ever did, the daemon
-        // would read an empty line as "no answer" and deny: never a panic.
-        let mut line = Zeroizing::new(serde_json::to_string(self).unwrap_or_default());
-        line.push('\n');
-        line
-    }
-}
+pub use localpasskey_prompt_protocol::{Action, Answer, Kind, Request};
 
 pub fn read_request(input: impl BufRead) -> Result<Request, String> {
     let mut line = String::new();
@@ -102,9 +44,10 @@ pub struct Texts {
     pub allow_label: &'static str,
 }
 
-impl Action {
-    pub fn texts(self) -> Texts {
-        let (headline, explanation, destructive, allow_label) = match self {
+/// What the dialog says for `action`.
+pub fn texts(action: Action) -> Texts {
+    {
+        let (headline, explanation, destructive, allow_label) = match action {
             Action::Register => (
                 "Create a passkey",
                 "A new passkey for this site will be made on this security key.",
@@ -201,6 +144,7 @@ pub fn tries_left(retries: u8) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use zeroize::Zeroizing;
 
     #[test]
     fn reads_a_full_request() {
@@ -291,9 +235,9 @@ mod tests {
             Action::Unlock,
             Action::ChangePin,
         ] {
-            let t = a.texts();
+            let t = texts(a);
             assert!(!t.headline.is_empty() && !t.explanation.is_empty());
         }
-        assert!(Action::Reset.texts().destructive);
+        assert!(texts(Action::Reset).destructive);
     }
 }

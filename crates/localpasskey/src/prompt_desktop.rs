@@ -13,8 +13,8 @@
 //! well-formed approval — a crash, garbage, silence — is a refusal.
 
 use anyhow::{bail, Context, Result};
+use localpasskey_prompt_protocol::{self as protocol, Kind};
 use lp_core::user::{Action, Interaction, Presence, PresenceRequest, Refusal, UserPresence, Verification};
-use serde::Deserialize;
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
@@ -51,22 +51,15 @@ enum Outcome {
     Cancelled,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AnswerLine {
-    answer: String,
-    #[serde(default)]
-    pin: Option<Zeroizing<String>>,
-}
-
-fn action_name(action: Action) -> &'static str {
+/// The dialog's name for what is asked.
+fn dialog_action(action: Action) -> protocol::Action {
     match action {
-        Action::Register => "register",
-        Action::SignIn => "sign_in",
-        Action::AlreadyRegistered => "already_registered",
-        Action::Reset => "reset",
-        Action::Select => "select",
-        Action::Unlock => "unlock",
+        Action::Register => protocol::Action::Register,
+        Action::SignIn => protocol::Action::SignIn,
+        Action::AlreadyRegistered => protocol::Action::AlreadyRegistered,
+        Action::Reset => protocol::Action::Reset,
+        Action::Select => protocol::Action::Select,
+        Action::Unlock => protocol::Action::Unlock,
     }
 }
 
@@ -120,24 +113,24 @@ impl DesktopPrompt {
         io: &dyn Interaction,
     ) -> Outcome {
         let deadline = Instant::now() + timeout;
-        let action = action_name(req.action);
+        let action = dialog_action(req.action);
         let Some(screen) = self.display() else {
             tracing::error!(
-                action,
+                action = ?action,
                 rp = ?req.rp_id,
                 "the desktop prompt cannot be shown: neither DISPLAY nor WAYLAND_DISPLAY is set; denying"
             );
             return Outcome::Denied;
         };
-        let line = serde_json::json!({
-            "action": action,
-            "rp_id": req.rp_id,
-            "user_name": req.user_name,
-            "needs_pin": needs_pin,
-            "retries": retries,
-            "timeout_ms": timeout.as_millis() as u64,
-        })
-        .to_string()
+        let line = protocol::Request {
+            action,
+            rp_id: req.rp_id.clone(),
+            user_name: req.user_name.clone(),
+            needs_pin,
+            retries,
+            timeout_ms: timeout.as_millis() as u64,
+        }
+        .to_line()
             + "\n";
 
         let mut cmd = Command::new(&self.program);
@@ -184,7 +177,7 @@ impl DesktopPrompt {
                 return Outcome::Denied;
             }
         };
-        tracing::info!(action, rp = ?req.rp_id, needs_pin, %screen, pid = child.id(), "desktop prompt shown");
+        tracing::info!(action = ?action, rp = ?req.rp_id, needs_pin, %screen, pid = child.id(), "desktop prompt shown");
 
         // The request is far smaller than a pipe buffer, so this cannot block.
         if let Some(mut stdin) = child.stdin.take() {
@@ -226,12 +219,12 @@ impl DesktopPrompt {
             }
             if io.is_cancelled() {
                 kill(&mut child);
-                tracing::info!(action, rp = ?req.rp_id, "desktop prompt closed: the platform cancelled");
+                tracing::info!(action = ?action, rp = ?req.rp_id, "desktop prompt closed: the platform cancelled");
                 return Outcome::Cancelled;
             }
             if Instant::now() >= deadline {
                 kill(&mut child);
-                tracing::info!(action, rp = ?req.rp_id, "desktop prompt closed: nobody answered in time");
+                tracing::info!(action = ?action, rp = ?req.rp_id, "desktop prompt closed: nobody answered in time");
                 return Outcome::TimedOut;
             }
         };
@@ -251,13 +244,13 @@ impl DesktopPrompt {
             Outcome::TimedOut => "timed out",
             Outcome::Cancelled => "cancelled",
         };
-        tracing::info!(action, rp = ?req.rp_id, "desktop prompt: {said}");
+        tracing::info!(action = ?action, rp = ?req.rp_id, "desktop prompt: {said}");
         outcome
     }
 }
 
 fn parse_answer(bytes: &[u8], needs_pin: bool) -> Outcome {
-    let parsed: AnswerLine = match serde_json::from_slice(bytes) {
+    let parsed: protocol::Answer = match serde_json::from_slice(bytes) {
         Ok(a) => a,
         Err(e) => {
             // serde_json's message names a position, never the input.
@@ -265,22 +258,18 @@ fn parse_answer(bytes: &[u8], needs_pin: bool) -> Outcome {
             return Outcome::Denied;
         }
     };
-    match (parsed.answer.as_str(), parsed.pin) {
-        ("approve", Some(pin)) if needs_pin && !pin.is_empty() => Outcome::Approved(Some(pin)),
-        ("approve", None) if !needs_pin => Outcome::Approved(None),
-        ("approve", _) => {
+    match (parsed.answer, parsed.pin) {
+        (Kind::Approve, Some(pin)) if needs_pin && !pin.is_empty() => Outcome::Approved(Some(pin)),
+        (Kind::Approve, None) if !needs_pin => Outcome::Approved(None),
+        (Kind::Approve, _) => {
             tracing::error!(
                 needs_pin,
                 "the desktop prompt approved with the wrong fields (a PIN exactly when one was asked for); denying"
             );
             Outcome::Denied
         }
-        ("deny", _) => Outcome::Denied,
-        ("timeout", _) => Outcome::TimedOut,
-        (other, _) => {
-            tracing::error!("the desktop prompt answered {other:?}; denying");
-            Outcome::Denied
-        }
+        (Kind::Deny, _) => Outcome::Denied,
+        (Kind::Timeout, _) => Outcome::TimedOut,
     }
 }
 
