@@ -1,6 +1,7 @@
 //! authenticatorConfig (0x0D), CTAP 2.2 §6.11.
 
-use crate::cbor::{self, RequestMap};
+use super::SubcommandMap;
+use crate::cbor;
 use crate::status::CtapError;
 use ciborium::value::Value;
 
@@ -31,16 +32,12 @@ pub struct Request {
 
 impl Request {
     pub fn decode(bytes: &[u8]) -> Result<Self, CtapError> {
-        let mut m = RequestMap::parse(bytes)?;
-        let subcommand = cbor::unsigned(m.required(0x01)?)?;
-        let sub_params = m.take(0x02);
-        let protocol = m.take(0x03).map(cbor::unsigned).transpose()?;
-        let pin_uv_auth_param = m.take(0x04).map(cbor::bytes).transpose()?;
+        let m = SubcommandMap::decode(bytes)?;
         Ok(Self {
-            subcommand: u8::try_from(subcommand).map_err(|_| CtapError::InvalidSubcommand)?,
-            sub_params,
-            protocol,
-            pin_uv_auth_param,
+            subcommand: u8::try_from(m.subcommand).map_err(|_| CtapError::InvalidSubcommand)?,
+            sub_params: m.sub_params,
+            protocol: m.protocol,
+            pin_uv_auth_param: m.pin_uv_auth_param,
         })
     }
 

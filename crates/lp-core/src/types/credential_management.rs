@@ -1,8 +1,8 @@
 //! authenticatorCredentialManagement (0x0A, and the 0x41 prototype that
 //! older platforms send), CTAP 2.2 §6.8.
 
-use super::{user_value, UserEntity};
-use crate::cbor::{self, int_map, text_map, RequestMap};
+use super::{user_value, SubcommandMap, UserEntity};
+use crate::cbor::{self, int_map, text_map};
 use crate::status::CtapError;
 use ciborium::value::Value;
 
@@ -44,16 +44,12 @@ pub struct Request {
 
 impl Request {
     pub fn decode(bytes: &[u8]) -> Result<Self, CtapError> {
-        let mut m = RequestMap::parse(bytes)?;
-        let subcommand = cbor::unsigned(m.required(0x01)?)?;
-        let sub_params = m.take(0x02);
-        let protocol = m.take(0x03).map(cbor::unsigned).transpose()?;
-        let pin_uv_auth_param = m.take(0x04).map(cbor::bytes).transpose()?;
+        let m = SubcommandMap::decode(bytes)?;
         Ok(Self {
-            subcommand: Subcommand::from_u64(subcommand).ok_or(CtapError::InvalidSubcommand)?,
-            sub_params,
-            protocol,
-            pin_uv_auth_param,
+            subcommand: Subcommand::from_u64(m.subcommand).ok_or(CtapError::InvalidSubcommand)?,
+            sub_params: m.sub_params,
+            protocol: m.protocol,
+            pin_uv_auth_param: m.pin_uv_auth_param,
         })
     }
 

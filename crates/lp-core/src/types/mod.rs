@@ -202,3 +202,30 @@ pub(crate) fn user_value(u: &UserEntity) -> Value {
     }
     cbor::text_map(user)
 }
+
+/// The map credential management and authenticatorConfig share:
+/// subCommand (1), subCommandParams (2), pinUvAuthProtocol (3),
+/// pinUvAuthParam (4).
+pub(crate) struct SubcommandMap {
+    pub subcommand: u64,
+    /// As sent: the pinUvAuthParam is made over its encoding.
+    pub sub_params: Option<Value>,
+    pub protocol: Option<u64>,
+    pub pin_uv_auth_param: Option<Vec<u8>>,
+}
+
+impl SubcommandMap {
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, CtapError> {
+        let mut m = RequestMap::parse(bytes)?;
+        let subcommand = cbor::unsigned(m.required(0x01)?)?;
+        let sub_params = m.take(0x02);
+        let protocol = m.take(0x03).map(cbor::unsigned).transpose()?;
+        let pin_uv_auth_param = m.take(0x04).map(cbor::bytes).transpose()?;
+        Ok(Self {
+            subcommand,
+            sub_params,
+            protocol,
+            pin_uv_auth_param,
+        })
+    }
+}
