@@ -105,7 +105,7 @@ p50() { grep -m1 "$1" "$2" | sed -E 's/.*p50 +([0-9.]+) ms.*/\1/'; }
 # RESULT ... name=NAME ... p50_ms=X -> X
 rp50() { grep -m1 "name=$1 " "$2" | sed -E 's/.*p50_ms=([0-9.]+).*/\1/'; }
 raw=$(p50 'sign, key cached' "$WORK/raw.txt")
-uncached=$(p50 'sign, key not cached' "$WORK/raw.txt")
+uncached=$(p50 'sign through the custody, key not kept loaded' "$WORK/raw.txt")
 ctxload=$(p50 'ContextLoad + Sign' "$WORK/raw.txt")
 ga=$(p50 'GetAssertion' "$WORK/e2e.txt")
 fsync=$(rp50 breakdown_raw_fsync "$OUT/breakdown.txt")
@@ -122,9 +122,9 @@ floor_ctx=$(r "$ctxload + $fsync + $transport")
     echo "RESULT name=floor_get_assertion raw_sign_ms=$raw fsync_ms=$fsync transport_ms=$transport floor_ms=$floor"
     echo "RESULT name=ratio_e2e_get_assertion_to_raw_sign value=$(r "$ga / $raw")"
     echo "RESULT name=ratio_e2e_get_assertion_to_floor value=$(r "$ga / $floor")"
-    echo "# on a TPM without a resource manager (swtpm) the key cannot stay loaded: the custody's own Load + Sign + Flush ($uncached ms) in place of the raw sign"
+    echo "# on a TPM without a resource manager (swtpm) the key cannot stay loaded: the custody's own ContextLoad + Sign + Flush ($uncached ms) in place of the raw sign"
     echo "RESULT name=floor_get_assertion_no_resource_manager floor_ms=$floor_swtpm ratio_e2e_to_it=$(r "$ga / $floor_swtpm")"
-    echo "# the same with a context saved once and ContextLoad + Sign + Flush ($ctxload ms), not what the custody does today"
+    echo "# tpm_bench's bare ContextLoad + Sign + Flush of a context saved once ($ctxload ms), for comparison"
     echo "RESULT name=floor_get_assertion_saved_context floor_ms=$floor_ctx"
 } | tee "$OUT/floor.txt"
 # The human-readable lines of parts 1 and 2 as RESULT lines too.

@@ -79,16 +79,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let keys: Vec<_> = (0..2)
         .map(|_| custody.create_key(Algorithm::Es256).unwrap())
         .collect();
-    // On a TPM other processes can reach (swtpm) every signature is
-    // Load (under the vault's policy) + Sign + Flush.
+    // On a TPM other processes can reach (swtpm) a key is not kept loaded:
+    // after its first use (the vault's policy + Load) every signature is
+    // ContextLoad of its saved context + Sign + Flush.
     report(
-        "sign, key not cached (vault policy + Load + Sign + Flush)",
+        "sign through the custody, key not kept loaded (ContextLoad + Sign + Flush)",
         time(n, |i| custody.sign(&keys[i % 2].blob, &digest).unwrap()),
     );
     let hmac_key = custody.create_hmac_key()?;
     custody.hmac(&hmac_key, &digest)?;
     report(
-        "hmac (vault policy + Load + TPM2_HMAC + Flush on a socket TPM; salted)",
+        "hmac through the custody (ContextLoad + TPM2_HMAC + Flush on a socket TPM; salted)",
         time(n, |_| custody.hmac(&hmac_key, &digest).unwrap()),
     );
     drop(custody);

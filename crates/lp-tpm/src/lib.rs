@@ -40,7 +40,10 @@
 //!   kernel resource manager isolates handles per open file, so that is this
 //!   process only, and keys stay cached. Any other TPM (swtpm, mssim) is
 //!   reachable by other processes of the same user, so keys are flushed
-//!   after the command that needed them. `lock()` and drop flush everything.
+//!   after the command that needed them; what stays is their saved context
+//!   (TPM2_ContextSave, sealed by the TPM), in this process's memory, so the
+//!   next use is TPM2_ContextLoad instead of the vault's policy and a load.
+//!   `lock()` and drop flush everything and forget the saved contexts.
 //! * The salted sessions protect the PIN and R from a *passive* bus sniffer.
 //!   An active interposer between CPU and TPM could answer TPM2_CreatePrimary
 //!   with a key of its own; defending that needs a session salted to an
@@ -68,6 +71,7 @@ use std::str::FromStr;
 use support::{
     classify, decode, encode, tpm2b_private, tpm2b_public, DATA_TAG, HMAC_TAG, KEY_TAG, VAULT_TAG,
 };
+use tss_esapi::utils::TpmsContext;
 use tss_esapi::{
     attributes::{ObjectAttributes, ObjectAttributesBuilder, SessionAttributesBuilder},
     constants::{
@@ -102,6 +106,9 @@ pub const DEFAULT_TCTI: &str = "device:/dev/tpmrm0";
 /// buffer is a TPM2B_MAX_BUFFER (1024 bytes on every TPM we know). The
 /// hmac-secret inputs are 32-byte salts, so one command is always enough.
 pub const MAX_HMAC_MESSAGE: usize = 1024;
+
+/// How many saved key contexts an unlock keeps (a few KB each at most).
+const MAX_SAVED_CONTEXTS: usize = 256;
 
 // ===========================================================================
 // The templates: every attribute bit we ask the TPM for, set or clear.
@@ -661,6 +668,10 @@ pub struct TpmCustody {
     vault_id: Option<[u8; 32]>,
     /// Loaded credential and HMAC keys, least recently used first, keyed by SHA-256 of the blob.
     cache: Vec<([u8; 32], KeyHandle)>,
+    /// On a TPM others reach: the saved contexts of keys flushed while the
+    /// vault was open, keyed like `cache`. Valid until the TPM restarts;
+    /// forgotten at lock.
+    saved: Vec<([u8; 32], TpmsContext)>,
     cache_size: usize,
     /// Other processes cannot reach our handles (kernel resource manager).
     isolated: bool,
@@ -756,6 +767,7 @@ impl TpmCustody {
             vault: None,
             vault_id: None,
             cache: Vec::new(),
+            saved: Vec::new(),
             cache_size,
             isolated,
             software,
@@ -994,6 +1006,7 @@ impl TpmCustody {
     /// Flush the vault and every cached key; scrub the authValue copies in libtss2.
     pub fn lock(&mut self) {
         self.flush_cache();
+        self.saved.clear();
         self.vault_id = None;
         self.restore = None;
         if let Some((vault, how)) = self.vault.take() {
@@ -2049,16 +2062,46 @@ impl TpmCustody {
         if !matches_template(&public, templates) {
             return Err(TpmError::InvalidBlob);
         }
+        if let Some(i) = self.saved.iter().position(|(k, _)| *k == id) {
+            let context = self.saved[i].1.clone();
+            match self.with_free_slot(|ctx| ctx.context_load(context.clone())) {
+                Ok(handle) => {
+                    let key = KeyHandle::from(handle);
+                    self.cache.push((id, key));
+                    return Ok(key);
+                }
+                // The TPM restarted since (or forgot it): load it afresh.
+                Err(e) => {
+                    tracing::debug!("saved key context not loadable: {e}");
+                    self.saved.remove(i);
+                }
+            }
+        }
         let key = self.vault_command(|ctx, vault| ctx.load(vault, private.clone(), public.clone()))?;
         self.cache.push((id, key));
         Ok(key)
     }
 
     /// After a signature or HMAC: keys stay loaded only where nobody else can
-    /// reach them (see the limits at the top of this file).
+    /// reach them (see the limits at the top of this file). Elsewhere each
+    /// key's context is saved before it is flushed.
     fn release_keys(&mut self) {
-        if !self.isolated {
-            self.flush_cache();
+        if self.isolated {
+            return;
+        }
+        for (id, key) in std::mem::take(&mut self.cache) {
+            if self.vault.is_some() && !self.saved.iter().any(|(k, _)| *k == id) {
+                match self.ctx.context_save(key.into()) {
+                    Ok(context) => {
+                        if self.saved.len() >= MAX_SAVED_CONTEXTS {
+                            self.saved.remove(0);
+                        }
+                        self.saved.push((id, context));
+                    }
+                    Err(e) => tracing::debug!("TPM2_ContextSave failed: {e}"),
+                }
+            }
+            self.flush(key.into());
         }
     }
 
