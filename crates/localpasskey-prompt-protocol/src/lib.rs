@@ -20,6 +20,8 @@ pub enum Action {
     Select,
     Unlock,
     ChangePin,
+    Delete,
+    SetPin,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

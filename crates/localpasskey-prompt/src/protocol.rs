@@ -91,6 +91,19 @@ pub fn texts(action: Action) -> Texts {
                 true,
                 "Allow",
             ),
+            Action::SetPin => (
+                "Set a PIN",
+                "A program wants to set the first PIN of this security key.",
+                false,
+                "Allow",
+            ),
+            Action::Delete => (
+                "Delete this passkey",
+                "The site will no longer accept this passkey, and it cannot be brought back. \
+                 Sign in there another way first if it is your only one.",
+                true,
+                "Delete",
+            ),
         };
         Texts {
             headline,
@@ -234,6 +247,8 @@ mod tests {
             Action::Select,
             Action::Unlock,
             Action::ChangePin,
+            Action::SetPin,
+            Action::Delete,
         ] {
             let t = texts(a);
             assert!(!t.headline.is_empty() && !t.explanation.is_empty());

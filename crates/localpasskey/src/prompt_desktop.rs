@@ -60,6 +60,9 @@ fn dialog_action(action: Action) -> protocol::Action {
         Action::Reset => protocol::Action::Reset,
         Action::Select => protocol::Action::Select,
         Action::Unlock => protocol::Action::Unlock,
+        Action::Delete => protocol::Action::Delete,
+        Action::SetPin => protocol::Action::SetPin,
+        Action::ChangePin => protocol::Action::ChangePin,
     }
 }
 

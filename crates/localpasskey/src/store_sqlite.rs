@@ -12,6 +12,7 @@
 //! gives its `-wal` and `-shm` files the database file's mode.
 
 use anyhow::{bail, Context};
+use lp_core::activity::{self, Act, Activity, Outcome};
 use lp_core::store::{Credential, CredentialStore, StoreError};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior};
 use std::path::{Path, PathBuf};
@@ -40,6 +41,8 @@ const GENERATION_KEY: &str = "store.discoverable_generation";
 pub struct SqliteStore {
     conn: Connection,
     path: Option<PathBuf>,
+    /// Activity entries queued by `log`, written by the next transaction.
+    pending: Vec<Activity>,
 }
 
 impl SqliteStore {
@@ -69,6 +72,7 @@ impl SqliteStore {
         let mut store = Self {
             conn,
             path: Some(path),
+            pending: Vec::new(),
         };
         store
             .configure()
@@ -81,7 +85,11 @@ impl SqliteStore {
     #[cfg(test)]
     pub fn open_in_memory() -> anyhow::Result<Self> {
         let conn = Connection::open_in_memory().context("cannot open an in-memory database")?;
-        let mut store = Self { conn, path: None };
+        let mut store = Self {
+            conn,
+            path: None,
+            pending: Vec::new(),
+        };
         store.configure()?;
         Ok(store)
     }
@@ -179,7 +187,9 @@ impl SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(backend(what))?;
         let out = f(&tx)?;
+        write_activity(&tx, &self.pending)?;
         tx.commit().map_err(backend(what))?;
+        self.pending.clear();
         Ok(out)
     }
 
@@ -429,6 +439,86 @@ impl CredentialStore for SqliteStore {
         self.scrub();
         Ok(())
     }
+
+    fn log(&mut self, entry: Activity) {
+        self.pending.push(entry);
+    }
+
+    fn flush_log(&mut self) -> Result<(), StoreError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.write("write activity", |_| Ok(()))
+    }
+
+    fn recent_activity(&self, limit: usize) -> Result<Vec<Activity>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT time, action, outcome, rp_id, account FROM activity ORDER BY seq DESC LIMIT ?1",
+            )
+            .map_err(backend("read activity"))?;
+        let rows = stmt
+            .query_map(params![limit], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            })
+            .map_err(backend("read activity"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (time, act, outcome, rp_id, account) = row.map_err(backend("read activity"))?;
+            out.push(Activity {
+                time: to_u64(time, "activity.time")?,
+                act: Act::parse(&act).ok_or_else(|| corrupt("activity.action"))?,
+                outcome: Outcome::parse(&outcome).ok_or_else(|| corrupt("activity.outcome"))?,
+                rp_id,
+                account,
+            });
+        }
+        Ok(out)
+    }
+
+    fn trim_activity(&mut self, before: u64) -> Result<(), StoreError> {
+        let before = i64::try_from(before).unwrap_or(i64::MAX);
+        let keep = i64::try_from(activity::MAX_ENTRIES).unwrap_or(i64::MAX);
+        self.write("trim activity", |tx| {
+            tx.execute("DELETE FROM activity WHERE time < ?1", params![before])
+                .map_err(backend("trim activity"))?;
+            tx.execute(
+                "DELETE FROM activity WHERE seq <= (SELECT MAX(seq) FROM activity) - ?1",
+                params![keep],
+            )
+            .map_err(backend("trim activity"))?;
+            Ok(())
+        })
+    }
+}
+
+/// Appends the queued log entries inside a write's transaction.
+fn write_activity(tx: &Transaction<'_>, entries: &[Activity]) -> Result<(), StoreError> {
+    for a in entries {
+        let time = to_i64(a.time, "activity.time")?;
+        tx.prepare_cached(
+            "INSERT INTO activity (time, action, outcome, rp_id, account) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                time,
+                a.act.as_str(),
+                a.outcome.as_str(),
+                a.rp_id,
+                a.account
+            ])
+        })
+        .map_err(backend("write activity"))?;
+    }
+    Ok(())
 }
 
 /// A row as SQLite holds it, before the range checks that turn it into a

@@ -715,6 +715,18 @@ impl CredentialStore for TimedStore {
     fn delete_meta(&mut self, key: &str) -> Result<(), StoreError> {
         metered(&self.meter, "store_write", || self.inner.delete_meta(key))
     }
+    fn log(&mut self, entry: lp_core::activity::Activity) {
+        self.inner.log(entry)
+    }
+    fn flush_log(&mut self) -> Result<(), StoreError> {
+        metered(&self.meter, "store_write", || self.inner.flush_log())
+    }
+    fn recent_activity(&self, limit: usize) -> Result<Vec<lp_core::activity::Activity>, StoreError> {
+        metered(&self.meter, "store_reads", || self.inner.recent_activity(limit))
+    }
+    fn trim_activity(&mut self, before: u64) -> Result<(), StoreError> {
+        metered(&self.meter, "store_write", || self.inner.trim_activity(before))
+    }
 }
 
 /// The cost of the one fsync durability needs: append 256 bytes (about a WAL

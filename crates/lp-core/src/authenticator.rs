@@ -6,6 +6,7 @@
 //! window) and asks the seams for everything else. It never blocks except
 //! inside the user seam, which honours cancel and its own timeout.
 
+use crate::activity::{Act, Activity, Outcome};
 use crate::cbor;
 use crate::clock::{Clock, Millis};
 use crate::custody::{CustodyError, KeyCustody};
@@ -59,6 +60,31 @@ pub struct Authenticator {
     listing: Option<cred_mgmt::Listing>,
     /// A large-blob write in progress.
     blob_write: Option<large_blobs::PendingWrite>,
+    /// What the request being handled asks for, for the activity log.
+    subject: Option<Subject>,
+    /// Whether the request being handled has logged its outcome already.
+    logged: bool,
+    /// What happened since the daemon last looked ([`Authenticator::take_notices`]).
+    notices: Vec<Notice>,
+}
+
+/// What a request is about, as the activity log records it.
+struct Subject {
+    act: Act,
+    rp_id: String,
+    account: String,
+    /// The person was asked: every ending is theirs to see. Without a
+    /// prompt (a platform's PIN), only wrong and blocked PINs are logged.
+    prompted: bool,
+}
+
+/// Something that a manager watching this authenticator wants to hear about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// An activity-log entry was written.
+    Activity(Activity),
+    /// A passkey was created, deleted or renamed, or all were erased.
+    PasskeysChanged,
 }
 
 impl From<StoreError> for CtapError {
@@ -105,7 +131,65 @@ impl Authenticator {
             pin: PinState::new(),
             listing: None,
             blob_write: None,
+            subject: None,
+            logged: false,
+            notices: Vec::new(),
         }
+    }
+
+    /// Record one activity-log entry. It is written with the store's next
+    /// change (the counter of a signature, a new credential) or at the end of
+    /// the request, before the answer leaves.
+    fn note(&mut self, act: Act, rp_id: &str, account: Option<&str>, outcome: Outcome) {
+        let entry = Activity {
+            time: self.clock.unix_millis(),
+            act,
+            outcome,
+            rp_id: rp_id.to_owned(),
+            account: account.unwrap_or_default().to_owned(),
+        };
+        tracing::debug!(action = act.as_str(), outcome = outcome.as_str(), "activity");
+        self.store.log(entry.clone());
+        self.notices.push(Notice::Activity(entry));
+        if outcome == Outcome::Approved
+            && matches!(act, Act::Register | Act::Delete | Act::Rename | Act::Reset)
+        {
+            self.notices.push(Notice::PasskeysChanged);
+        }
+        self.logged = true;
+    }
+
+    /// Name what the request is about, for the log entry its ending leaves.
+    fn subject(&mut self, act: Act, rp_id: &str, account: Option<&str>, prompted: bool) {
+        self.subject = Some(Subject {
+            act,
+            rp_id: rp_id.to_owned(),
+            account: account.unwrap_or_default().to_owned(),
+            prompted,
+        });
+    }
+
+    /// A refused or failed request leaves its entry here, unless the
+    /// handler logged one itself.
+    fn log_ending(&mut self, result: &CtapResult) {
+        let Err(status) = result else { return };
+        let Some(subject) = self.subject.take() else {
+            return;
+        };
+        if self.logged {
+            return;
+        }
+        let outcome = Outcome::of_status(*status);
+        if subject.prompted || matches!(outcome, Outcome::WrongPin | Outcome::Blocked) {
+            let account = Some(subject.account.as_str()).filter(|a| !a.is_empty());
+            self.note(subject.act, &subject.rp_id, account, outcome);
+        }
+    }
+
+    /// What happened since the last call: log entries written and changes
+    /// to the passkeys, for the D-Bus signals.
+    pub fn take_notices(&mut self) -> Vec<Notice> {
+        std::mem::take(&mut self.notices)
     }
 
     /// maxMsgSize as GetInfo says it: the configured size, never above what
@@ -174,7 +258,13 @@ impl Authenticator {
     /// Process one CTAP request; never panics, whatever the bytes.
     pub fn handle(&mut self, request: &[u8], io: &dyn Interaction) -> Vec<u8> {
         self.tick();
+        self.subject = None;
+        self.logged = false;
         let result = self.dispatch(request, io);
+        self.log_ending(&result);
+        if let Err(e) = self.store.flush_log() {
+            tracing::error!("the activity log could not be written: {e}");
+        }
         // The vault stays unlocked only while a token is live.
         self.tick();
         io.set_status(KeepaliveStatus::Processing);
@@ -235,6 +325,7 @@ impl Authenticator {
         user_name: Option<&str>,
         io: &dyn Interaction,
     ) -> Result<(), CtapError> {
+        self.asking(action, rp_id, user_name);
         io.set_status(KeepaliveStatus::UpNeeded);
         let req = PresenceRequest {
             action,
@@ -250,6 +341,24 @@ impl Authenticator {
     }
 }
 
+impl Authenticator {
+    /// The person is about to be asked `action`: that is what the request's
+    /// log entry will say (choosing an authenticator is not logged).
+    fn asking(&mut self, action: Action, rp_id: &str, user_name: Option<&str>) {
+        let act = match action {
+            Action::Register | Action::AlreadyRegistered => Act::Register,
+            Action::SignIn => Act::SignIn,
+            Action::Reset => Act::Reset,
+            Action::Unlock => Act::Unlock,
+            Action::Delete => Act::Delete,
+            Action::SetPin => Act::SetPin,
+            Action::ChangePin => Act::ChangePin,
+            Action::Select => return,
+        };
+        self.subject(act, rp_id, user_name, true);
+    }
+}
+
 use get_assertion::PendingAssertions;
 use pin_state::{Pin, PinState};
 
@@ -260,6 +369,8 @@ mod get_assertion;
 mod get_info;
 mod large_blobs;
 mod make_credential;
+mod manage;
+pub use manage::{ManageError, Passkey, PinStatus};
 mod pin_state;
 mod reset;
 #[cfg(test)]

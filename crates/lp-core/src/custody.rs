@@ -199,6 +199,14 @@ pub trait KeyCustody: Send {
     /// True only for custody whose keys cannot leave secure hardware.
     fn is_hardware(&self) -> bool;
 
+    /// What keeps this stored key in its custody, as the custody can read
+    /// from the blob itself: for a TPM key, the attributes of its public
+    /// area that bind it to the TPM ("fixedTPM", "fixedParent",
+    /// "sensitiveDataOrigin"). Empty when nothing does.
+    fn key_protection(&self, _blob: &[u8]) -> Vec<&'static str> {
+        Vec::new()
+    }
+
     /// The algorithms this custody can make keys for (ES256 always), in
     /// our order of preference.
     fn algorithms(&self) -> Vec<Algorithm>;

@@ -7,6 +7,7 @@
 //! That is what lets the whole protocol be tested in memory and fuzzed.
 #![forbid(unsafe_code)]
 
+pub mod activity;
 pub mod authdata;
 pub mod authenticator;
 pub mod cbor;

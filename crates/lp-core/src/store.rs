@@ -5,6 +5,7 @@
 //! nothing acknowledged is lost if the process dies the next instant.
 
 mod memory;
+pub use crate::activity::Activity;
 pub use memory::MemoryStore;
 
 /// One credential, as stored.
@@ -98,4 +99,21 @@ pub trait CredentialStore: Send {
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     fn set_meta(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError>;
     fn delete_meta(&mut self, key: &str) -> Result<(), StoreError>;
+
+    /// Queue one entry of the activity log. It reaches stable storage in the
+    /// same atomic step as the store's next change (a sign-in's counter, a
+    /// registration), or at [`CredentialStore::flush_log`]: a logged sign-in
+    /// costs no write of its own, and the authenticator flushes before it
+    /// answers, so nothing acknowledged is missing from the log after a crash.
+    fn log(&mut self, entry: Activity);
+
+    /// Write whatever [`CredentialStore::log`] queued and no change carried.
+    fn flush_log(&mut self) -> Result<(), StoreError>;
+
+    /// The newest `limit` entries of the log, newest first.
+    fn recent_activity(&self, limit: usize) -> Result<Vec<Activity>, StoreError>;
+
+    /// Remove entries older than `before` (Unix ms) and all but the newest
+    /// [`crate::activity::MAX_ENTRIES`]; `before == u64::MAX` empties the log.
+    fn trim_activity(&mut self, before: u64) -> Result<(), StoreError>;
 }

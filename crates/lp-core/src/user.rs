@@ -22,6 +22,12 @@ pub enum Action {
     Select,
     /// The platform asks for a PIN/UV token through built-in verification.
     Unlock,
+    /// The passkey manager asks to delete one passkey.
+    Delete,
+    /// The passkey manager asks for a first PIN.
+    SetPin,
+    /// The passkey manager asks to change the PIN.
+    ChangePin,
 }
 
 impl Action {
@@ -33,6 +39,9 @@ impl Action {
             Action::Reset => "ERASE ALL PASSKEYS",
             Action::Select => "select this security key",
             Action::Unlock => "unlock passkeys",
+            Action::Delete => "delete this passkey",
+            Action::SetPin => "set a PIN",
+            Action::ChangePin => "change the PIN",
         }
     }
 }
@@ -117,6 +126,25 @@ impl std::fmt::Debug for Verification {
     }
 }
 
+/// The answer to a request for a new PIN.
+pub enum NewPin {
+    /// `current` only when it was asked for; `new` was typed twice and matched.
+    Typed {
+        current: Option<zeroize::Zeroizing<String>>,
+        new: zeroize::Zeroizing<String>,
+    },
+    Refused(Refusal),
+}
+
+impl std::fmt::Debug for NewPin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NewPin::Typed { .. } => f.write_str("Typed(<redacted>)"),
+            NewPin::Refused(r) => write!(f, "Refused({r:?})"),
+        }
+    }
+}
+
 pub trait UserPresence: Send {
     /// Whether this implementation can collect a PIN itself (built-in user
     /// verification). GetInfo's `uv` option is advertised only if it can.
@@ -134,6 +162,20 @@ pub trait UserPresence: Send {
         _io: &dyn Interaction,
     ) -> Verification {
         Verification::Refused(Refusal::Denied)
+    }
+
+    /// Ask the person for a new PIN (typed twice) and, when `current` is
+    /// true, for the PIN they have now. Prompts that cannot ask refuse.
+    fn request_new_pin(
+        &mut self,
+        _req: &PresenceRequest,
+        _current: bool,
+        _min_length: u8,
+        _retries: Option<u8>,
+        _timeout: Duration,
+        _io: &dyn Interaction,
+    ) -> NewPin {
+        NewPin::Refused(Refusal::Denied)
     }
 
     /// Ask for presence and wait at most `timeout` for an answer, returning

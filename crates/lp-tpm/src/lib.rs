@@ -2181,6 +2181,20 @@ impl KeyCustody for TpmCustody {
         !self.software
     }
 
+    fn key_protection(&self, blob: &[u8]) -> Vec<&'static str> {
+        let Ok(a) = Self::public_attributes(blob) else {
+            return Vec::new();
+        };
+        [
+            (a.fixed_tpm, "fixedTPM"),
+            (a.fixed_parent, "fixedParent"),
+            (a.sensitive_data_origin, "sensitiveDataOrigin"),
+        ]
+        .into_iter()
+        .filter_map(|(set, name)| set.then_some(name))
+        .collect()
+    }
+
     fn algorithms(&self) -> Vec<Algorithm> {
         self.algorithms.clone()
     }

@@ -6,7 +6,22 @@ use rusqlite::{Connection, TransactionBehavior};
 
 /// The schema this code writes. A database with a higher `user_version` was
 /// written by a newer LocalPasskey; we refuse it rather than guess.
-pub(super) const SCHEMA_VERSION: i64 = 3;
+pub(super) const SCHEMA_VERSION: i64 = 4;
+
+/// Schema version 4: the local activity log. `seq` orders entries as they
+/// were written (the wall clock may go backwards); the index on `time`
+/// keeps the retention trim a range delete.
+pub(super) const SCHEMA_V4: &str = "
+CREATE TABLE activity (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    time    INTEGER NOT NULL CHECK (time >= 0),
+    action  TEXT    NOT NULL,
+    outcome TEXT    NOT NULL,
+    rp_id   TEXT    NOT NULL,
+    account TEXT    NOT NULL
+) STRICT;
+CREATE INDEX activity_time ON activity (time);
+";
 
 /// Schema version 3: CTAP 2.2's thirdPartyPayment flag.
 pub(super) const SCHEMA_V3: &str = "
@@ -81,6 +96,9 @@ pub(super) fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
     }
     if version < 3 {
         tx.execute_batch(SCHEMA_V3)?;
+    }
+    if version < 4 {
+        tx.execute_batch(SCHEMA_V4)?;
     }
     if version != SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;

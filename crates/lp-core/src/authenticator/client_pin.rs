@@ -5,6 +5,7 @@
 //! custody's vault (the TPM), never against anything stored on disk.
 
 use super::{Authenticator, CtapResult};
+use crate::activity::{Act, Outcome};
 use crate::persistent_token::PersistentToken;
 use crate::pin::{self, permission};
 use crate::pin_protocol::SharedSecret;
@@ -22,6 +23,15 @@ const SUPPORTED_PERMISSIONS: u8 =
 impl Authenticator {
     pub(super) fn client_pin(&mut self, params: &[u8], io: &dyn Interaction) -> CtapResult {
         let p = Request::decode(params)?;
+        match p.subcommand {
+            Subcommand::SetPin => self.subject(Act::SetPin, "", None, false),
+            Subcommand::ChangePin => self.subject(Act::ChangePin, "", None, false),
+            Subcommand::GetPinToken | Subcommand::GetPinUvAuthTokenUsingPinWithPermissions => {
+                let rp_id = p.rp_id.clone().unwrap_or_default();
+                self.subject(Act::Unlock, &rp_id, None, false);
+            }
+            _ => {}
+        }
         let answer = match p.subcommand {
             Subcommand::GetPinRetries => Response {
                 pin_retries: Some(self.pin().retries()?),
@@ -106,6 +116,7 @@ impl Authenticator {
         let padded = Zeroizing::new(shared.decrypt(&new_pin_enc)?);
         let new_pin = pin::parse_new_pin(&padded, self.min_pin_length()? as usize)?;
         self.pin().install(&new_pin)?;
+        self.note(Act::SetPin, "", None, Outcome::Approved);
         Ok(None)
     }
 
@@ -134,6 +145,7 @@ impl Authenticator {
         let padded = Zeroizing::new(shared.decrypt(&new_pin_enc)?);
         let new_pin = pin::parse_new_pin(&padded, self.min_pin_length()? as usize)?;
         self.pin().replace(&old_hash, &new_pin)?;
+        self.note(Act::ChangePin, "", None, Outcome::Approved);
         Ok(None)
     }
 

@@ -4,7 +4,9 @@
 //! Every subcommand but the two "next" ones needs a pinUvAuthToken with the
 //! cm permission; the "next" ones continue a listing that one started.
 
+use super::verification::account_label;
 use super::{Authenticator, CtapResult};
+use crate::activity::{Act, Outcome};
 use crate::cbor;
 use crate::clock::Millis;
 use crate::pin::permission;
@@ -134,6 +136,8 @@ impl Authenticator {
                 }
                 // The row holds the wrapped key blobs: deleting it is what
                 // makes the credential unusable for good.
+                let account = account_label(&cred);
+                self.note(Act::Delete, &cred.rp_id, account.as_deref(), Outcome::Approved);
                 self.store.delete(&id)?;
                 tracing::info!(rp = ?cred.rp_id, "credential deleted by the platform");
                 return Ok(None);
@@ -149,6 +153,8 @@ impl Authenticator {
                     return Err(CtapError::InvalidParameter);
                 }
                 // §6.8.6: absent members are removed, present ones replaced.
+                let account = user.name.as_deref().or(user.display_name.as_deref());
+                self.note(Act::Rename, &cred.rp_id, account, Outcome::Approved);
                 self.store
                     .update_user(&id, user.name.as_deref(), user.display_name.as_deref())?;
                 return Ok(None);

@@ -4,6 +4,7 @@
 use super::verification::account_label;
 use super::verification::{Account, UserCheck};
 use super::{Authenticator, CtapResult, CREDENTIAL_ID_LEN, NEXT_ASSERTION_WINDOW_MS};
+use crate::activity::{Act, Outcome};
 use crate::authdata::{self, flags};
 use crate::clock::Millis;
 use crate::extensions;
@@ -204,6 +205,8 @@ impl Authenticator {
             ));
         }
         let ext_bytes = extensions::encode_outputs(outputs);
+        let account = account_label(cred);
+        self.note(Act::SignIn, &cred.rp_id, account.as_deref(), Outcome::Approved);
         let counter = self.store.increment_counter(&cred.id, self.clock.unix_millis())?;
         let auth_data = authdata::build(&cred.rp_id, flag_bits, counter, None, ext_bytes.as_deref());
         let sig = self.sign(&cred.key_blob, &auth_data, client_data_hash)?;

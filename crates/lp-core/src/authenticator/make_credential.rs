@@ -2,6 +2,7 @@
 
 use super::verification::{Account, UserCheck};
 use super::{cred_mgmt, Authenticator, CtapResult, CREDENTIAL_ID_LEN};
+use crate::activity::{Act, Outcome};
 use crate::authdata::{self, flags};
 use crate::cbor::text_map;
 use crate::custody::{Algorithm, PublicKey};
@@ -112,6 +113,8 @@ impl Authenticator {
         );
         let (fmt, att_stmt) = self.attestation(&req, &cred, alg, &auth_data)?;
         // Stored (durably) before the answer leaves: an acknowledged credential is never lost.
+        let account = super::verification::account_label(&cred);
+        self.note(Act::Register, &cred.rp_id, account.as_deref(), Outcome::Approved);
         let replaced = self.store.insert(&cred)?;
         tracing::info!(rp = ?cred.rp_id, discoverable, replaced = replaced.len(), "credential created");
         let response = Response {

@@ -1,6 +1,7 @@
 //! authenticatorReset (0x07), CTAP 2.2 §6.6.
 
 use super::{Authenticator, CtapResult, RESET_WINDOW_MS};
+use crate::activity::{Act, Outcome};
 use crate::pin;
 use crate::status::CtapError;
 use crate::user::{Action, Interaction};
@@ -16,6 +17,10 @@ impl Authenticator {
         let vault = self.store.get_meta(pin::meta::VAULT)?;
         self.custody.reset(vault.as_deref())?;
         self.store.delete_all()?;
+        // A factory reset: the log of what the erased passkeys did goes too,
+        // and the reset itself is its first entry.
+        self.store.trim_activity(u64::MAX)?;
+        self.note(Act::Reset, "", None, Outcome::Approved);
         for key in pin::meta::ALL {
             self.store.delete_meta(key)?;
         }

@@ -127,6 +127,7 @@ impl Authenticator {
         if self.pin().boot_failures()? >= pin::MAX_FAILURES_PER_BOOT {
             return Err(CtapError::PinAuthBlocked);
         }
+        self.asking(action, rp_id, user_name);
         io.set_status(KeepaliveStatus::UpNeeded);
         let req = PresenceRequest {
             action,

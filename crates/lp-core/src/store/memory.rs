@@ -1,7 +1,7 @@
 //! An in-memory store for unit tests, fuzzing and benchmarks of the core.
 //! It keeps the same contract as the SQLite store except durability.
 
-use super::{Credential, CredentialStore, StoreError};
+use super::{Activity, Credential, CredentialStore, StoreError};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Default, Clone)]
@@ -9,6 +9,8 @@ pub struct MemoryStore {
     creds: Vec<Credential>,
     meta: BTreeMap<String, Vec<u8>>,
     generation: u64,
+    /// Oldest first; nothing is pending in memory, so `log` writes at once.
+    activity: Vec<Activity>,
 }
 
 impl MemoryStore {
@@ -126,6 +128,27 @@ impl CredentialStore for MemoryStore {
 
     fn delete_meta(&mut self, key: &str) -> Result<(), StoreError> {
         self.meta.remove(key);
+        Ok(())
+    }
+
+    fn log(&mut self, entry: Activity) {
+        self.activity.push(entry);
+    }
+
+    fn flush_log(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn recent_activity(&self, limit: usize) -> Result<Vec<Activity>, StoreError> {
+        Ok(self.activity.iter().rev().take(limit).cloned().collect())
+    }
+
+    fn trim_activity(&mut self, before: u64) -> Result<(), StoreError> {
+        self.activity.retain(|a| a.time >= before && before != u64::MAX);
+        let max = crate::activity::MAX_ENTRIES as usize;
+        if self.activity.len() > max {
+            self.activity.drain(..self.activity.len() - max);
+        }
         Ok(())
     }
 }
