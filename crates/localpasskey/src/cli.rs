@@ -614,6 +614,8 @@ fn run(args: RunArgs, dir: PathBuf) -> Result<()> {
         presence,
         clock,
         config,
+        data_dir: dir.clone(),
+        uhid: args.transport == TransportKind::Uhid,
     };
     let err = match args.transport {
         TransportKind::Udp => {
@@ -723,6 +725,8 @@ struct Parts {
     presence: Box<dyn UserPresence>,
     clock: Arc<dyn Clock>,
     config: Config,
+    data_dir: PathBuf,
+    uhid: bool,
 }
 
 /// The authenticator on `transport`, until the transport fails or stops.
@@ -731,14 +735,28 @@ fn serve<T: crate::transport::Transport>(transport: T, p: Parts) -> std::io::Err
         max_msg_size: transport.max_message_size(),
         ..p.config
     };
-    let auth = Authenticator::new(
+    let context = crate::dbus::Context {
+        data_dir: p.data_dir,
+        uhid: p.uhid,
+        custody: p.custody.name(),
+        algorithms: p.custody.algorithms().into_iter().map(|a| a.name()).collect(),
+    };
+    let mut auth = Authenticator::new(
         p.custody,
         Box::new(p.store),
         p.presence,
         Arc::clone(&p.clock),
         config,
     );
-    daemon::run(transport, auth, p.clock)
+    if let Err(e) = auth.trim_activity() {
+        tracing::warn!("the activity log was not trimmed: {e}");
+    }
+    let (remote, inbox) = daemon::channel();
+    let (_service, notices) = match crate::dbus::start(remote, context) {
+        Some((service, notices)) => (Some(service), Some(notices)),
+        None => (None, None),
+    };
+    daemon::run(transport, auth, p.clock, inbox, notices)
 }
 
 fn fmt_time(unix_ms: u64) -> String {
@@ -825,16 +843,21 @@ fn delete(store: &mut SqliteStore, prefix: &str) -> Result<()> {
     }
 }
 
-fn info(store: &SqliteStore, json: bool) -> Result<()> {
+/// Our AAGUID as UUIDs are written (8-4-4-4-12 hex digits).
+pub fn aaguid_text() -> String {
     let aaguid = hex::encode(lp_core::AAGUID);
-    let aaguid = format!(
+    format!(
         "{}-{}-{}-{}-{}",
         &aaguid[..8],
         &aaguid[8..12],
         &aaguid[12..16],
         &aaguid[16..20],
         &aaguid[20..]
-    );
+    )
+}
+
+fn info(store: &SqliteStore, json: bool) -> Result<()> {
+    let aaguid = aaguid_text();
     let count = store.count()?;
     let integrity = match store.integrity_check() {
         Ok(()) => "ok".to_string(),

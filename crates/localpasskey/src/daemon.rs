@@ -15,7 +15,7 @@
 //! command bytes and durations only.
 
 use crate::transport::Transport;
-use lp_core::authenticator::Authenticator;
+use lp_core::authenticator::{Authenticator, Notice};
 use lp_core::clock::Clock;
 use lp_core::ctaphid::{cmd, Ctaphid, Event, BROADCAST_CID};
 use lp_core::user::{Interaction, KeepaliveStatus};
@@ -78,6 +78,9 @@ enum Job {
         queued: Instant,
     },
     PowerCycle,
+    /// Work for the authenticator from another caller than CTAP (the
+    /// manager's D-Bus API): run on the worker thread, between requests.
+    Call(Box<dyn FnOnce(&mut Authenticator) + Send>),
     /// The transport is gone: drop the authenticator (its custody flushes
     /// everything it loaded into the TPM) and end the thread.
     Stop,
@@ -143,8 +146,50 @@ impl<T: Transport> Shared<T> {
     }
 }
 
-/// Run until the transport fails. Returns the transport's error.
-pub fn run<T: Transport>(transport: T, mut auth: Authenticator, clock: Arc<dyn Clock>) -> std::io::Error {
+/// A way into the authenticator for callers other than the transport: the
+/// authenticator has one owner, the worker thread, and everyone queues.
+#[derive(Clone)]
+pub struct Remote {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Remote {
+    /// Run `f` on the authenticator's thread and wait for its result; None
+    /// when the daemon is stopping.
+    pub async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Authenticator) -> R + Send + 'static,
+    ) -> Option<R> {
+        let (tx, rx) = futures_channel::oneshot::channel();
+        let job = Job::Call(Box::new(move |auth| {
+            let _ = tx.send(f(auth));
+        }));
+        self.jobs.send(job).ok()?;
+        rx.await.ok()
+    }
+}
+
+/// The receiving end of [`Remote`], handed to [`run`].
+pub struct Inbox {
+    tx: mpsc::Sender<Job>,
+    rx: mpsc::Receiver<Job>,
+}
+
+/// A [`Remote`] for callers and the [`Inbox`] the daemon reads it from.
+pub fn channel() -> (Remote, Inbox) {
+    let (tx, rx) = mpsc::channel();
+    (Remote { jobs: tx.clone() }, Inbox { tx, rx })
+}
+
+/// Run until the transport fails. Returns the transport's error. What the
+/// authenticator notices (log entries, changed passkeys) goes to `notices`.
+pub fn run<T: Transport>(
+    transport: T,
+    mut auth: Authenticator,
+    clock: Arc<dyn Clock>,
+    inbox: Inbox,
+    notices: Option<mpsc::Sender<Notice>>,
+) -> std::io::Error {
     let hid = Ctaphid::with_max_message(transport.max_message_size());
     let shared = Arc::new(Shared {
         transport,
@@ -155,7 +200,10 @@ pub fn run<T: Transport>(transport: T, mut auth: Authenticator, clock: Arc<dyn C
         current: Current::default(),
         clock,
     });
-    let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
+    let Inbox {
+        tx: jobs_tx,
+        rx: jobs_rx,
+    } = inbox;
 
     let worker = {
         let shared = Arc::clone(&shared);
@@ -185,6 +233,7 @@ pub fn run<T: Transport>(transport: T, mut auth: Authenticator, clock: Arc<dyn C
                 match job {
                     Job::Stop => return,
                     Job::PowerCycle => auth.power_cycle(),
+                    Job::Call(f) => f(&mut auth),
                     Job::Request {
                         txn,
                         cmd: command,
@@ -212,6 +261,11 @@ pub fn run<T: Transport>(transport: T, mut auth: Authenticator, clock: Arc<dyn C
                             frame_send_us = us(handled.elapsed()),
                             "answered"
                         );
+                    }
+                }
+                for notice in auth.take_notices() {
+                    if let Some(tx) = &notices {
+                        let _ = tx.send(notice);
                     }
                 }
             })

@@ -11,45 +11,129 @@ use lp_core::store::CredentialStore;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
+/// How one finding stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    Info,
+    /// Not a fault of the setup, but something the person must know.
+    Warn,
+    Fail,
+}
+
+impl Status {
+    /// The name used over D-Bus (`Health`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Info => "info",
+            Status::Warn => "warn",
+            Status::Fail => "fail",
+        }
+    }
+}
+
+/// One thing doctor found: the same words on the terminal and in the manager.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// The part of the setup it is about ("TPM", "Data directory", ...).
+    pub check: String,
+    pub status: Status,
+    pub text: String,
+    /// What to do; empty when there is nothing to do.
+    pub fix: String,
+}
+
+/// Collects findings, and prints each as it comes when a person watches.
 struct Report {
     problems: usize,
+    section: String,
+    findings: Vec<Finding>,
+    print: bool,
 }
 
 impl Report {
-    fn ok(&self, what: &str) {
-        println!("  ok    {what}");
+    fn new(print: bool) -> Self {
+        Self {
+            problems: 0,
+            section: String::new(),
+            findings: Vec::new(),
+            print,
+        }
     }
-    fn info(&self, what: &str) {
-        println!("  info  {what}");
+    fn section(&mut self, name: &str, detail: &str) {
+        if self.print {
+            println!("{name}{detail}");
+        }
+        self.section = name.to_owned();
     }
-    /// Not a fault of the setup, but something the person must know.
-    fn warn(&self, what: &str) {
-        println!("  WARN  {what}");
+    fn add(&mut self, status: Status, what: &str, fix: &str) {
+        if self.print {
+            let tag = match status {
+                Status::Ok => "ok  ",
+                Status::Info => "info",
+                Status::Warn => "WARN",
+                Status::Fail => "FAIL",
+            };
+            println!("  {tag}  {what}");
+            if !fix.is_empty() {
+                println!("        fix: {fix}");
+            }
+        }
+        self.findings.push(Finding {
+            check: self.section.clone(),
+            status,
+            text: what.to_owned(),
+            fix: fix.to_owned(),
+        });
+    }
+    fn ok(&mut self, what: &str) {
+        self.add(Status::Ok, what, "");
+    }
+    fn info(&mut self, what: &str) {
+        self.add(Status::Info, what, "");
+    }
+    fn warn(&mut self, what: &str) {
+        self.add(Status::Warn, what, "");
     }
     fn bad(&mut self, what: &str, fix: &str) {
         self.problems += 1;
-        println!("  FAIL  {what}");
-        println!("        fix: {fix}");
+        self.add(Status::Fail, what, fix);
     }
 }
 
 pub fn run(dir: &Path, tpm: &str, uhid: bool) -> Result<()> {
-    let mut r = Report { problems: 0 };
-    println!("TPM");
+    let mut r = Report::new(true);
+    r.section("TPM", "");
     let mut tpm = check_tpm(&mut r, &normalise_tcti(tpm));
-    println!("Data directory ({})", dir.display());
-    check_data_dir(&mut r, dir, tpm.as_mut());
-    println!("USB HID device (uhid) and setup");
-    if uhid {
-        check_setup(&mut r);
-    } else {
-        r.info("not checked: --transport udp (the simulation needs no device)");
-    }
+    check_rest(&mut r, dir, tpm.as_mut(), uhid);
     if r.problems == 0 {
         println!("\nNo problems found.");
         Ok(())
     } else {
         anyhow::bail!("{} problem(s) found; see the fixes above", r.problems)
+    }
+}
+
+/// doctor's findings inside a running daemon, which already holds the TPM
+/// (a second connection to it could wait for ours to close): the TPM part is
+/// what the daemon knows of its own custody, `tpm`, and the rest is checked
+/// as the command checks it.
+pub fn findings_in_daemon(dir: &Path, tpm: Finding, uhid: bool) -> Vec<Finding> {
+    let mut r = Report::new(false);
+    r.findings.push(tpm);
+    check_rest(&mut r, dir, None, uhid);
+    r.findings
+}
+
+fn check_rest(r: &mut Report, dir: &Path, tpm: Option<&mut lp_tpm::TpmCustody>, uhid: bool) {
+    r.section("Data directory", &format!(" ({})", dir.display()));
+    check_data_dir(r, dir, tpm);
+    r.section("USB HID device (uhid) and setup", "");
+    if uhid {
+        check_setup(r);
+    } else {
+        r.info("not checked: --transport udp (the simulation needs no device)");
     }
 }
 

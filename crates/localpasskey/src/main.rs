@@ -4,6 +4,7 @@ mod bench;
 mod cli;
 mod client;
 mod daemon;
+mod dbus;
 mod doctor;
 mod pinentry;
 mod presence;

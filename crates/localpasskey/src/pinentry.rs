@@ -11,7 +11,8 @@
 //! the dialog, and the PIN is never logged.
 
 use lp_core::user::{
-    Action, Interaction, KeepaliveStatus, Presence, PresenceRequest, Refusal, UserPresence, Verification,
+    Action, Interaction, KeepaliveStatus, NewPin, Presence, PresenceRequest, Refusal, UserPresence,
+    Verification,
 };
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
@@ -408,6 +409,86 @@ impl UserPresence for Pinentry {
             }
             Err(Outcome::Cancelled) => Verification::Refused(Refusal::Cancelled),
         }
+    }
+
+    fn request_new_pin(
+        &mut self,
+        req: &PresenceRequest,
+        current: bool,
+        min_length: u8,
+        retries: Option<u8>,
+        timeout: Duration,
+        io: &dyn Interaction,
+    ) -> NewPin {
+        tracing::info!(
+            action = req.action.describe(),
+            "asking through pinentry (new PIN)"
+        );
+        let r = with_dialog(&self.program, timeout, io, |s| {
+            s.setup(req, retries, timeout)?;
+            Self::new_pin_dialog(s, current, min_length)
+        });
+        match r {
+            Ok(Ok((current, new))) => NewPin::Typed { current, new },
+            Ok(Err(Reply::Err(GPG_ERR_TIMEOUT))) | Err(Outcome::TimedOut) => {
+                NewPin::Refused(Refusal::TimedOut)
+            }
+            Ok(Err(_)) | Err(Outcome::Failed) => NewPin::Refused(Refusal::Denied),
+            Err(Outcome::Cancelled) => NewPin::Refused(Refusal::Cancelled),
+        }
+    }
+}
+
+/// A PIN out of a GETPIN answer, or the reply that is not one.
+fn typed_pin(reply: Reply) -> Result<Zeroizing<String>, Reply> {
+    match reply {
+        Reply::Data(pin) => match String::from_utf8(pin.to_vec()) {
+            Ok(p) if !p.is_empty() => Ok(Zeroizing::new(p)),
+            _ => Err(Reply::Ok),
+        },
+        other => Err(other),
+    }
+}
+
+type NewPinReply = Result<(Option<Zeroizing<String>>, Zeroizing<String>), Reply>;
+
+impl Pinentry {
+    /// The current PIN (if asked) and the new one twice, in one dialog.
+    /// pinentry compares the two itself when it knows SETREPEAT; otherwise
+    /// we ask again and compare.
+    fn new_pin_dialog(s: &mut Session, current: bool, min_length: u8) -> std::io::Result<NewPinReply> {
+        s.command("SETOK OK")?;
+        s.command("SETCANCEL Cancel")?;
+        let current = if current {
+            s.command("SETPROMPT Current PIN:")?;
+            match typed_pin(s.command("GETPIN")?) {
+                Ok(p) => Some(p),
+                Err(r) => return Ok(Err(r)),
+            }
+        } else {
+            None
+        };
+        s.command(&format!("SETPROMPT New PIN (at least {min_length} characters):"))?;
+        let repeats = matches!(s.command("SETREPEAT Repeat the new PIN:")?, Reply::Ok);
+        if repeats {
+            s.command("SETREPEATERROR The two PINs differ")?;
+        }
+        let new = match typed_pin(s.command("GETPIN")?) {
+            Ok(p) => p,
+            Err(r) => return Ok(Err(r)),
+        };
+        if !repeats {
+            s.command("SETPROMPT Repeat the new PIN:")?;
+            match typed_pin(s.command("GETPIN")?) {
+                Ok(again) if again == new => {}
+                Ok(_) => {
+                    tracing::info!("the two new PINs typed into pinentry differ; nothing changed");
+                    return Ok(Err(Reply::Ok));
+                }
+                Err(r) => return Ok(Err(r)),
+            }
+        }
+        Ok(Ok((current, new)))
     }
 }
 

@@ -1,7 +1,8 @@
 //! User-presence implementations the daemon can be started with.
 
 use lp_core::user::{
-    play_step, play_verification, Interaction, Presence, PresenceRequest, Step, UserPresence, Verification,
+    play_step, play_verification, Interaction, NewPin, Presence, PresenceRequest, Refusal, Step,
+    UserPresence, Verification,
 };
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,14 +23,11 @@ impl FileScript {
         Self { path, default_pin }
     }
 
-    fn next_step(&self) -> Step {
-        let Ok(text) = std::fs::read_to_string(&self.path) else {
-            return Step::Approve;
-        };
+    /// The script's first line, removed from the file; None when it is empty.
+    fn next_line(&self) -> Option<String> {
+        let text = std::fs::read_to_string(&self.path).ok()?;
         let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-        let Some(first) = lines.next() else {
-            return Step::Approve;
-        };
+        let first = lines.next()?.to_owned();
         let rest: Vec<&str> = lines.collect();
         let mut rest = rest.join("\n");
         if !rest.is_empty() {
@@ -38,6 +36,13 @@ impl FileScript {
         if let Err(e) = std::fs::write(&self.path, rest) {
             tracing::error!("cannot rewrite presence script {}: {e}", self.path.display());
         }
+        Some(first)
+    }
+
+    fn next_step(&self) -> Step {
+        let Some(first) = self.next_line() else {
+            return Step::Approve;
+        };
         match first.trim().parse() {
             Ok(step) => step,
             Err(e) => {
@@ -88,6 +93,50 @@ impl UserPresence for FileScript {
             "scripted verification"
         );
         play_verification(&step, self.default_pin.as_deref(), timeout, io)
+    }
+
+    fn request_new_pin(
+        &mut self,
+        req: &PresenceRequest,
+        current: bool,
+        _min_length: u8,
+        _retries: Option<u8>,
+        timeout: Duration,
+        io: &dyn Interaction,
+    ) -> NewPin {
+        let answer = self.new_pin(current, timeout, io);
+        tracing::info!(action = req.action.describe(), answer = ?answer, "scripted new PIN");
+        answer
+    }
+}
+
+impl FileScript {
+    /// `new-pin NEW` types a first PIN (twice), `change-pin CURRENT NEW` the
+    /// current PIN and a new one; any other step plays as for presence and
+    /// can only refuse. An empty script refuses: no PIN is made up.
+    fn new_pin(&self, current: bool, timeout: Duration, io: &dyn Interaction) -> NewPin {
+        let Some(line) = self.next_line() else {
+            return NewPin::Refused(Refusal::Denied);
+        };
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let typed = |c: Option<&str>, n: &str| NewPin::Typed {
+            current: c.map(|c| zeroize::Zeroizing::new(c.to_owned())),
+            new: zeroize::Zeroizing::new(n.to_owned()),
+        };
+        match (words.as_slice(), current) {
+            (["new-pin", new], false) => typed(None, new),
+            (["change-pin", cur, new], true) => typed(Some(cur), new),
+            _ => match line.trim().parse::<Step>() {
+                Ok(step) => match play_step(&step, timeout, io) {
+                    Presence::Refused(r) => NewPin::Refused(r),
+                    Presence::Approved => NewPin::Refused(Refusal::Denied),
+                },
+                Err(e) => {
+                    tracing::error!("{e}; denying");
+                    NewPin::Refused(Refusal::Denied)
+                }
+            },
+        }
     }
 }
 

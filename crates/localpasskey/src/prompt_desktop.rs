@@ -14,7 +14,9 @@
 
 use anyhow::{bail, Context, Result};
 use localpasskey_prompt_protocol::{self as protocol, Kind};
-use lp_core::user::{Action, Interaction, Presence, PresenceRequest, Refusal, UserPresence, Verification};
+use lp_core::user::{
+    Action, Interaction, NewPin, Presence, PresenceRequest, Refusal, UserPresence, Verification,
+};
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
@@ -364,6 +366,21 @@ impl UserPresence for DesktopOrPinentry {
         io: &dyn Interaction,
     ) -> Verification {
         self.pick().request_verification(req, retries, timeout, io)
+    }
+
+    /// pinentry's dialog has the repeated-entry field a new PIN needs, with
+    /// or without a display (its GNOME and Qt flavours are windows too).
+    fn request_new_pin(
+        &mut self,
+        req: &PresenceRequest,
+        current: bool,
+        min_length: u8,
+        retries: Option<u8>,
+        timeout: Duration,
+        io: &dyn Interaction,
+    ) -> NewPin {
+        self.pinentry
+            .request_new_pin(req, current, min_length, retries, timeout, io)
     }
 }
 
