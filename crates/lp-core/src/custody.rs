@@ -61,6 +61,17 @@ impl Algorithm {
     pub fn from_cose(alg: i64) -> Option<Self> {
         Self::ALL.into_iter().find(|a| a.cose() == alg)
     }
+
+    /// The COSE/WebAuthn name ("ES256", ...), as people and RP docs write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Es256 => "ES256",
+            Algorithm::Es384 => "ES384",
+            Algorithm::Es512 => "ES512",
+            Algorithm::Rs256 => "RS256",
+            Algorithm::Ps256 => "PS256",
+        }
+    }
 }
 
 /// A credential's public key.
