@@ -3,6 +3,7 @@
 use crate::client::{self, Client};
 use crate::daemon;
 use crate::doctor;
+use crate::manager::{PasskeyRow, Source};
 use crate::pinentry::Pinentry;
 use crate::presence::FileScript;
 use crate::prompt_desktop::{DesktopOrPinentry, DesktopPrompt};
@@ -18,7 +19,7 @@ use lp_core::authenticator::{Authenticator, Config};
 use lp_core::clock::{Clock, SystemClock};
 use lp_core::custody::insecure_software::InsecureSoftwareCustody;
 use lp_core::custody::KeyCustody;
-use lp_core::store::{Credential, CredentialStore};
+use lp_core::store::CredentialStore;
 use lp_core::user::{AlwaysApprove, UserPresence};
 use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};
@@ -50,7 +51,20 @@ enum Command {
         json: bool,
     },
     /// Delete one passkey, named by the start of its credential id (hex).
+    /// While the daemon runs, its prompt asks you to confirm.
     Delete { id_prefix: String },
+    /// The local activity log: sign-ins, registrations, deletions, PIN
+    /// changes and refusals, newest first.
+    Activity {
+        #[arg(long)]
+        json: bool,
+        /// At most this many entries.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        limit: u32,
+        /// Keep entries this many days (default 90), and trim the log now.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=36_500))]
+        retention_days: Option<u32>,
+    },
     /// Describe this installation.
     Info {
         #[arg(long)]
@@ -246,8 +260,16 @@ fn dispatch(cli: Cli) -> Result<()> {
     let dir = data_dir(cli.data_dir)?;
     match cli.command {
         Command::Run(args) => run(args, dir),
-        Command::List { json } => list(&SqliteStore::open(&dir)?, json),
-        Command::Delete { id_prefix } => delete(&mut SqliteStore::open(&dir)?, &id_prefix),
+        Command::List { json } => list(&Source::open(&dir)?, json),
+        Command::Delete { id_prefix } => delete(&mut Source::open(&dir)?, &id_prefix),
+        Command::Activity {
+            json,
+            limit,
+            retention_days,
+        } => match retention_days {
+            Some(days) => set_retention(&mut SqliteStore::open(&dir)?, days),
+            None => activity(&Source::open(&dir)?, limit, json),
+        },
         Command::Info { json } => info(&SqliteStore::open(&dir)?, json),
         Command::Pin {
             action,
@@ -764,33 +786,38 @@ fn fmt_time(unix_ms: u64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-fn credential_json(c: &Credential) -> serde_json::Value {
+fn credential_json(c: &PasskeyRow) -> serde_json::Value {
+    let has = |name: &str| c.extensions.iter().any(|e| e == name);
+    let text = |s: &str| (!s.is_empty()).then(|| s.to_owned());
     serde_json::json!({
-        "credential_id": hex::encode(&c.id),
+        "credential_id": c.credential_id,
         "rp_id": c.rp_id,
-        "rp_name": c.rp_name,
-        "user_id": hex::encode(&c.user_id),
-        "user_name": c.user_name,
-        "user_display_name": c.user_display_name,
+        "rp_name": text(&c.rp_name),
+        "user_id": c.user_id,
+        "user_name": text(&c.user_name),
+        "user_display_name": text(&c.display_name),
         "discoverable": c.discoverable,
         "sign_count": c.sign_count,
         "created": fmt_time(c.created),
-        "last_used": c.last_used.map(fmt_time),
+        "last_used": (c.last_used != 0).then(|| fmt_time(c.last_used)),
         "cred_protect": c.cred_protect,
-        "hmac_secret": c.hmac_key.is_some(),
-        "cred_blob": c.cred_blob.is_some(),
-        "large_blob_key": c.large_blob_key.is_some(),
+        "hmac_secret": has("hmac-secret"),
+        "cred_blob": has("credBlob"),
+        "large_blob_key": has("largeBlobKey"),
+        "third_party_payment": has("thirdPartyPayment"),
+        "algorithm": c.algorithm,
     })
 }
 
-fn list(store: &SqliteStore, json: bool) -> Result<()> {
-    let creds = store.all()?;
+fn list(source: &Source, json: bool) -> Result<()> {
+    let rows = source.passkeys()?;
+    tracing::debug!(via = source.via(), "listing passkeys");
     if json {
-        let items: Vec<_> = creds.iter().map(credential_json).collect();
+        let items: Vec<_> = rows.iter().map(credential_json).collect();
         println!("{}", serde_json::to_string_pretty(&items)?);
         return Ok(());
     }
-    if creds.is_empty() {
+    if rows.is_empty() {
         println!("No passkeys stored.");
         return Ok(());
     }
@@ -798,41 +825,45 @@ fn list(store: &SqliteStore, json: bool) -> Result<()> {
         "{:<16}  {:<30}  {:<28}  {:<20}  {:<20}",
         "ID", "RP ID", "USER", "CREATED", "LAST USED"
     );
-    for c in &creds {
-        let id = hex::encode(&c.id);
+    for c in &rows {
+        let id = &c.credential_id;
         println!(
             "{:<16}  {:<30}  {:<28}  {:<20}  {:<20}",
             &id[..16.min(id.len())],
             c.rp_id,
-            c.user_name.as_deref().unwrap_or("-"),
+            if c.user_name.is_empty() { "-" } else { &c.user_name },
             fmt_time(c.created),
-            c.last_used.map(fmt_time).unwrap_or_else(|| "never".into()),
+            if c.last_used == 0 {
+                "never".into()
+            } else {
+                fmt_time(c.last_used)
+            },
         );
     }
     Ok(())
 }
 
-fn delete(store: &mut SqliteStore, prefix: &str) -> Result<()> {
+fn delete(source: &mut Source, prefix: &str) -> Result<()> {
     let prefix = prefix.trim().to_ascii_lowercase();
     if prefix.len() < 4 || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
         bail!("give at least 4 hex digits of the credential id (see `localpasskey list`)");
     }
-    let even = &prefix[..prefix.len() & !1];
-    let bytes = hex::decode(even).context("bad hex")?;
-    let matches: Vec<Credential> = store
-        .find_by_prefix(&bytes)?
-        .into_iter()
-        .filter(|c| hex::encode(&c.id).starts_with(&prefix))
-        .collect();
+    let matches = source.passkeys_with_prefix(&prefix)?;
     match matches.as_slice() {
         [] => bail!("no passkey has an id starting with {prefix}"),
         [c] => {
-            store.delete(&c.id)?;
+            if source.is_daemon() {
+                println!(
+                    "confirm the deletion of the passkey for {} in LocalPasskey's prompt",
+                    c.rp_id
+                );
+            }
+            source.delete(c)?;
             println!(
                 "deleted passkey {} for {} ({})",
-                &hex::encode(&c.id)[..16],
+                &c.credential_id[..16.min(c.credential_id.len())],
                 c.rp_id,
-                c.user_name.as_deref().unwrap_or("-")
+                if c.user_name.is_empty() { "-" } else { &c.user_name }
             );
             Ok(())
         }
@@ -841,6 +872,66 @@ fn delete(store: &mut SqliteStore, prefix: &str) -> Result<()> {
             many.len()
         ),
     }
+}
+
+fn activity(source: &Source, limit: u32, json: bool) -> Result<()> {
+    let rows = source.activity(limit)?;
+    if json {
+        let items: Vec<_> = rows
+            .iter()
+            .map(|a| {
+                serde_json::json!({
+                    "time": fmt_time(a.time),
+                    "time_ms": a.time,
+                    "action": a.action,
+                    "outcome": a.outcome,
+                    "rp_id": a.rp_id,
+                    "account": a.account,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&items)?);
+        return Ok(());
+    }
+    if rows.is_empty() {
+        println!("No activity recorded.");
+        return Ok(());
+    }
+    println!(
+        "{:<20}  {:<10}  {:<9}  {:<30}  ACCOUNT",
+        "TIME", "ACTION", "OUTCOME", "RP ID"
+    );
+    for a in &rows {
+        let dash = |s: &str| {
+            if s.is_empty() {
+                "-".to_owned()
+            } else {
+                s.to_owned()
+            }
+        };
+        println!(
+            "{:<20}  {:<10}  {:<9}  {:<30}  {}",
+            fmt_time(a.time),
+            a.action,
+            a.outcome,
+            dash(&a.rp_id),
+            dash(&a.account)
+        );
+    }
+    Ok(())
+}
+
+/// The retention lives in the store, where the daemon reads it at start;
+/// the log is trimmed to it at once.
+fn set_retention(store: &mut SqliteStore, days: u32) -> Result<()> {
+    store.set_meta(lp_core::activity::RETENTION_META, &days.to_le_bytes())?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    store.trim_activity(lp_core::activity::cutoff(now, days))?;
+    println!("activity entries are kept {days} days; older ones were removed");
+    Ok(())
 }
 
 /// Our AAGUID as UUIDs are written (8-4-4-4-12 hex digits).

@@ -273,6 +273,7 @@ impl Manager {
             ("backup_state", Value::from(false)),
             ("attestation", Value::from("packed")),
             ("algorithms", Value::from(c.algorithms.clone())),
+            ("data_dir", Value::from(c.data_dir.display().to_string())),
         ]))
     }
 

@@ -26,6 +26,10 @@ const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 pub enum Act {
     Register,
     SignIn,
+    /// A signature without the person's presence (up=false): what browsers
+    /// send to find out whether a passkey is here. No site may take it as a
+    /// sign-in, but it is logged like one: it uses the key.
+    Check,
     Delete,
     Rename,
     SetPin,
@@ -77,6 +81,7 @@ macro_rules! names {
 names!(Act {
     Register => "register",
     SignIn => "sign_in",
+    Check => "check",
     Delete => "delete",
     Rename => "rename",
     SetPin => "set_pin",
@@ -133,6 +138,7 @@ mod tests {
         for act in [
             Act::Register,
             Act::SignIn,
+            Act::Check,
             Act::Delete,
             Act::Rename,
             Act::SetPin,

@@ -22,4 +22,5 @@ from .common import *  # noqa: F401,F403
 from .hid import *  # noqa: F401,F403
 from .swtpm import *  # noqa: F401,F403
 from .daemon import *  # noqa: F401,F403
+from .bus import SessionBus, DBusError  # noqa: F401
 from .rp import *  # noqa: F401,F403

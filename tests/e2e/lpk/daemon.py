@@ -72,8 +72,12 @@ class Daemon:
         tpm: Swtpm | None = None,
         pin: str | None = PIN,
         script_pin: str = PIN,
+        bus: str | None = None,
     ):
         assert custody in ("tpm", "soft"), custody
+        # The session bus this daemon serves its manager API on (a test's own
+        # dbus-daemon); without one it has none, whatever the caller's session.
+        self.bus = bus
         if custody == "tpm" and tpm is None:
             raise ValueError("TPM custody needs a Swtpm")
         self.workdir = Path(workdir)
@@ -161,6 +165,7 @@ class Daemon:
             env = tss_env()
             env.setdefault("LOCALPASSKEY_LOG", "debug")
             env["NO_COLOR"] = "1"
+            with_bus(env, self.bus)
             with open(log, "wb") as err:
                 self.proc = subprocess.Popen(
                     self.command(p),
@@ -404,8 +409,9 @@ class Daemon:
 
     # ---- CLI on this daemon's data dir
 
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        r = run_cli(args[0], "--data-dir", str(self.data_dir), *args[1:])
+    def cli(self, *args: str, check: bool = True, bus: bool = True) -> subprocess.CompletedProcess:
+        """The CLI on this daemon's data dir, on its session bus unless `bus=False`."""
+        r = run_cli(args[0], "--data-dir", str(self.data_dir), *args[1:], bus=self.bus if bus else None)
         if check:
             assert r.returncode == 0, f"localpasskey {' '.join(args)} exited {r.returncode}:\n{r.stderr}"
         return r
@@ -415,11 +421,22 @@ class Daemon:
         return json.loads(r.stdout)
 
 
-def run_cli(*args: str, timeout: float = 30, input: str | None = None) -> subprocess.CompletedProcess:
+def with_bus(env: dict, bus: str | None) -> dict:
+    """`env` on the session bus `bus`, or on none: the suite never touches the
+    session of whoever runs it."""
+    env.pop("DBUS_SESSION_BUS_ADDRESS", None)
+    if bus:
+        env["DBUS_SESSION_BUS_ADDRESS"] = bus
+    return env
+
+
+def run_cli(*args: str, timeout: float = 30, input: str | None = None,
+            bus: str | None = None) -> subprocess.CompletedProcess:
     """`localpasskey ARGS`; `input` goes to its stdin (e.g. PINs for --pin-stdin)."""
     env = tss_env()
     env.setdefault("LOCALPASSKEY_LOG", "warn")
     env["NO_COLOR"] = "1"
+    with_bus(env, bus)
     return subprocess.run(
         [str(binary()), *args],
         capture_output=True,

@@ -1,4 +1,5 @@
 use super::*;
+use lp_core::activity::{Act, Activity, Outcome};
 use std::fs::Permissions;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
@@ -465,4 +466,76 @@ fn hot_queries_use_indexes() {
         );
         assert!(!p.contains("SCAN credentials"), "{q}: {p}");
     }
+}
+
+fn entry(time: u64, act: Act, rp: &str) -> Activity {
+    Activity {
+        time,
+        act,
+        outcome: Outcome::Approved,
+        rp_id: rp.to_owned(),
+        account: "alice".to_owned(),
+    }
+}
+
+#[test]
+fn a_logged_entry_rides_the_next_change_and_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SqliteStore::open(dir.path()).unwrap();
+    let c = cred(1, "example.com", b"u", true);
+    store.insert(&c).unwrap();
+    store.log(entry(10, Act::SignIn, "example.com"));
+    // Not written yet: a second handle on the file sees nothing.
+    assert!(SqliteStore::open(dir.path())
+        .unwrap()
+        .recent_activity(10)
+        .unwrap()
+        .is_empty());
+    store.increment_counter(&c.id, 11).unwrap();
+    let other = SqliteStore::open(dir.path()).unwrap();
+    assert_eq!(
+        other.recent_activity(10).unwrap(),
+        [entry(10, Act::SignIn, "example.com")]
+    );
+    store.log(entry(12, Act::Check, "example.com"));
+    store.flush_log().unwrap();
+    store.flush_log().unwrap();
+    drop(store);
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let got: Vec<Act> = store.recent_activity(10).unwrap().iter().map(|a| a.act).collect();
+    assert_eq!(got, [Act::Check, Act::SignIn], "newest first, each once");
+    assert_eq!(store.recent_activity(1).unwrap().len(), 1);
+}
+
+#[test]
+fn trim_drops_old_entries_and_caps_the_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SqliteStore::open(dir.path()).unwrap();
+    for t in [5, 50, 500] {
+        store.log(entry(t, Act::SignIn, &format!("t{t}.example")));
+    }
+    store.flush_log().unwrap();
+    store.trim_activity(50).unwrap();
+    let rps: Vec<String> = store
+        .recent_activity(10)
+        .unwrap()
+        .into_iter()
+        .map(|a| a.rp_id)
+        .collect();
+    assert_eq!(rps, ["t500.example", "t50.example"]);
+    store.trim_activity(u64::MAX).unwrap();
+    assert!(store.recent_activity(10).unwrap().is_empty());
+}
+
+#[test]
+fn a_damaged_activity_row_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SqliteStore::open(dir.path()).unwrap();
+    store.log(entry(1, Act::SignIn, "example.com"));
+    store.flush_log().unwrap();
+    store
+        .conn
+        .execute("UPDATE activity SET action = 'launch-missiles'", [])
+        .unwrap();
+    assert!(store.recent_activity(10).is_err());
 }

@@ -205,8 +205,15 @@ impl Authenticator {
             ));
         }
         let ext_bytes = extensions::encode_outputs(outputs);
+        // Without the person present (up=false) no site may accept the
+        // signature as a sign-in; browsers send such checks before one.
+        let act = if flag_bits & flags::UP != 0 {
+            Act::SignIn
+        } else {
+            Act::Check
+        };
         let account = account_label(cred);
-        self.note(Act::SignIn, &cred.rp_id, account.as_deref(), Outcome::Approved);
+        self.note(act, &cred.rp_id, account.as_deref(), Outcome::Approved);
         let counter = self.store.increment_counter(&cred.id, self.clock.unix_millis())?;
         let auth_data = authdata::build(&cred.rp_id, flag_bits, counter, None, ext_bytes.as_deref());
         let sig = self.sign(&cred.key_blob, &auth_data, client_data_hash)?;

@@ -119,6 +119,18 @@ fn checked_new_pin(typed: &str, min_length: u8) -> Result<Zeroizing<Vec<u8>>, Ma
     Ok(pin::parse_new_pin(&*padded, usize::from(min_length))?)
 }
 
+impl Passkey {
+    /// `key_protection` as the custody reads it from the key blob.
+    pub fn new(credential: Credential, key_protection: Vec<&'static str>) -> Self {
+        Self {
+            algorithm: cose_algorithm(&credential.public_key_cose),
+            extensions: extensions_of(&credential),
+            key_protection,
+            credential,
+        }
+    }
+}
+
 impl Authenticator {
     /// Every stored passkey, most recently created first.
     pub fn passkeys(&self) -> Result<Vec<Passkey>, ManageError> {
@@ -126,11 +138,9 @@ impl Authenticator {
             .store
             .all()?
             .into_iter()
-            .map(|c| Passkey {
-                algorithm: cose_algorithm(&c.public_key_cose),
-                key_protection: self.custody.key_protection(&c.key_blob),
-                extensions: extensions_of(&c),
-                credential: c,
+            .map(|c| {
+                let protection = self.custody.key_protection(&c.key_blob);
+                Passkey::new(c, protection)
             })
             .collect())
     }
@@ -262,6 +272,10 @@ impl Authenticator {
         result: Result<(), ManageError>,
     ) -> Result<(), ManageError> {
         let outcome = match &result {
+            // Nothing was asked or tried: nothing to tell the person.
+            Err(ManageError::NotFound | ManageError::PinAlreadySet | ManageError::PinNotSet) => {
+                return result
+            }
             Ok(()) => Outcome::Approved,
             Err(ManageError::Refused(Refusal::Denied)) => Outcome::Refused,
             Err(ManageError::Refused(Refusal::TimedOut)) => Outcome::TimedOut,

@@ -21,9 +21,14 @@ use p256::ecdsa::{Signature, VerifyingKey};
 use sha2::{Digest, Sha256};
 use std::sync::Mutex;
 
-/// A scripted person the test can still talk to after handing it over.
+/// A scripted person the test can still talk to after handing it over;
+/// the second queue holds what they type when asked for a new PIN
+/// (current PIN, new PIN; an empty queue refuses).
 #[derive(Clone)]
-struct Person(Arc<Mutex<Scripted>>);
+struct Person(Arc<Mutex<Scripted>>, NewPins);
+
+/// (current PIN, new PIN) answers, oldest first.
+type NewPins = Arc<Mutex<std::collections::VecDeque<(Option<String>, String)>>>;
 
 impl UserPresence for Person {
     fn request_presence(&mut self, req: &PresenceRequest, t: Duration, io: &dyn Interaction) -> Presence {
@@ -42,11 +47,35 @@ impl UserPresence for Person {
     ) -> Verification {
         self.0.lock().unwrap().request_verification(req, retries, t, io)
     }
+    fn request_new_pin(
+        &mut self,
+        req: &PresenceRequest,
+        _current: bool,
+        _min: u8,
+        _retries: Option<u8>,
+        _t: Duration,
+        _io: &dyn Interaction,
+    ) -> crate::user::NewPin {
+        self.0.lock().unwrap().seen.push(req.clone());
+        match self.1.lock().unwrap().pop_front() {
+            Some((current, new)) => crate::user::NewPin::Typed {
+                current: current.map(zeroize::Zeroizing::new),
+                new: zeroize::Zeroizing::new(new),
+            },
+            None => crate::user::NewPin::Refused(crate::user::Refusal::Denied),
+        }
+    }
 }
 
 impl Person {
     fn push(&self, step: Step) {
         self.0.lock().unwrap().push(step);
+    }
+    fn type_new_pin(&self, current: Option<&str>, new: &str) {
+        self.1
+            .lock()
+            .unwrap()
+            .push_back((current.map(str::to_owned), new.to_owned()));
     }
     fn seen(&self) -> Vec<PresenceRequest> {
         self.0.lock().unwrap().seen.clone()
@@ -76,9 +105,10 @@ fn rig_without_pin() -> Rig {
 }
 
 fn rig_with_config(config: Config) -> Rig {
-    let person = Person(Arc::new(Mutex::new(
-        Scripted::new([], Step::Approve).with_pin(PIN),
-    )));
+    let person = Person(
+        Arc::new(Mutex::new(Scripted::new([], Step::Approve).with_pin(PIN))),
+        Arc::default(),
+    );
     let clock = ManualClock::new();
     let auth = Authenticator::new(
         Box::new(InsecureSoftwareCustody::new()),
@@ -1292,7 +1322,10 @@ fn without_a_pin_prompt_the_platform_must_bring_a_token() {
     assert!(!opts.contains_key("uv"), "no built-in verification to advertise");
     let mut r = Rig {
         auth,
-        person: Person(Arc::new(Mutex::new(Scripted::new([], Step::Approve)))),
+        person: Person(
+            Arc::new(Mutex::new(Scripted::new([], Step::Approve))),
+            Arc::default(),
+        ),
         clock: ManualClock::new(),
     };
     set_pin(&mut r, PIN, ProtocolVersion::Two).unwrap();
@@ -2339,3 +2372,5 @@ fn third_party_payment_is_kept_with_the_credential() {
         [(b"payer".to_vec(), true), (b"plain".to_vec(), false)]
     );
 }
+
+mod activity;
