@@ -34,13 +34,14 @@ log() { printf '==> %s\n' "$*"; }
 #   started headless inside the VM against rp/.
 # firefox-esr (not with FIREFOX_TESTS=0): the second browser of that test.
 # pinentry-gtk2: the graphical pinentry scripts/bench.sh times beside our dialog.
-# dbus-daemon: the session bus tests/e2e/test_dbus.py starts for the manager API.
+# dbus-daemon, dbus-bin: the session bus tests/e2e/test_dbus.py starts for the
+#   manager API, and dbus-send, its caller with another uid.
 APT_PACKAGES=(
     build-essential pkg-config python3-venv python3-pip
     swtpm swtpm-tools tpm2-tools libtss2-dev fido2-tools openssh-client
     qemu-system-x86 busybox-static kmod cpio
     libgtk-4-dev xvfb xdotool imagemagick fonts-dejavu-core pinentry-gtk2
-    systemd dbus-daemon
+    systemd dbus-daemon dbus-bin
     chromium
 )
 
