@@ -22,6 +22,7 @@ pub enum Action {
     ChangePin,
     Delete,
     SetPin,
+    Failed,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

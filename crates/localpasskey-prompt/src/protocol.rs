@@ -97,6 +97,12 @@ pub fn texts(action: Action) -> Texts {
                 false,
                 "Allow",
             ),
+            Action::Failed => (
+                "It did not work",
+                "What you allowed could not be done.",
+                false,
+                "OK",
+            ),
             Action::Delete => (
                 "Delete this passkey",
                 "The site will no longer accept this passkey, and it cannot be brought back. \
@@ -249,6 +255,7 @@ mod tests {
             Action::ChangePin,
             Action::SetPin,
             Action::Delete,
+            Action::Failed,
         ] {
             let t = texts(a);
             assert!(!t.headline.is_empty() && !t.explanation.is_empty());

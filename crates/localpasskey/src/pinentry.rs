@@ -30,6 +30,9 @@ use display_text::{displayable, MAX_RP_ID_CHARS, MAX_USER_NAME_CHARS, NON_ASCII_
 const GPG_ERR_CANCELED: u32 = 99;
 const GPG_ERR_TIMEOUT: u32 = 62;
 
+/// How long a failure message stays up unless the person closes it.
+const REPORT_TIMEOUT: Duration = Duration::from_secs(60);
+
 pub struct Pinentry {
     program: String,
 }
@@ -408,6 +411,32 @@ impl UserPresence for Pinentry {
                 Verification::Refused(Refusal::Denied)
             }
             Err(Outcome::Cancelled) => Verification::Refused(Refusal::Cancelled),
+        }
+    }
+
+    /// pinentry's MESSAGE dialog, on a thread of its own so the platform's
+    /// answer is not held up; it closes itself after a minute.
+    fn report(&mut self, req: &PresenceRequest, message: &str) {
+        tracing::warn!(rp = ?req.rp_id, "telling the person: {message}");
+        let (program, req, message) = (self.program.clone(), req.clone(), message.to_owned());
+        let spawned = std::thread::Builder::new()
+            .name("pinentry-report".into())
+            .spawn(move || {
+                let shown = with_dialog(&program, REPORT_TIMEOUT, &lp_core::user::NoInteraction, |s| {
+                    let (title, _) = title_and_description(&req, None)?;
+                    s.command(&title)?;
+                    let desc = text_command("SETDESC", &message)
+                        .ok_or_else(|| std::io::Error::other("the message does not fit a pinentry line"))?;
+                    s.command(&desc)?;
+                    s.command(&format!("SETTIMEOUT {}", REPORT_TIMEOUT.as_secs()))?;
+                    s.command("MESSAGE")
+                });
+                if shown.is_err() {
+                    tracing::debug!("the failure message was not shown through pinentry");
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("cannot show the failure message: {e}");
         }
     }
 

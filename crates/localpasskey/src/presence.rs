@@ -95,6 +95,10 @@ impl UserPresence for FileScript {
         play_verification(&step, self.default_pin.as_deref(), timeout, io)
     }
 
+    fn report(&mut self, req: &PresenceRequest, message: &str) {
+        tracing::info!(rp = ?req.rp_id, "scripted report: {message}");
+    }
+
     fn request_new_pin(
         &mut self,
         req: &PresenceRequest,

@@ -65,6 +65,7 @@ fn dialog_action(action: Action) -> protocol::Action {
         Action::Delete => protocol::Action::Delete,
         Action::SetPin => protocol::Action::SetPin,
         Action::ChangePin => protocol::Action::ChangePin,
+        Action::Failed => protocol::Action::Failed,
     }
 }
 
@@ -381,6 +382,10 @@ impl UserPresence for DesktopOrPinentry {
     ) -> NewPin {
         self.pinentry
             .request_new_pin(req, current, min_length, retries, timeout, io)
+    }
+
+    fn report(&mut self, req: &PresenceRequest, message: &str) {
+        self.pinentry.report(req, message)
     }
 }
 

@@ -649,6 +649,11 @@ fn to_i64(v: u64, column: &str) -> Result<i64, StoreError> {
 /// rusqlite variants that can embed a value are reduced to the column index.
 fn backend(what: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
     move |e| {
+        if let rusqlite::Error::SqliteFailure(code, _) = &e {
+            if code.code == rusqlite::ErrorCode::DiskFull {
+                return StoreError::Full(what.to_owned());
+            }
+        }
         let detail = match &e {
             rusqlite::Error::SqliteFailure(code, Some(msg)) => format!("{code}: {msg}"),
             rusqlite::Error::SqliteFailure(code, None) => code.to_string(),

@@ -90,7 +90,12 @@ pub enum Notice {
 impl From<StoreError> for CtapError {
     fn from(e: StoreError) -> Self {
         tracing::error!("{e}");
-        CtapError::Other
+        match e {
+            // MakeCredential's word for it (CTAP 2.2 §6.1.2); `handle`
+            // answers other commands CTAP1_ERR_OTHER.
+            StoreError::Full(_) => CtapError::KeyStoreFull,
+            StoreError::Backend(_) => CtapError::Other,
+        }
     }
 }
 
@@ -186,6 +191,35 @@ impl Authenticator {
         }
     }
 
+    /// No room for what the person just approved: tell them why, since the
+    /// platform shows at best "something went wrong".
+    fn report_full(&mut self) {
+        let Some(subject) = self.subject.as_ref().filter(|s| s.prompted) else {
+            return;
+        };
+        let full = self
+            .store
+            .count_discoverable()
+            .is_ok_and(|n| n >= cred_mgmt::MAX_DISCOVERABLE);
+        let message = if full {
+            format!(
+                "LocalPasskey already holds {} passkeys, the most it can keep. Delete one you \
+                 no longer need and try again.",
+                cred_mgmt::MAX_DISCOVERABLE
+            )
+        } else {
+            "The disk that holds LocalPasskey's data is full, so nothing could be saved. \
+             Free some space and try again; your passkeys are safe."
+                .to_owned()
+        };
+        let req = PresenceRequest {
+            action: Action::Failed,
+            rp_id: subject.rp_id.clone(),
+            user_name: Some(subject.account.clone()).filter(|a| !a.is_empty()),
+        };
+        self.user.report(&req, &message);
+    }
+
     /// What happened since the last call: log entries written and changes
     /// to the passkeys, for the D-Bus signals.
     pub fn take_notices(&mut self) -> Vec<Notice> {
@@ -260,7 +294,13 @@ impl Authenticator {
         self.tick();
         self.subject = None;
         self.logged = false;
-        let result = self.dispatch(request, io);
+        let mut result = self.dispatch(request, io);
+        if result == Err(CtapError::KeyStoreFull) {
+            self.report_full();
+            if request.first() != Some(&(Command::MakeCredential as u8)) {
+                result = Err(CtapError::Other);
+            }
+        }
         self.log_ending(&result);
         if let Err(e) = self.store.flush_log() {
             tracing::error!("the activity log could not be written: {e}");
@@ -353,7 +393,7 @@ impl Authenticator {
             Action::Delete => Act::Delete,
             Action::SetPin => Act::SetPin,
             Action::ChangePin => Act::ChangePin,
-            Action::Select => return,
+            Action::Select | Action::Failed => return,
         };
         self.subject(act, rp_id, user_name, true);
     }

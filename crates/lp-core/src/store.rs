@@ -49,6 +49,9 @@ pub struct Credential {
 pub enum StoreError {
     #[error("store failure: {0}")]
     Backend(String),
+    /// No space left where the store lives. Nothing was changed.
+    #[error("the disk holding the passkeys is full ({0}); nothing was changed: free some space")]
+    Full(String),
 }
 
 pub trait CredentialStore: Send {

@@ -28,6 +28,9 @@ pub enum Action {
     SetPin,
     /// The passkey manager asks to change the PIN.
     ChangePin,
+    /// Not a question: what the person approved could not be done
+    /// ([`UserPresence::report`]).
+    Failed,
 }
 
 impl Action {
@@ -42,6 +45,7 @@ impl Action {
             Action::Delete => "delete this passkey",
             Action::SetPin => "set a PIN",
             Action::ChangePin => "change the PIN",
+            Action::Failed => "hear why it failed",
         }
     }
 }
@@ -177,6 +181,10 @@ pub trait UserPresence: Send {
     ) -> NewPin {
         NewPin::Refused(Refusal::Denied)
     }
+
+    /// Tell the person why what they approved failed (`message`, plain
+    /// words). Must not wait for them: the platform's answer is not held up.
+    fn report(&mut self, _req: &PresenceRequest, _message: &str) {}
 
     /// Ask for presence and wait at most `timeout` for an answer, returning
     /// early with `Cancelled` when `io.is_cancelled()` becomes true.
