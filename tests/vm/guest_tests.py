@@ -62,6 +62,8 @@ DAEMON_UID = 4242
 OTHER_UID = 4243
 BROKER_SOCK = "/run/localpasskey/broker.sock"
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests/e2e"))
+import lpk  # noqa: E402 (the e2e suite's helpers, found through the line above)
 
 ARGS = argparse.Namespace()
 WORK = Path("/tmp/lpk")
@@ -174,34 +176,14 @@ def hidraw() -> str:
 
 
 def start_swtpm(uid: int | None = None) -> None:
-    """swtpm behind a unix socket in a 0700 directory, state files 0600: no
-    TCP port, no control channel another uid can reach. It runs as `uid`
-    (the daemon's) when given."""
-    state = WORK / "swtpm"
-    sock_dir = WORK / "swtpm-sock"
-    for d in (state, sock_dir):
-        d.mkdir(parents=True, mode=0o700)
-        os.chmod(d, 0o700)
-        if uid is not None:
-            os.chown(d, uid, uid)
-    sock = sock_dir / "tpm.sock"
-    STATE["swtpm"] = subprocess.Popen(
-        ["swtpm", "socket", "--tpm2",
-         "--server", f"type=unixio,path={sock},mode=0600",
-         "--ctrl", f"type=unixio,path={sock}.ctrl,mode=0600",
-         "--tpmstate", f"dir={state},mode=0600", "--flags", "not-need-init,startup-clear"],
-        stdout=open(ARGS.out / "swtpm.log", "wb"), stderr=subprocess.STDOUT,
-        preexec_fn=lambda: os.umask(0o077), **(as_uid(uid) if uid is not None else {}))
-    tcti = f"swtpm:path={sock}"
-    env = dict(os.environ, TPM2TOOLS_TCTI=tcti, TSS2_LOG="all+none")
-    for _ in range(100):
-        if run(["tpm2_getcap", "properties-fixed"], check_rc=False, env=env).returncode == 0:
-            break
-        time.sleep(0.05)
+    """The e2e suite's swtpm (tests/e2e/lpk): a unix socket in a 0700
+    directory, state files 0600, no TCP port; run as `uid` (the daemon's)."""
+    tpm = lpk.Swtpm(WORK / "swtpm", uid=uid, log=ARGS.out / "swtpm.log").start()
+    STATE["swtpm"] = tpm.proc
+    STATE["tcti"] = tpm.tcti
     # FACTS.md: swtpm's default lockout (3 tries, 1000 s) would stop the suite
     # at the first wrong PIN; a real TPM keeps its owner's settings.
-    run(["tpm2_dictionarylockout", "-s", "-n", "32", "-t", "10", "-l", "10"], env=env)
-    STATE["tcti"] = tcti
+    tpm.tool("tpm2_dictionarylockout", "-s", "-n", "32", "-t", "10", "-l", "10")
 
 
 def broker_bin() -> str:

@@ -65,13 +65,16 @@ class Swtpm:
     same one: key blobs only load in the TPM that made them.
     """
 
-    def __init__(self, state_dir: Path):
+    def __init__(self, state_dir: Path, uid: int | None = None, log: Path | None = None):
+        """`uid`: run swtpm as that user (its directories are then that
+        user's), as a daemon of another uid than the test's needs."""
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.state_dir, 0o700)
+        self.uid = uid
         self.socket_dir: Path | None = None
         self.proc: subprocess.Popen | None = None
-        self.log = self.state_dir.parent / f"{self.state_dir.name}.swtpm.log"
+        self.log = log or self.state_dir.parent / f"{self.state_dir.name}.swtpm.log"
         # A daemon that used this TPM has exited (or was killed) since the last flush.
         self.used_by_dead_process = False
 
@@ -94,6 +97,11 @@ class Swtpm:
             os.mkdir(self.socket_dir, 0o700)
         for stale in (self.socket, Path(f"{self.socket}.ctrl")):
             stale.unlink(missing_ok=True)
+        as_user = {}
+        if self.uid is not None:
+            for d in (self.state_dir, self.socket_dir):
+                os.chown(d, self.uid, self.uid)
+            as_user = {"user": self.uid, "group": self.uid, "extra_groups": []}
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [
@@ -107,6 +115,7 @@ class Swtpm:
                 stdout=log,
                 stderr=log,
                 preexec_fn=lambda: os.umask(0o077),
+                **as_user,
             )
         # A read-only readiness probe: the TPM's dictionary-attack settings
         # and its lockout authorisation are the daemon's to set.
