@@ -32,6 +32,7 @@ use core::fmt;
 use aes::Aes256;
 use cbc::cipher::{block_padding::NoPadding, BlockDecryptMut, BlockEncryptMut, KeyIvInit};
 use ciborium::value::{Integer, Value};
+use coset::{iana, AsCborValue, CoseError, CoseKey, KeyType, Label};
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use p256::elliptic_curve::sec1::{FromEncodedPoint, ToEncodedPoint};
@@ -60,10 +61,6 @@ const HKDF_INFO_AES: &[u8] = b"CTAP2 AES key";
 // COSE_Key labels and values (RFC 9053, CTAP 2.1 §6.5.6 getPublicKey).
 const COSE_KTY: i128 = 1;
 const COSE_ALG: i128 = 3;
-const COSE_EC2_CRV: i128 = -1;
-const COSE_EC2_X: i128 = -2;
-const COSE_EC2_Y: i128 = -3;
-const COSE_KTY_EC2: i128 = 2;
 const COSE_CRV_P256: i128 = 1;
 /// ECDH-ES+HKDF-256: what CTAP says to put in `alg`, "although this is NOT the
 /// algorithm actually used".
@@ -269,52 +266,43 @@ impl fmt::Debug for HexBytes<'_> {
     }
 }
 
-/// Which of the COSE_Key members we care about, as found in the map.
-#[derive(Default)]
-struct CoseMembers {
-    kty: Option<Value>,
-    alg: Option<Value>,
-    crv: Option<Value>,
-    x: Option<Value>,
-    y: Option<Value>,
-}
-
+/// The platform's keyAgreement, read by coset; what coset rejects is
+/// mapped onto the CTAP status codes listed at the top of this file.
 fn parse_platform_key(key: Value) -> Result<PublicKey, CtapError> {
-    let Value::Map(entries) = key else {
+    let Value::Map(members) = &key else {
         return Err(CtapError::CborUnexpectedType);
     };
-    let mut m = CoseMembers::default();
-    for (label, value) in entries {
-        let Value::Integer(label) = label else {
-            continue;
-        };
-        let slot = match i128::from(label) {
-            COSE_KTY => &mut m.kty,
-            COSE_ALG => &mut m.alg,
-            COSE_EC2_CRV => &mut m.crv,
-            COSE_EC2_X => &mut m.x,
-            COSE_EC2_Y => &mut m.y,
-            _ => continue,
-        };
-        if slot.is_some() {
-            return Err(CtapError::InvalidCbor);
-        }
-        *slot = Some(value);
+    // COSE lets kty and alg be text too; CTAP's are integers, and anything
+    // else is the wrong CBOR type for the platform's key.
+    let text_member = members.iter().any(|(label, value)| {
+        matches!(label.as_integer().map(i128::from), Some(COSE_KTY | COSE_ALG)) && !value.is_integer()
+    });
+    if text_member {
+        return Err(CtapError::CborUnexpectedType);
     }
-
-    // Presence first, then CBOR types, then values.
-    let (Some(kty), Some(crv), Some(x), Some(y)) = (m.kty, m.crv, m.x, m.y) else {
+    let key = CoseKey::from_cbor_value(key).map_err(|e| match e {
+        CoseError::DuplicateMapKey => CtapError::InvalidCbor,
+        CoseError::UnexpectedItem("no kty label", _) => CtapError::MissingParameter,
+        _ => CtapError::CborUnexpectedType,
+    })?;
+    let param = |label: i64| {
+        key.params
+            .iter()
+            .find(|(l, _)| *l == Label::Int(label))
+            .map(|(_, v)| v)
+    };
+    let (Some(crv), Some(x), Some(y)) = (
+        param(iana::Ec2KeyParameter::Crv as i64),
+        param(iana::Ec2KeyParameter::X as i64),
+        param(iana::Ec2KeyParameter::Y as i64),
+    ) else {
         return Err(CtapError::MissingParameter);
     };
-    let kty = as_int(&kty)?;
-    let crv = as_int(&crv)?;
-    if let Some(alg) = &m.alg {
-        as_int(alg)?;
-    }
+    let crv = as_int(crv)?;
     let (Value::Bytes(x), Value::Bytes(y)) = (x, y) else {
         return Err(CtapError::CborUnexpectedType);
     };
-    if kty != COSE_KTY_EC2 || crv != COSE_CRV_P256 {
+    if key.kty != KeyType::Assigned(iana::KeyType::EC2) || crv != COSE_CRV_P256 {
         return Err(CtapError::InvalidParameter);
     }
     let x = <[u8; 32]>::try_from(x.as_slice()).map_err(|_| CtapError::InvalidParameter)?;
