@@ -934,21 +934,8 @@ fn set_retention(store: &mut SqliteStore, days: u32) -> Result<()> {
     Ok(())
 }
 
-/// Our AAGUID as UUIDs are written (8-4-4-4-12 hex digits).
-pub fn aaguid_text() -> String {
-    let aaguid = hex::encode(lp_core::AAGUID);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &aaguid[..8],
-        &aaguid[8..12],
-        &aaguid[12..16],
-        &aaguid[16..20],
-        &aaguid[20..]
-    )
-}
-
 fn info(store: &SqliteStore, json: bool) -> Result<()> {
-    let aaguid = aaguid_text();
+    let aaguid = lp_core::AAGUID_TEXT;
     let count = store.count()?;
     let integrity = match store.integrity_check() {
         Ok(()) => "ok".to_string(),

@@ -266,7 +266,7 @@ impl Manager {
         let c = &self.context;
         Ok(dict([
             ("version", Value::from(env!("CARGO_PKG_VERSION"))),
-            ("aaguid", Value::from(crate::cli::aaguid_text())),
+            ("aaguid", Value::from(lp_core::AAGUID_TEXT)),
             ("backend", Value::from(c.backend())),
             ("hardware", Value::from(c.custody == "tpm")),
             ("backup_eligible", Value::from(false)),

@@ -32,6 +32,9 @@ pub const AAGUID: [u8; 16] = [
     0xcb, 0x8a, 0x20, 0x5c, 0x98, 0x4c, 0x4e, 0x7e, 0x98, 0xeb, 0x58, 0x00, 0xf0, 0x43, 0x55, 0xef,
 ];
 
+/// [`AAGUID`] as UUIDs are written, for people and relying parties' lists.
+pub const AAGUID_TEXT: &str = "cb8a205c-984c-4e7e-98eb-5800f04355ef";
+
 /// The largest CTAPHID message: one initialisation packet (57 bytes of
 /// payload) plus 128 continuation packets (59 bytes each). A transport may
 /// accept less (`Config::max_msg_size`, `Ctaphid::with_max_message`).
@@ -39,3 +42,13 @@ pub const MAX_MSG_SIZE: usize = 7609;
 
 /// Firmware version reported in GetInfo: the crate version as major*10000 + minor*100 + patch.
 pub const FIRMWARE_VERSION: u32 = 100;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_aaguid_text_is_the_aaguid() {
+        let hex: String = super::AAGUID.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(super::AAGUID_TEXT.replace('-', ""), hex);
+        assert_eq!(super::AAGUID_TEXT.len(), 36);
+    }
+}
