@@ -584,6 +584,108 @@ mod tests {
         assert!(log.contains("SETTITLE LocalPasskey: example.com"), "{log}");
     }
 
+    /// A fake pinentry that answers the n-th GETPIN with `pins[n]` and
+    /// SETREPEAT with `repeat` ("OK", or an ERR line for one that lacks it).
+    fn fake_new_pin(dir: &Path, pins: &[&str], repeat: &str) -> String {
+        let log = dir.join("log");
+        let path = dir.join("pinentry");
+        let answers: String = pins
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{}) echo 'D {p}'; echo OK ;; ", i + 1))
+            .collect();
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\necho 'OK Pleased to meet you'\nn=0\n\
+                 while IFS= read -r line; do\n\
+                   printf '%s\\n' \"$line\" >> '{log}'\n\
+                   case \"${{line%% *}}\" in\n\
+                     GETPIN) n=$((n+1)); case $n in {answers} *) echo 'ERR 83886179 canceled' ;; esac ;;\n\
+                     SETREPEAT) echo '{repeat}' ;;\n\
+                     BYE) echo OK; exit 0 ;;\n\
+                     *) echo OK ;;\n\
+                   esac\n\
+                 done\n",
+                log = log.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path.display().to_string()
+    }
+
+    fn new_pin_req(action: Action) -> PresenceRequest {
+        PresenceRequest {
+            action,
+            rp_id: String::new(),
+            user_name: None,
+        }
+    }
+
+    #[test]
+    fn new_pin_with_a_pinentry_that_repeats_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = Pinentry::new(Some(fake_new_pin(dir.path(), &["1111", "2222"], "OK")));
+        let t = Duration::from_secs(10);
+        match p.request_new_pin(
+            &new_pin_req(Action::ChangePin),
+            true,
+            4,
+            Some(7),
+            t,
+            &NoInteraction,
+        ) {
+            NewPin::Typed { current, new } => {
+                assert_eq!(current.as_deref().map(String::as_str), Some("1111"));
+                assert_eq!(new.as_str(), "2222");
+            }
+            other => panic!("{other:?}"),
+        }
+        let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
+        assert!(log.contains("SETPROMPT Current PIN:"), "{log}");
+        assert!(
+            log.contains("SETPROMPT New PIN (at least 4 characters):"),
+            "{log}"
+        );
+        assert!(log.contains("SETREPEATERROR"), "{log}");
+        assert!(log.contains("7 tries left"), "{log}");
+        assert!(log.contains("asks to change the PIN"), "{log}");
+    }
+
+    #[test]
+    fn new_pin_typed_twice_when_pinentry_cannot_repeat() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Duration::from_secs(10);
+        let no_repeat = "ERR 536871187 Unknown IPC command";
+        let mut p = Pinentry::new(Some(fake_new_pin(dir.path(), &["5678", "5678"], no_repeat)));
+        match p.request_new_pin(&new_pin_req(Action::SetPin), false, 4, None, t, &NoInteraction) {
+            NewPin::Typed { current, new } => assert!(current.is_none() && new.as_str() == "5678"),
+            other => panic!("{other:?}"),
+        }
+        // Two different PINs: nothing is set.
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = Pinentry::new(Some(fake_new_pin(dir.path(), &["5678", "8765"], no_repeat)));
+        assert!(matches!(
+            p.request_new_pin(&new_pin_req(Action::SetPin), false, 4, None, t, &NoInteraction),
+            NewPin::Refused(Refusal::Denied)
+        ));
+        // Cancel at the first field.
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = Pinentry::new(Some(fake_new_pin(dir.path(), &[], "OK")));
+        assert!(matches!(
+            p.request_new_pin(
+                &new_pin_req(Action::ChangePin),
+                true,
+                4,
+                Some(8),
+                t,
+                &NoInteraction
+            ),
+            NewPin::Refused(Refusal::Denied)
+        ));
+    }
+
     #[test]
     fn confirm_allow_deny_and_timeout() {
         let dir = tempfile::tempdir().unwrap();
