@@ -410,3 +410,17 @@ def test_reset_empties_the_activity_log(make_daemon, rp):
     ctap2.reset()
     entries = json.loads(d.cli("activity", "--json").stdout)
     assert [(e["action"], e["outcome"]) for e in entries] == [("reset", "approved")]
+
+
+def test_the_security_key_outlives_its_session_bus(make_daemon, rp):
+    bus = lpk.SessionBus().start()
+    d = make_daemon(bus=bus.address)
+    m = bus.client()
+    assert m.passkeys() == []
+    m.close()
+    bus.stop()
+    lpk.assert_alive(d)
+    reg = rp.register(d.client(extensions=EXTENSIONS), user_name="alice")
+    rp.authenticate(d.client(), allow=[reg.credential_id])
+    # Without a bus the CLI reads the store, and finds the same passkey.
+    assert [c["credential_id"] for c in d.list_json()] == [reg.credential_id.hex()]
