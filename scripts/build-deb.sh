@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Build the Debian package of LocalPasskey (daemon, desktop dialog, uhid
-# broker, systemd units, udev rules, modules-load file, maintainer scripts;
+# Build the Debian package of LocalPasskey (daemon, desktop dialog, the
+# manager app with its .desktop file and icon, uhid broker, systemd units, udev rules, modules-load file, maintainer scripts;
 # docs/setup.md):
 #
 #   scripts/build-deb.sh        # prints the path of the .deb on its last line
@@ -18,7 +18,7 @@ if ! command -v cargo-deb >/dev/null 2>&1; then
     cargo install cargo-deb --locked --quiet
 fi
 log "building the release binaries"
-cargo build --release --locked -p localpasskey -p localpasskey-prompt -p localpasskey-broker >&2
+cargo build --release --locked -p localpasskey -p localpasskey-prompt -p localpasskey-manager -p localpasskey-broker >&2
 log "packaging"
 out=$(cargo deb -p localpasskey --no-build --strip 2>&1 | tee /dev/stderr | tail -n 1)
 [ -f "$out" ] || { echo "cargo deb made no package: $out" >&2; exit 1; }

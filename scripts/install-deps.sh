@@ -28,8 +28,13 @@ log() { printf '==> %s\n' "$*"; }
 # that has uhid (tests/vm/build-image.sh downloads Debian's kernel package).
 # systemd: systemd-analyze checks the user unit scripts/install.sh writes.
 # libgtk-4-dev: builds localpasskey-prompt, the desktop dialog (GTK 4.8 on Debian 12).
+# libadwaita-1-dev: builds localpasskey-manager, the desktop app (libadwaita 1.2).
 # xvfb, xdotool, imagemagick, fonts-dejavu-core: tests/desktop runs that dialog
 #   on a private X server, types into it, and saves screenshots (`import`).
+# at-spi2-core, python3-pyatspi, gir1.2-atspi-2.0 (and dbus-daemon, below):
+#   tests/manager runs the app on its own session bus and accessibility bus
+#   and drives it through the accessibility tree (AT-SPI).
+# desktop-file-utils: desktop-file-validate checks the app's .desktop file.
 # chromium: the real browser of the VM browser test (tests/vm/browser.sh),
 #   started headless inside the VM against rp/.
 # firefox-esr (not with FIREFOX_TESTS=0): the second browser of that test.
@@ -42,6 +47,7 @@ APT_PACKAGES=(
     qemu-system-x86 busybox-static kmod cpio
     libgtk-4-dev xvfb xdotool imagemagick fonts-dejavu-core pinentry-gtk2
     systemd dbus-daemon dbus-bin
+    libadwaita-1-dev at-spi2-core python3-pyatspi gir1.2-atspi-2.0 desktop-file-utils
     chromium
 )
 

@@ -9,6 +9,8 @@
 # What the package installs (docs/setup.md explains each piece; `localpasskey
 # doctor` checks each one and prints the fix):
 #   - /usr/bin/localpasskey and the desktop dialog /usr/bin/localpasskey-prompt
+#   - the desktop app /usr/bin/localpasskey-manager, "LocalPasskey" in the
+#     applications menu (its .desktop file and icon)
 #   - the uhid broker /usr/libexec/localpasskey/localpasskey-broker with
 #     localpasskey-broker.socket/.service (root; the only thing that opens
 #     /dev/uhid, one FIDO key per user)
@@ -33,7 +35,7 @@ for arg in "$@"; do
         --purge) PURGE=1 ;;
         --no-start) START=0 ;;
         --print-unit) MODE=print-unit ;;
-        -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
         *) echo "unknown argument $arg (see --help)" >&2; exit 2 ;;
     esac
 done
