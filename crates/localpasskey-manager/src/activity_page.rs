@@ -6,6 +6,7 @@ use std::rc::Rc;
 
 use adw::prelude::*;
 
+use crate::a11y;
 use crate::format;
 use crate::model::Activity;
 use crate::rows;
@@ -50,6 +51,7 @@ impl ActivityPage {
         widget.add_named(&rows::column(&content), Some("list"));
         widget.add_named(&empty, Some("empty"));
         widget.set_visible_child_name("empty");
+        a11y::follow_stack(&widget);
         Rc::new(Self {
             widget,
             list,

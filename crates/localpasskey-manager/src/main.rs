@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+mod a11y;
 mod activity_page;
 mod backup;
 mod client;

@@ -5,6 +5,7 @@ use std::rc::Rc;
 
 use adw::prelude::*;
 
+use crate::a11y;
 use crate::format;
 use crate::grouping::{self, SortBy};
 use crate::model::Passkey;
@@ -76,6 +77,7 @@ impl PasskeysPage {
         let stack = gtk::Stack::new();
         stack.add_named(&rows::column(&content), Some("list"));
         stack.add_named(&empty, Some("empty"));
+        a11y::follow_stack(&stack);
 
         let widget = gtk::Box::new(gtk::Orientation::Vertical, 0);
         widget.append(&stack);

@@ -7,6 +7,7 @@ use std::rc::Rc;
 use adw::prelude::*;
 use gtk::{gio, glib};
 
+use crate::a11y;
 use crate::activity_page::ActivityPage;
 use crate::backup;
 use crate::client::{Client, ClientError};
@@ -131,6 +132,9 @@ impl Window {
         root.add_named(&leaflet, Some("main"));
         root.set_visible_child_name("connecting");
         toasts.set_child(Some(&root));
+        a11y::follow_stack(&root);
+        a11y::follow_view_stack(&stack);
+        a11y::follow_leaflet(&leaflet);
 
         let this = Rc::new(Self {
             shared,
