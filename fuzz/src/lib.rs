@@ -63,16 +63,33 @@ pub enum Answer {
     Cancel,
     /// Type a wrong PIN into our own prompt (built-in UV).
     WrongPin,
+    /// Pick the account at this index (0–3, whether or not the request
+    /// listed that many) and approve.
+    Choose(usize),
 }
 
 impl Answer {
+    /// The byte [`Self::from_byte`] reads back as this answer.
+    fn to_byte(self) -> u8 {
+        match self {
+            Answer::Approve => 0,
+            Answer::Deny => 1,
+            Answer::TimeOut => 2,
+            Answer::Cancel => 3,
+            Answer::WrongPin => 4,
+            // At most 3 (from_byte's range): 5 + 6 * 3 = 23.
+            Answer::Choose(i) => 5 + 6 * (i.min(3) as u8),
+        }
+    }
+
     fn from_byte(b: u8) -> Self {
-        match b % 5 {
+        match b % 6 {
             0 => Answer::Approve,
             1 => Answer::Deny,
             2 => Answer::TimeOut,
             3 => Answer::Cancel,
-            _ => Answer::WrongPin,
+            4 => Answer::WrongPin,
+            _ => Answer::Choose(usize::from(b / 6 % 4)),
         }
     }
 }
@@ -100,6 +117,10 @@ impl UserPresence for Person {
         true
     }
 
+    fn can_choose(&self) -> bool {
+        true
+    }
+
     fn request_verification(
         &mut self,
         _req: &PresenceRequest,
@@ -107,10 +128,15 @@ impl UserPresence for Person {
         _timeout: Duration,
         _io: &dyn Interaction,
     ) -> Verification {
-        let typed = |p: &[u8]| Verification::Pin(String::from_utf8_lossy(p).into_owned().into());
+        let typed = |p: &[u8], chosen| Verification::Pin {
+            pin: String::from_utf8_lossy(p).into_owned().into(),
+            chosen,
+        };
+        let pin = || self.pin.lock().map(|p| p.clone()).unwrap_or_default();
         match self.next() {
-            Answer::Approve => typed(&self.pin.lock().map(|p| p.clone()).unwrap_or_default()),
-            Answer::WrongPin => typed(b"not the pin"),
+            Answer::Approve => typed(&pin(), None),
+            Answer::Choose(i) => typed(&pin(), Some(i)),
+            Answer::WrongPin => typed(b"not the pin", None),
             Answer::Deny => Verification::Refused(Refusal::Denied),
             Answer::TimeOut => Verification::Refused(Refusal::TimedOut),
             Answer::Cancel => Verification::Refused(Refusal::Cancelled),
@@ -124,7 +150,8 @@ impl UserPresence for Person {
         _io: &dyn Interaction,
     ) -> Presence {
         match self.next() {
-            Answer::Approve | Answer::WrongPin => Presence::Approved,
+            Answer::Approve | Answer::WrongPin => Presence::APPROVED,
+            Answer::Choose(i) => Presence::Approved { chosen: Some(i) },
             Answer::Deny => Presence::Refused(Refusal::Denied),
             Answer::TimeOut => Presence::Refused(Refusal::TimedOut),
             Answer::Cancel => Presence::Refused(Refusal::Cancelled),
@@ -191,7 +218,7 @@ impl Op {
                 out.extend_from_slice(&ms.to_le_bytes());
             }
             Op::PowerCycle => out.push(TAG_POWER),
-            Op::Person(a) => out.extend_from_slice(&[TAG_PERSON, *a as u8]),
+            Op::Person(a) => out.extend_from_slice(&[TAG_PERSON, a.to_byte()]),
             Op::Pin { flags, body } => {
                 out.extend_from_slice(&[TAG_PIN, *flags]);
                 out.extend_from_slice(&(body.len() as u16).to_le_bytes());

@@ -96,7 +96,7 @@ def test_no_user_selected_with_two_accounts(daemon):
     _register(ctap2, cp, "erin", rp_id="other.example")
 
     token = cp.get_uv_token(GA, RP_ID)
-    assert _prompts(daemon)[-1] == ("unlock passkeys", "-"), _prompts(daemon)
+    assert _prompts(daemon)[-1] == ("sign in", "-"), _prompts(daemon)
     a, _ = _assert(ctap2, token)
     assert a.number_of_credentials == 2
     assert a.user_selected is None, "two accounts: the platform must let the person choose"

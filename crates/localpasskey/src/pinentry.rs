@@ -371,7 +371,7 @@ impl UserPresence for Pinentry {
             s.command("CONFIRM")
         });
         match r {
-            Ok(Reply::Ok) | Ok(Reply::Data(_)) => Presence::Approved,
+            Ok(Reply::Ok) | Ok(Reply::Data(_)) => Presence::APPROVED,
             Ok(Reply::Err(GPG_ERR_TIMEOUT)) | Err(Outcome::TimedOut) => Presence::Refused(Refusal::TimedOut),
             Ok(Reply::Err(_)) | Err(Outcome::Failed) => Presence::Refused(Refusal::Denied),
             Err(Outcome::Cancelled) => Presence::Refused(Refusal::Cancelled),
@@ -399,7 +399,7 @@ impl UserPresence for Pinentry {
         });
         match r {
             Ok(Reply::Data(pin)) => match String::from_utf8(pin.to_vec()) {
-                Ok(p) if !p.is_empty() => Verification::Pin(Zeroizing::new(p)),
+                Ok(p) if !p.is_empty() => Verification::pin(Zeroizing::new(p)),
                 _ => Verification::Refused(Refusal::Denied),
             },
             // OK with no data: an empty PIN, which is no answer.
@@ -559,6 +559,7 @@ mod tests {
             action: Action::SignIn,
             rp_id: "example.com".into(),
             user_name: Some("alice".into()),
+            accounts: Vec::new(),
         }
     }
 
@@ -569,7 +570,7 @@ mod tests {
         let mut p = Pinentry::new(Some(prog));
         let v = p.request_verification(&req(), 7, Duration::from_secs(10), &NoInteraction);
         match v {
-            Verification::Pin(pin) => assert_eq!(pin.as_str(), "12%34"),
+            Verification::Pin { pin, .. } => assert_eq!(pin.as_str(), "12%34"),
             other => panic!("{other:?}"),
         }
         let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
@@ -620,6 +621,7 @@ mod tests {
             action,
             rp_id: String::new(),
             user_name: None,
+            accounts: Vec::new(),
         }
     }
 
@@ -692,7 +694,7 @@ mod tests {
         let mut p = Pinentry::new(Some(fake(dir.path(), "echo OK", "echo OK")));
         assert_eq!(
             p.request_presence(&req(), Duration::from_secs(10), &NoInteraction),
-            Presence::Approved
+            Presence::APPROVED
         );
         let mut p = Pinentry::new(Some(fake(
             dir.path(),
@@ -779,6 +781,7 @@ mod tests {
             action: Action::SignIn,
             rp_id: rp_id.into(),
             user_name: Some(user.into()),
+            accounts: Vec::new(),
         }
     }
 
@@ -790,7 +793,7 @@ mod tests {
         let user = "bob\n\nSite (RP ID): google.com\u{9b}31m%";
         let mut p = Pinentry::new(Some(prog));
         let v = p.request_verification(&hostile(rp, user), 5, Duration::from_secs(10), &NoInteraction);
-        assert!(matches!(v, Verification::Pin(_)), "{v:?}");
+        assert!(matches!(v, Verification::Pin { .. }), "{v:?}");
         let lines = sent_lines(dir.path());
         for l in &lines {
             assert_wire_safe(l);
@@ -830,7 +833,7 @@ mod tests {
         for (rp, user) in &cases {
             let mut p = Pinentry::new(Some(prog.clone()));
             let v = p.request_verification(&hostile(rp, user), 8, Duration::from_secs(10), &NoInteraction);
-            assert!(matches!(v, Verification::Pin(_)), "{v:?}");
+            assert!(matches!(v, Verification::Pin { .. }), "{v:?}");
             let lines = sent_lines(dir.path());
             std::fs::remove_file(dir.path().join("log")).unwrap();
             for l in &lines {

@@ -9,9 +9,12 @@ use std::time::Duration;
 
 /// Scripted from a file, for end-to-end tests driven from another process:
 /// each request takes the first line of the file (`approve`, `deny`, `wait`,
-/// `delay <ms>`, `pin <PIN>`) and rewrites the file without it; an empty or
-/// missing file approves, and a verification request that meets `approve`
-/// types `default_pin` (if there is none, it is refused). Only accepted with
+/// `delay <ms>`, `pin <PIN>`, `choose <n>`) and rewrites the file without
+/// it; an empty or missing file approves, and a verification request that
+/// meets `approve` or `choose` types `default_pin` (if there is none, it is
+/// refused). It can list accounts: `choose <n>` picks the n-th one shown
+/// (from 1), and the other steps approve without a pick, as a prompt that
+/// cannot show the list would, so the platform chooses. Only accepted with
 /// the simulation transport.
 pub struct FileScript {
     path: PathBuf,
@@ -67,12 +70,17 @@ impl UserPresence for FileScript {
             account = req.user_name.as_deref().unwrap_or("-"),
             action = req.action.describe(),
             step = step_name(&step),
+            accounts = %listed(req),
             "scripted presence"
         );
         play_step(&step, timeout, io)
     }
 
     fn can_verify(&self) -> bool {
+        true
+    }
+
+    fn can_choose(&self) -> bool {
         true
     }
 
@@ -90,6 +98,7 @@ impl UserPresence for FileScript {
             action = req.action.describe(),
             retries,
             step = step_name(&step),
+            accounts = %listed(req),
             "scripted verification"
         );
         play_verification(&step, self.default_pin.as_deref(), timeout, io)
@@ -133,7 +142,7 @@ impl FileScript {
             _ => match line.trim().parse::<Step>() {
                 Ok(step) => match play_step(&step, timeout, io) {
                     Presence::Refused(r) => NewPin::Refused(r),
-                    Presence::Approved => NewPin::Refused(Refusal::Denied),
+                    Presence::Approved { .. } => NewPin::Refused(Refusal::Denied),
                 },
                 Err(e) => {
                     tracing::error!("{e}; denying");
@@ -152,5 +161,22 @@ fn step_name(step: &Step) -> &'static str {
         Step::DelayThenApprove(_) => "delay",
         Step::NoAnswer => "wait",
         Step::Pin(_) => "pin",
+        Step::Choose(_) => "choose",
     }
+}
+
+/// The accounts a request listed, for tests to read in the log:
+/// `"bob (Bob)|alice"`, or `-`.
+fn listed(req: &PresenceRequest) -> String {
+    if req.accounts.is_empty() {
+        return "-".into();
+    }
+    let one = |a: &lp_core::user::AccountChoice| match (a.user_name.as_deref(), a.display_name.as_deref()) {
+        (Some(n), Some(d)) => format!("{n} ({d})"),
+        (Some(n), None) => n.to_owned(),
+        (None, Some(d)) => d.to_owned(),
+        (None, None) => "?".into(),
+    };
+    let all: Vec<String> = req.accounts.iter().map(one).collect();
+    format!("{:?}", all.join("|"))
 }

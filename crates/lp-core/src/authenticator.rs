@@ -216,6 +216,7 @@ impl Authenticator {
             action: Action::Failed,
             rp_id: subject.rp_id.clone(),
             user_name: Some(subject.account.clone()).filter(|a| !a.is_empty()),
+            accounts: Vec::new(),
         };
         self.user.report(&req, &message);
     }
@@ -365,17 +366,19 @@ impl Authenticator {
         user_name: Option<&str>,
         io: &dyn Interaction,
     ) -> Result<(), CtapError> {
-        self.asking(action, rp_id, user_name);
+        self.ask_for(&PresenceRequest::new(action, rp_id, user_name), io)
+            .map(|_| ())
+    }
+
+    /// Ask the person `req`; the answer is the account they chose among
+    /// `req.accounts`, if any.
+    fn ask_for(&mut self, req: &PresenceRequest, io: &dyn Interaction) -> Result<Option<usize>, CtapError> {
+        self.asking(req.action, &req.rp_id, req.user_name.as_deref());
         io.set_status(KeepaliveStatus::UpNeeded);
-        let req = PresenceRequest {
-            action,
-            rp_id: rp_id.to_owned(),
-            user_name: user_name.map(str::to_owned),
-        };
-        let answer = self.user.request_presence(&req, self.config.presence_timeout, io);
+        let answer = self.user.request_presence(req, self.config.presence_timeout, io);
         io.set_status(KeepaliveStatus::Processing);
         match answer {
-            Presence::Approved => Ok(()),
+            Presence::Approved { chosen } => checked_choice(req, chosen),
             Presence::Refused(r) => Err(r.into()),
         }
     }
@@ -396,6 +399,24 @@ impl Authenticator {
             Action::Select | Action::Failed => return,
         };
         self.subject(act, rp_id, user_name, true);
+    }
+}
+
+/// A choice the request did not offer (an index past its list, or any index
+/// when it listed nothing) comes from a prompt that went wrong, and is the
+/// person choosing nothing: refused (CTAP 2.1 §6.2.2 step 12.2.3.3), never
+/// taken as some other account.
+fn checked_choice(req: &PresenceRequest, chosen: Option<usize>) -> Result<Option<usize>, CtapError> {
+    match chosen {
+        Some(i) if i >= req.accounts.len() => {
+            tracing::warn!(
+                chosen = i,
+                offered = req.accounts.len(),
+                "the prompt chose an account it was not offered; refused"
+            );
+            Err(CtapError::OperationDenied)
+        }
+        other => Ok(other),
     }
 }
 

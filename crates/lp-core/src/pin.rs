@@ -140,6 +140,10 @@ pub struct Grant {
     /// GetAssertion that finds exactly this credential, and no other, may
     /// then say `userSelected` (CTAP 2.1 §6.2.2). Spent with the presence.
     pub confirmed_credential: Option<Vec<u8>>,
+    /// The person picked `confirmed_credential` from a list of several
+    /// accounts, rather than approving the one account named: only a pick
+    /// stands for a choice against the RP's other credentials.
+    pub credential_chosen: bool,
     /// The PIN/UV auth protocol the token was issued through: the only one
     /// its pinUvAuthParams are accepted with.
     protocol: ProtocolVersion,
@@ -184,6 +188,7 @@ impl Token {
             user_present,
             user_verified: true,
             confirmed_credential: None,
+            credential_chosen: false,
             protocol,
             issued: now,
             expires: now + TOKEN_IDLE_MS,
@@ -196,6 +201,16 @@ impl Token {
     pub fn confirm_credential(&mut self, id: Vec<u8>) {
         if let Some(g) = self.grant.as_mut() {
             g.confirmed_credential = Some(id);
+            g.credential_chosen = false;
+        }
+    }
+
+    /// Records that the person picked this credential's account from the
+    /// several the prompt listed when it verified them for the live token.
+    pub fn choose_credential(&mut self, id: Vec<u8>) {
+        if let Some(g) = self.grant.as_mut() {
+            g.confirmed_credential = Some(id);
+            g.credential_chosen = true;
         }
     }
 
@@ -217,6 +232,7 @@ impl Token {
             if now >= g.issued + USER_PRESENT_TIME_LIMIT_MS {
                 g.user_present = false;
                 g.confirmed_credential = None;
+                g.credential_chosen = false;
             }
         }
         false
@@ -276,6 +292,7 @@ impl Token {
             g.user_present = false;
             g.user_verified = false;
             g.confirmed_credential = None;
+            g.credential_chosen = false;
             g.permissions &= permission::LBW;
         }
     }

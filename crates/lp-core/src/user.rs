@@ -56,6 +56,33 @@ pub struct PresenceRequest {
     /// The RP ID (empty for Reset and Select, which have none).
     pub rp_id: String,
     pub user_name: Option<String>,
+    /// A username-less sign-in that found several passkeys, offered to a
+    /// prompt that [can choose](UserPresence::can_choose), most recent
+    /// first: the person picks one here instead of in the platform's own
+    /// chooser (CTAP 2.1 §6.2.2, an authenticator with a display). Empty
+    /// otherwise.
+    pub accounts: Vec<AccountChoice>,
+}
+
+impl PresenceRequest {
+    /// A request that offers no choice of account.
+    pub fn new(action: Action, rp_id: &str, user_name: Option<&str>) -> Self {
+        Self {
+            action,
+            rp_id: rp_id.to_owned(),
+            user_name: user_name.map(str::to_owned),
+            accounts: Vec::new(),
+        }
+    }
+}
+
+/// One account of a choice, as the site named it when it registered: both
+/// strings are the site's own words, so prompts sanitise them like any
+/// other user name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountChoice {
+    pub user_name: Option<String>,
+    pub display_name: Option<String>,
 }
 
 /// Why the person's answer is not a yes: the one refusal type of this
@@ -82,8 +109,18 @@ impl From<Refusal> for crate::status::CtapError {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Presence {
-    Approved,
+    /// `chosen`: the index into the request's `accounts` the person picked;
+    /// `None` when nothing was offered, or when the prompt approved without
+    /// choosing (one that cannot show the list): the platform then chooses.
+    Approved {
+        chosen: Option<usize>,
+    },
     Refused(Refusal),
+}
+
+impl Presence {
+    /// Approved, with no account chosen.
+    pub const APPROVED: Presence = Presence::Approved { chosen: None };
 }
 
 /// Status shown to the platform through CTAPHID_KEEPALIVE.
@@ -115,16 +152,28 @@ impl Interaction for NoInteraction {
 }
 
 /// The answer to a request for user verification: the PIN the person typed
-/// into our own prompt (which is also their presence), or why there is none.
+/// into our own prompt (which is also their presence), and the account they
+/// picked when the request offered some (as in [`Presence::Approved`]), or
+/// why there is none.
 pub enum Verification {
-    Pin(zeroize::Zeroizing<String>),
+    Pin {
+        pin: zeroize::Zeroizing<String>,
+        chosen: Option<usize>,
+    },
     Refused(Refusal),
+}
+
+impl Verification {
+    /// The PIN, with no account chosen.
+    pub fn pin(pin: zeroize::Zeroizing<String>) -> Self {
+        Verification::Pin { pin, chosen: None }
+    }
 }
 
 impl std::fmt::Debug for Verification {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Verification::Pin(_) => f.write_str("Pin(<redacted>)"),
+            Verification::Pin { chosen, .. } => write!(f, "Pin(<redacted>, chosen {chosen:?})"),
             Verification::Refused(r) => write!(f, "Refused({r:?})"),
         }
     }
@@ -153,6 +202,14 @@ pub trait UserPresence: Send {
     /// Whether this implementation can collect a PIN itself (built-in user
     /// verification). GetInfo's `uv` option is advertised only if it can.
     fn can_verify(&self) -> bool {
+        false
+    }
+
+    /// Whether this implementation can show a list of accounts and let the
+    /// person pick one ([`PresenceRequest::accounts`]). Only then does a
+    /// username-less sign-in with several passkeys offer them; otherwise
+    /// the platform gets numberOfCredentials and chooses itself.
+    fn can_choose(&self) -> bool {
         false
     }
 
@@ -203,7 +260,7 @@ pub struct AlwaysApprove;
 
 impl UserPresence for AlwaysApprove {
     fn request_presence(&mut self, _: &PresenceRequest, _: Duration, _: &dyn Interaction) -> Presence {
-        Presence::Approved
+        Presence::APPROVED
     }
 }
 
@@ -218,6 +275,9 @@ pub enum Step {
     DelayThenApprove(Duration),
     /// Never answer: the request ends by timeout or cancel.
     NoAnswer,
+    /// Pick the account at this index (0 = the first shown) and approve; a
+    /// verification request then types the fallback PIN.
+    Choose(usize),
 }
 
 /// Never prints a scripted PIN: logs must not carry secrets, even test ones.
@@ -229,13 +289,15 @@ impl std::fmt::Debug for Step {
             Step::Deny => f.write_str("Deny"),
             Step::DelayThenApprove(d) => write!(f, "DelayThenApprove({d:?})"),
             Step::NoAnswer => f.write_str("NoAnswer"),
+            Step::Choose(i) => write!(f, "Choose({i})"),
         }
     }
 }
 
 impl std::str::FromStr for Step {
     type Err = String;
-    /// `approve`, `deny`, `delay <ms>`, `wait`, `pin <PIN>`.
+    /// `approve`, `deny`, `delay <ms>`, `wait`, `pin <PIN>`, `choose <n>`
+    /// (the n-th account shown, counted from 1, as a person reads a list).
     fn from_str(s: &str) -> Result<Self, String> {
         if let Some(pin) = s.trim_start().strip_prefix("pin ") {
             return Ok(Step::Pin(pin.trim_end_matches(['\r', '\n']).to_owned()));
@@ -249,8 +311,12 @@ impl std::str::FromStr for Step {
                 .parse()
                 .map(|ms| Step::DelayThenApprove(Duration::from_millis(ms)))
                 .map_err(|_| format!("bad delay {ms:?}")),
+            (Some("choose"), Some(n), None) => match n.parse::<usize>() {
+                Ok(n) if n >= 1 => Ok(Step::Choose(n - 1)),
+                _ => Err(format!("bad choice {n:?} (the first account is 1)")),
+            },
             _ => Err(format!(
-                "unknown presence step {s:?} (approve, deny, wait, delay <ms>)"
+                "unknown presence step {s:?} (approve, deny, wait, delay <ms>, pin <PIN>, choose <n>)"
             )),
         }
     }
@@ -260,9 +326,10 @@ impl std::str::FromStr for Step {
 pub fn play_step(step: &Step, timeout: Duration, io: &dyn Interaction) -> Presence {
     io.set_status(KeepaliveStatus::UpNeeded);
     let (wait, then) = match *step {
-        Step::Approve | Step::Pin(_) => return Presence::Approved,
+        Step::Approve | Step::Pin(_) => return Presence::APPROVED,
+        Step::Choose(i) => return Presence::Approved { chosen: Some(i) },
         Step::Deny => return Presence::Refused(Refusal::Denied),
-        Step::DelayThenApprove(d) if d < timeout => (d, Presence::Approved),
+        Step::DelayThenApprove(d) if d < timeout => (d, Presence::APPROVED),
         Step::DelayThenApprove(_) | Step::NoAnswer => (timeout, Presence::Refused(Refusal::TimedOut)),
     };
     let start = std::time::Instant::now();
@@ -283,12 +350,15 @@ pub fn play_verification(
     timeout: Duration,
     io: &dyn Interaction,
 ) -> Verification {
-    let typed = |pin: &str| Verification::Pin(zeroize::Zeroizing::new(pin.to_owned()));
+    let typed = |pin: &str, chosen| Verification::Pin {
+        pin: zeroize::Zeroizing::new(pin.to_owned()),
+        chosen,
+    };
     match step {
-        Step::Pin(pin) => typed(pin),
+        Step::Pin(pin) => typed(pin, None),
         other => match play_step(other, timeout, io) {
-            Presence::Approved => fallback_pin
-                .map(typed)
+            Presence::Approved { chosen } => fallback_pin
+                .map(|pin| typed(pin, chosen))
                 .unwrap_or(Verification::Refused(Refusal::Denied)),
             Presence::Refused(r) => Verification::Refused(r),
         },
@@ -302,6 +372,7 @@ pub struct Scripted {
     /// Every request seen, so tests can check what the person was shown.
     pub seen: Vec<PresenceRequest>,
     pin: Option<String>,
+    can_choose: bool,
 }
 
 impl Scripted {
@@ -311,7 +382,14 @@ impl Scripted {
             default,
             seen: Vec::new(),
             pin: None,
+            can_choose: true,
         }
+    }
+
+    /// A person whose prompt cannot list accounts (as pinentry's cannot).
+    pub fn without_choice(mut self) -> Self {
+        self.can_choose = false;
+        self
     }
 
     /// The PIN typed when a verification request meets `approve` or `delay`.
@@ -340,6 +418,10 @@ impl UserPresence for Scripted {
         true
     }
 
+    fn can_choose(&self) -> bool {
+        self.can_choose
+    }
+
     fn request_verification(
         &mut self,
         req: &PresenceRequest,
@@ -350,5 +432,41 @@ impl UserPresence for Scripted {
         self.seen.push(req.clone());
         let step = self.steps.pop_front().unwrap_or_else(|| self.default.clone());
         play_verification(&step, self.pin.as_deref(), timeout, io)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn choose_counts_from_one_and_refuses_what_is_not_a_count() {
+        assert_eq!("choose 1".parse::<Step>(), Ok(Step::Choose(0)));
+        assert_eq!(" choose 2 ".parse::<Step>(), Ok(Step::Choose(1)));
+        for bad in ["choose", "choose 0", "choose -1", "choose two", "choose 1 2"] {
+            assert!(bad.parse::<Step>().is_err(), "{bad}");
+        }
+        assert_eq!("approve".parse::<Step>(), Ok(Step::Approve));
+    }
+
+    #[test]
+    fn a_pick_approves_and_a_verification_types_the_fallback_pin_with_it() {
+        let long = Duration::from_secs(1);
+        assert_eq!(
+            play_step(&Step::Choose(3), long, &NoInteraction),
+            Presence::Approved { chosen: Some(3) }
+        );
+        assert_eq!(
+            play_step(&Step::Approve, long, &NoInteraction),
+            Presence::APPROVED
+        );
+        match play_verification(&Step::Choose(1), Some("1234"), long, &NoInteraction) {
+            Verification::Pin { pin, chosen } => assert_eq!((pin.as_str(), chosen), ("1234", Some(1))),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            play_verification(&Step::Choose(1), None, long, &NoInteraction),
+            Verification::Refused(Refusal::Denied)
+        ));
     }
 }

@@ -4,6 +4,7 @@
 //! Every PIN that arrives is checked by `verify_pin_hash`, i.e. by the
 //! custody's vault (the TPM), never against anything stored on disk.
 
+use super::verification::account_choice;
 use super::{Authenticator, CtapResult};
 use crate::activity::{Act, Outcome};
 use crate::persistent_token::PersistentToken;
@@ -11,7 +12,7 @@ use crate::pin::{self, permission};
 use crate::pin_protocol::SharedSecret;
 use crate::status::CtapError;
 use crate::types::client_pin::{Request, Response, Subcommand};
-use crate::user::{Action, Interaction};
+use crate::user::{Action, Interaction, PresenceRequest};
 use rand_core::{OsRng, RngCore};
 use zeroize::Zeroizing;
 
@@ -220,19 +221,27 @@ impl Authenticator {
             (Some(rp), true) => self.single_account(rp)?,
             _ => None,
         };
+        // A token only for signing in at an RP with several: a prompt that
+        // can list them lets the person pick the account here, and the
+        // token remembers the pick as it would the one named account.
+        let choices = match (&rp_id, named.is_none() && perms & permission::GA != 0) {
+            (Some(rp), true) if perms & permission::MC == 0 => self.account_choices(rp)?,
+            _ => Vec::new(),
+        };
         // A token only for signing in, with the account named: the prompt
         // says exactly that ("sign in", this site, this account).
-        let action = if named.is_some() && perms & permission::MC == 0 {
+        let action = if (named.is_some() || !choices.is_empty()) && perms & permission::MC == 0 {
             Action::SignIn
         } else {
             Action::Unlock
         };
-        self.built_in_uv(
+        let mut req = PresenceRequest::new(
             action,
             rp_id.as_deref().unwrap_or(""),
             named.as_ref().map(|(_, label)| label.as_str()),
-            io,
-        )?;
+        );
+        req.accounts = choices.iter().map(account_choice).collect();
+        let chosen = self.verify_with_prompt(&req, io)?;
         if perms == permission::PCMR {
             return self.issue_persistent_token(&shared);
         }
@@ -241,6 +250,8 @@ impl Authenticator {
         let token = *self.pin.token().issue(shared.version(), perms, rp_id, true, now);
         if let Some((id, _)) = named {
             self.pin.token().confirm_credential(id);
+        } else if let Some(picked) = chosen.and_then(|i| choices.get(i)) {
+            self.pin.token().choose_credential(picked.id.clone());
         }
         token_response(&shared, &token)
     }

@@ -58,22 +58,39 @@ impl Authenticator {
         }
         // Verification before the answer (§6.2.2 step 6); the search above
         // reveals nothing by itself.
-        // With one match, our prompt names its account.
+        // With one match, our prompt names its account; with several and no
+        // allowList, a prompt that can list them lets the person pick one
+        // (step 12.2.3, an authenticator with a display).
         let single: Option<(Vec<u8>, String)> = match (creds.len(), creds.front()) {
             (1, Some(only)) => account_label(only).map(|label| (only.id.clone(), label)),
             _ => None,
+        };
+        let listed: Vec<Credential> = if up && !from_allow_list && creds.len() > 1 && self.user.can_choose() {
+            creds
+                .iter()
+                .filter(|c| extensions::visible(c.cred_protect, true, false))
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let account = match &single {
+            Some((id, label)) => Account::Credential(id, label),
+            None if listed.len() > 1 => Account::Choice(&listed),
+            None => Account::None,
         };
         let check = UserCheck {
             permission: permission::GA,
             action: Action::SignIn,
             rp_id: &req.rp_id,
             client_data_hash: &req.client_data_hash,
-            account: single
-                .as_ref()
-                .map_or(Account::None, |(id, label)| Account::Credential(id, label)),
+            account,
             silent: !up,
         };
-        let mut consent = self.verify_user(auth.as_ref(), &check, io)?;
+        let chooser = matches!(account, Account::Choice(_));
+        let mut consent = self
+            .verify_user(auth.as_ref(), &check, io)
+            .map_err(|e| declined_if_late(chooser, e))?;
         // verify_user succeeded, so the user is verified: credProtect hides
         // nothing here, but the rule is applied all the same (§12.1).
         creds.retain(|c| extensions::visible(c.cred_protect, true, from_allow_list));
@@ -81,11 +98,19 @@ impl Authenticator {
             return Err(CtapError::NoCredentials);
         }
         if up {
-            self.make_present(&mut consent, Action::SignIn, &check, io)?;
+            self.make_present(&mut consent, Action::SignIn, &check, io)
+                .map_err(|e| declined_if_late(chooser, e))?;
+            // The person picked one of several accounts in our prompt (here,
+            // or when the token was issued): that one answers, alone.
+            if !from_allow_list && creds.len() > 1 {
+                if let Some(pos) = creds.iter().position(|c| consent.picked(&c.id)) {
+                    creds = creds.remove(pos).into_iter().collect();
+                }
+            }
         }
         // userSelected (§6.2.2, 0x06): only without an allowList, only for a
-        // single match, and only if that match is the account the person saw
-        // named and approved; never on an assertion without presence.
+        // single answer, and only if it is the account the person saw named
+        // and approved, or picked; never on an assertion without presence.
         let user_selected = up
             && !from_allow_list
             && creds.len() == 1
@@ -274,6 +299,15 @@ impl Authenticator {
             out.extend_from_slice(&self.custody.hmac(key, &msg)?);
         }
         shared.encrypt(&out)
+    }
+}
+
+/// CTAP 2.1 §6.2.2 step 12.2.3.3: a person who takes too long to choose an
+/// account has declined to choose one.
+fn declined_if_late(chooser: bool, e: CtapError) -> CtapError {
+    match e {
+        CtapError::UserActionTimeout if chooser => CtapError::OperationDenied,
+        other => other,
     }
 }
 

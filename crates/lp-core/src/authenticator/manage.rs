@@ -250,6 +250,7 @@ impl Authenticator {
             action,
             rp_id: String::new(),
             user_name: None,
+            accounts: Vec::new(),
         };
         let timeout = self.config.presence_timeout;
         let answer = self

@@ -38,6 +38,9 @@ impl UserPresence for Person {
     fn can_verify(&self) -> bool {
         true
     }
+    fn can_choose(&self) -> bool {
+        self.0.lock().unwrap().can_choose()
+    }
     fn request_verification(
         &mut self,
         req: &PresenceRequest,
@@ -2040,10 +2043,14 @@ fn no_user_selected_with_two_accounts_or_when_the_named_account_is_not_the_match
     let next = parse(&r.auth.handle(&[command::GET_NEXT_ASSERTION], &NoInteraction)).unwrap();
     assert_eq!(user_selected(&next), None, "never on GetNextAssertion");
 
-    // Two accounts from the start: the prompt names none, and nothing is selected.
+    // Two accounts from the start: the prompt names none but lists both;
+    // approved without a pick, nothing is selected and the platform chooses.
     let token = uv_token(&mut r, v, permission::GA, "example.com").unwrap();
     let shown = r.person.seen().last().unwrap().clone();
-    assert_eq!((shown.action, shown.user_name), (Action::Unlock, None));
+    assert_eq!(
+        (shown.action, shown.user_name, shown.accounts.len()),
+        (Action::SignIn, None, 2)
+    );
     let m = parse(&r.auth.handle(
         &with_token(&ga("example.com", &[], None), &token, v, 6),
         &NoInteraction,
@@ -2062,6 +2069,194 @@ fn no_user_selected_with_two_accounts_or_when_the_named_account_is_not_the_match
     );
     let m = parse(&r.auth.handle(&req, &NoInteraction)).unwrap();
     assert_eq!(user_selected(&m), None);
+}
+
+fn credential_id(m: &[(i128, Value)]) -> Vec<u8> {
+    bytes_of(
+        get(m, 1)
+            .and_then(|d| cbor::text_keyed(d.clone()).ok()?.get("id").cloned())
+            .as_ref(),
+    )
+}
+
+/// CTAP 2.1 §6.2.2 step 12.2.3: a username-less sign-in with several
+/// matches, a prompt that lists them, and the person picks one.
+#[test]
+fn the_account_picked_in_our_prompt_answers_alone_with_user_selected() {
+    let mut r = rig();
+    let v = ProtocolVersion::Two;
+    let a = make(&mut r, &Mc::new("example.com", b"alice", true));
+    let b = make(&mut r, &Mc::new("example.com", b"bob", true));
+    let c = make(&mut r, &Mc::new("example.com", b"carol", true));
+    make(&mut r, &Mc::new("other.example", b"dave", true));
+
+    // The uv option, no token: one prompt lists the three (most recent
+    // first), takes the PIN and the pick; the second one shown is bob.
+    r.person.push(Step::Choose(1));
+    let uv = ga("example.com", &[], Some(text_map([("uv", Value::Bool(true))])));
+    let m = parse(&r.auth.handle(&uv, &NoInteraction)).unwrap();
+    let shown = r.person.seen().last().unwrap().clone();
+    assert_eq!(
+        (shown.action, shown.rp_id.as_str(), shown.user_name),
+        (Action::SignIn, "example.com", None)
+    );
+    assert_eq!(
+        shown.accounts.len(),
+        3,
+        "only this RP's accounts: {:?}",
+        shown.accounts
+    );
+    assert_eq!(shown.accounts[0].user_name.as_deref(), Some("alice@example.com"));
+    assert_eq!(credential_id(&m), b.id);
+    assert_eq!(user_selected(&m), Some(&Value::Bool(true)));
+    assert!(get(&m, 5).is_none(), "no numberOfCredentials after a pick");
+    assert_eq!(
+        bytes_of(get(&m, 2))[32] & (flags::UP | flags::UV),
+        flags::UP | flags::UV
+    );
+    verify(&b.key, &bytes_of(get(&m, 2)), &bytes_of(get(&m, 3)));
+    assert_eq!(
+        r.auth.handle(&[command::GET_NEXT_ASSERTION], &NoInteraction),
+        [CtapError::NotAllowed.code()],
+        "nothing follows a pick"
+    );
+
+    // A built-in-UV token for signing in: its prompt lists them, and the
+    // pick travels with the token to the GA, which asks nothing more.
+    r.person.push(Step::Choose(2));
+    let token = uv_token(&mut r, v, permission::GA, "example.com").unwrap();
+    let shown = r.person.seen().last().unwrap().clone();
+    assert_eq!((shown.action, shown.accounts.len()), (Action::SignIn, 3));
+    let asked = r.person.seen().len();
+    let m = parse(&r.auth.handle(
+        &with_token(&ga("example.com", &[], None), &token, v, 6),
+        &NoInteraction,
+    ))
+    .unwrap();
+    assert_eq!(
+        r.person.seen().len(),
+        asked,
+        "the token's prompt was the presence"
+    );
+    assert_eq!(credential_id(&m), a.id);
+    assert_eq!(user_selected(&m), Some(&Value::Bool(true)));
+    assert!(get(&m, 5).is_none());
+
+    // A PIN token carries no presence: the presence prompt lists them.
+    let token = pin_token(&mut r, PIN, v, permission::GA, "example.com").unwrap();
+    r.person.push(Step::Choose(0));
+    let m = parse(&r.auth.handle(
+        &with_token(&ga("example.com", &[], None), &token, v, 6),
+        &NoInteraction,
+    ))
+    .unwrap();
+    assert_eq!(r.person.seen().last().unwrap().accounts.len(), 3);
+    assert_eq!(credential_id(&m), c.id);
+    assert_eq!(user_selected(&m), Some(&Value::Bool(true)));
+
+    // An allowList never lists anything: the site already chose.
+    let m = parse(&r.auth.handle(
+        &ga("example.com", &[a.id.clone(), b.id.clone()], None),
+        &NoInteraction,
+    ))
+    .unwrap();
+    assert!(r.person.seen().last().unwrap().accounts.is_empty());
+    assert_eq!((credential_id(&m), user_selected(&m)), (a.id.clone(), None));
+
+    // Approved without a pick: the platform chooses, as before.
+    let m = parse(&r.auth.handle(&uv, &NoInteraction)).unwrap();
+    assert_eq!(get(&m, 5), Some(&Value::Integer(3.into())));
+    assert_eq!(user_selected(&m), None);
+}
+
+#[test]
+fn a_refused_late_or_impossible_pick_answers_nothing() {
+    let mut r = rig();
+    let v = ProtocolVersion::Two;
+    make(&mut r, &Mc::new("example.com", b"alice", true));
+    make(&mut r, &Mc::new("example.com", b"bob", true));
+    let uv = ga("example.com", &[], Some(text_map([("uv", Value::Bool(true))])));
+    let plain = ga("example.com", &[], None);
+
+    r.person.push(Step::Deny);
+    assert_eq!(
+        r.auth.handle(&uv, &NoInteraction),
+        [CtapError::OperationDenied.code()]
+    );
+    // Taking too long to choose is declining to (§6.2.2 step 12.2.3.3).
+    r.person.push(Step::NoAnswer);
+    assert_eq!(
+        r.auth.handle(&uv, &NoInteraction),
+        [CtapError::OperationDenied.code()]
+    );
+    // A pick past the list, from the PIN prompt or the presence prompt:
+    // refused, and the PIN is not even tried.
+    r.person.push(Step::Choose(2));
+    assert_eq!(
+        r.auth.handle(&uv, &NoInteraction),
+        [CtapError::OperationDenied.code()]
+    );
+    assert_eq!(retries(&mut r), (pin::MAX_RETRIES, false));
+    let token = pin_token(&mut r, PIN, v, permission::GA, "example.com").unwrap();
+    r.person.push(Step::Choose(usize::MAX));
+    assert_eq!(
+        r.auth.handle(&with_token(&plain, &token, v, 6), &NoInteraction),
+        [CtapError::OperationDenied.code()]
+    );
+    r.person.push(Step::Choose(7));
+    assert_eq!(
+        uv_token(&mut r, v, permission::GA, "example.com"),
+        Err(CtapError::OperationDenied.code())
+    );
+    // A pick where nothing was listed (a registration): refused too.
+    r.person.push(Step::Choose(0));
+    assert_eq!(
+        r.auth
+            .handle(&Mc::new("example.com", b"carol", true).encode(), &NoInteraction),
+        [CtapError::OperationDenied.code()]
+    );
+    assert_eq!(
+        r.auth.handle(&[command::GET_NEXT_ASSERTION], &NoInteraction),
+        [CtapError::NotAllowed.code()]
+    );
+}
+
+#[test]
+fn a_prompt_that_cannot_list_accounts_leaves_the_choice_to_the_platform() {
+    let person = Person(Arc::new(Mutex::new(
+        Scripted::new([], Step::Approve).with_pin(PIN).without_choice(),
+    )));
+    let clock = ManualClock::new();
+    let auth = Authenticator::new(
+        Box::new(InsecureSoftwareCustody::new()),
+        Box::new(MemoryStore::new()),
+        Box::new(person.clone()),
+        Arc::new(clock.clone()),
+        Config::default(),
+    );
+    let mut r = Rig { auth, person, clock };
+    let v = ProtocolVersion::Two;
+    set_pin(&mut r, PIN, v).unwrap();
+    make(&mut r, &Mc::new("example.com", b"alice", true));
+    make(&mut r, &Mc::new("example.com", b"bob", true));
+
+    let token = uv_token(&mut r, v, permission::GA, "example.com").unwrap();
+    let shown = r.person.seen().last().unwrap().clone();
+    assert_eq!((shown.action, shown.accounts.len()), (Action::Unlock, 0));
+    let m = parse(&r.auth.handle(
+        &with_token(&ga("example.com", &[], None), &token, v, 6),
+        &NoInteraction,
+    ))
+    .unwrap();
+    assert_eq!(
+        (get(&m, 5), user_selected(&m)),
+        (Some(&Value::Integer(2.into())), None)
+    );
+    let uv = ga("example.com", &[], Some(text_map([("uv", Value::Bool(true))])));
+    let m = parse(&r.auth.handle(&uv, &NoInteraction)).unwrap();
+    assert!(r.person.seen().last().unwrap().accounts.is_empty());
+    assert_eq!(get(&m, 5), Some(&Value::Integer(2.into())));
+    parse(&r.auth.handle(&[command::GET_NEXT_ASSERTION], &NoInteraction)).unwrap();
 }
 
 // ---- clientPIN to the letter of CTAP 2.1 §6.5.5 ----

@@ -9,7 +9,7 @@ use crate::pin;
 use crate::pin_protocol::ProtocolVersion;
 use crate::status::CtapError;
 use crate::store::Credential;
-use crate::user::{Action, Interaction, KeepaliveStatus, PresenceRequest, Verification};
+use crate::user::{AccountChoice, Action, Interaction, KeepaliveStatus, PresenceRequest, Verification};
 
 impl Authenticator {
     /// CTAP 2.1 §6.1.2 steps 1–2 (and §6.2.2's): a zero-length
@@ -47,6 +47,17 @@ impl Authenticator {
         })
     }
 
+    /// Every discoverable credential of `rp_id`, for a prompt to list, when
+    /// there are several and the prompt can let the person choose; else
+    /// none (one is named instead, or the platform chooses).
+    pub(super) fn account_choices(&self, rp_id: &str) -> Result<Vec<Credential>, CtapError> {
+        if !self.user.can_choose() {
+            return Ok(Vec::new());
+        }
+        let creds = self.store.discoverable_for_rp(rp_id)?;
+        Ok(if creds.len() > 1 { creds } else { Vec::new() })
+    }
+
     /// alwaysUv: every MakeCredential and GetAssertion is verified, by a
     /// pinUvAuthToken the platform got from us or by our own prompt.
     pub(super) fn verify_user(
@@ -76,6 +87,7 @@ impl Authenticator {
             let consent = Consent {
                 present: grant.user_present,
                 approved: grant.confirmed_credential.clone().filter(|_| grant.user_present),
+                chosen: grant.credential_chosen,
             };
             if !self.custody.is_unlocked() {
                 return Err(CtapError::PinAuthInvalid);
@@ -87,16 +99,17 @@ impl Authenticator {
         if check.silent || !self.user.can_verify() {
             return Err(CtapError::PuatRequired);
         }
-        self.built_in_uv(check.action, check.rp_id, check.account_label(), io)?;
+        let chosen = self.verify_with_prompt(&check.request(check.action), io)?;
         Ok(Consent {
             present: true,
-            approved: check.account_id(),
+            approved: check.approved(chosen),
+            chosen: chosen.is_some(),
         })
     }
 
     /// Collect the person's presence if the verification did not: our
-    /// prompt for `action`, naming the check's account, which the person
-    /// then approved.
+    /// prompt for `action`, naming the check's account (or listing its
+    /// accounts), which the person then approved (or chose).
     pub(super) fn make_present(
         &mut self,
         consent: &mut Consent,
@@ -105,21 +118,22 @@ impl Authenticator {
         io: &dyn Interaction,
     ) -> Result<(), CtapError> {
         if !consent.present {
-            self.ask(action, check.rp_id, check.account_label(), io)?;
+            let chosen = self.ask_for(&check.request(action), io)?;
             consent.present = true;
-            consent.approved = check.account_id();
+            consent.approved = check.approved(chosen);
+            consent.chosen = chosen.is_some();
         }
         Ok(())
     }
 
-    /// Our own prompt collects the PIN (performBuiltInUv); the custody checks it.
-    pub(super) fn built_in_uv(
+    /// Our own prompt collects the PIN (performBuiltInUv); the custody
+    /// checks it. `req` may list accounts: the answer is the one the person
+    /// chose, if any.
+    pub(super) fn verify_with_prompt(
         &mut self,
-        action: Action,
-        rp_id: &str,
-        user_name: Option<&str>,
+        req: &PresenceRequest,
         io: &dyn Interaction,
-    ) -> Result<(), CtapError> {
+    ) -> Result<Option<usize>, CtapError> {
         let retries = self.pin().retries()?;
         if retries == 0 {
             return Err(CtapError::UvBlocked);
@@ -127,25 +141,23 @@ impl Authenticator {
         if self.pin().boot_failures()? >= pin::MAX_FAILURES_PER_BOOT {
             return Err(CtapError::PinAuthBlocked);
         }
-        self.asking(action, rp_id, user_name);
+        self.asking(req.action, &req.rp_id, req.user_name.as_deref());
         io.set_status(KeepaliveStatus::UpNeeded);
-        let req = PresenceRequest {
-            action,
-            rp_id: rp_id.to_owned(),
-            user_name: user_name.map(str::to_owned),
-        };
         let answer = self
             .user
-            .request_verification(&req, retries, self.config.presence_timeout, io);
+            .request_verification(req, retries, self.config.presence_timeout, io);
         io.set_status(KeepaliveStatus::Processing);
-        let pin = match answer {
-            Verification::Pin(pin) => pin,
+        let (pin, chosen) = match answer {
+            Verification::Pin { pin, chosen } => (pin, chosen),
             Verification::Refused(r) => return Err(r.into()),
         };
+        // A prompt that chose what it was not offered is refused before its
+        // PIN is tried: its answer is not the person's.
+        let chosen = super::checked_choice(req, chosen)?;
         match self.pin().check(&pin::pin_hash(pin.as_bytes())) {
             Err(CtapError::PinInvalid) => Err(CtapError::UvInvalid),
             Err(CtapError::PinBlocked) => Err(CtapError::UvBlocked),
-            other => other,
+            other => other.map(|()| chosen),
         }
     }
 
@@ -170,30 +182,47 @@ pub(super) struct UserCheck<'a> {
     pub rp_id: &'a str,
     /// What a pinUvAuthParam is made over.
     pub client_data_hash: &'a [u8],
-    /// The account our prompt names: the user of MakeCredential, or the
-    /// one credential a sign-in found (its id, then its label).
+    /// The account our prompt names: the user of MakeCredential, the one
+    /// credential a sign-in found (its id, then its label), or the several
+    /// it lists for the person to choose from.
     pub account: Account<'a>,
     /// `up` false: no prompt may open.
     pub silent: bool,
 }
 
+#[derive(Clone, Copy)]
 pub(super) enum Account<'a> {
     None,
     Named(&'a str),
     Credential(&'a [u8], &'a str),
+    /// Several credentials, most recent first: the prompt lists them, and
+    /// the one the person picks is the one they approved.
+    Choice(&'a [Credential]),
 }
 
 impl UserCheck<'_> {
     fn account_label(&self) -> Option<&str> {
         match self.account {
-            Account::None => None,
+            Account::None | Account::Choice(_) => None,
             Account::Named(label) | Account::Credential(_, label) => Some(label),
         }
     }
 
-    fn account_id(&self) -> Option<Vec<u8>> {
-        match self.account {
-            Account::Credential(id, _) => Some(id.to_vec()),
+    /// What our prompt shows for `action`.
+    fn request(&self, action: Action) -> PresenceRequest {
+        let mut req = PresenceRequest::new(action, self.rp_id, self.account_label());
+        if let Account::Choice(creds) = self.account {
+            req.accounts = creds.iter().map(account_choice).collect();
+        }
+        req
+    }
+
+    /// The credential the person approved, once the prompt answered with
+    /// `chosen` (already checked against what it was offered).
+    fn approved(&self, chosen: Option<usize>) -> Option<Vec<u8>> {
+        match (self.account, chosen) {
+            (Account::Credential(id, _), _) => Some(id.to_vec()),
+            (Account::Choice(creds), Some(i)) => creds.get(i).map(|c| c.id.clone()),
             _ => None,
         }
     }
@@ -204,8 +233,11 @@ impl UserCheck<'_> {
 pub(super) struct Consent {
     /// The person's presence was collected (our prompt, or a token that carried it).
     pub present: bool,
-    /// The credential whose account a prompt the person approved named.
+    /// The credential whose account a prompt the person approved named, or
+    /// the one they picked from its list.
     pub approved: Option<Vec<u8>>,
+    /// `approved` was picked from a list of several accounts.
+    pub chosen: bool,
 }
 
 impl Consent {
@@ -213,6 +245,20 @@ impl Consent {
     /// account named, and approved it.
     pub(super) fn selected(&self, credential_id: &[u8]) -> bool {
         self.present && self.approved.as_deref() == Some(credential_id)
+    }
+
+    /// The person picked this credential among several (§6.2.2 step
+    /// 12.2.3): it answers alone, whatever else the RP has here.
+    pub(super) fn picked(&self, credential_id: &[u8]) -> bool {
+        self.chosen && self.selected(credential_id)
+    }
+}
+
+/// A credential's account as a prompt lists it among others.
+pub(super) fn account_choice(cred: &Credential) -> AccountChoice {
+    AccountChoice {
+        user_name: cred.user_name.clone(),
+        display_name: cred.user_display_name.clone(),
     }
 }
 
