@@ -77,9 +77,9 @@ def desktop_daemon(x, tmp_path, monkeypatch):
         monkeypatch.setenv(k, x.env[k])
     daemons = []
 
-    def make(**kw) -> lpk.Daemon:
+    def make(presence: str = "desktop", **kw) -> lpk.Daemon:
         # pin=None: the PIN is set below through our own CLI, as a user would.
-        d = lpk.Daemon(tmp_path / f"d{len(daemons)}", presence="desktop", pin=None, **kw)
+        d = lpk.Daemon(tmp_path / f"d{len(daemons)}", presence=presence, pin=None, **kw)
         daemons.append(d)
         d.start()
         r = subprocess.run(
@@ -249,3 +249,76 @@ def test_without_a_display_the_daemon_falls_back_to_pinentry_and_says_so(x, desk
     # ... and at the request itself.
     assert "no display (neither DISPLAY nor WAYLAND_DISPLAY) for the dialog: asking through pinentry" in err
     assert "/nonexistent/pinentry" in err
+
+
+def _register_in_dialog(x, ctap2, name: str) -> tuple[bytes, bytes]:
+    """A discoverable passkey for `name`, the PIN typed into our dialog.
+    Returns (credential id, COSE key)."""
+    _, cdh = lpk.client_data_hash(kind="webauthn.create")
+    call = Call(ctap2.make_credential, cdh, RP, _user(name), ES256_ONLY, options={"rk": True})
+    x.wait_window(waiting=call)
+    time.sleep(ARMED)
+    x.type(PIN)
+    x.keys("Return")
+    att = call.wait()
+    x.wait_no_window()
+    return att.auth_data.credential_data.credential_id, lpk.verify_attestation_twice(att, cdh)
+
+
+def test_the_second_account_picked_in_the_dialog_signs_in(x, desktop_daemon):
+    """A username-less sign-in with two passkeys: the dialog lists both
+    (most recent first), the person picks the second with the keyboard and
+    types the PIN, and the one answer is that account, userSelected."""
+    d = desktop_daemon()
+    ctap2 = d.ctap2()
+    older, older_key = _register_in_dialog(x, ctap2, "pat")
+    _register_in_dialog(x, ctap2, "quinn")
+
+    _, cdh = lpk.client_data_hash()
+    call = Call(ctap2.get_assertion, "example.com", cdh)
+    wid = x.wait_window(waiting=call)
+    time.sleep(ARMED)
+    x.keys("Down", "Return")
+    x.type(PIN)
+    x.screenshot(wid, "prompt-daemon-choose-account")
+    x.keys("Return")
+    a = call.wait()
+    assert a.credential["id"] == older, "the second account shown is the older one, pat"
+    assert a.user_selected is True, a
+    assert a.number_of_credentials is None, a
+    assert a.user["name"] == "pat" and a.user["displayName"] == "Pat"
+    lpk.check_flags(a.auth_data, up=True)
+    lpk.verify_es256(older_key, bytes(a.auth_data) + cdh, a.signature)
+    with pytest.raises(CtapError) as e:
+        ctap2.get_next_assertion()
+    assert lpk.ctap_error(e) == lpk.NOT_ALLOWED
+    assert "accounts=2" in d.stderr(), "the daemon did not send the list to the dialog"
+
+    # Escape in the chooser: OPERATION_DENIED, nothing signed.
+    call = Call(ctap2.get_assertion, "example.com", cdh)
+    x.wait_window(waiting=call)
+    time.sleep(ARMED)
+    x.keys("Escape")
+    assert call.status() == lpk.OPERATION_DENIED
+
+
+def test_with_pinentry_there_is_no_list_and_the_platform_chooses(x, desktop_daemon, monkeypatch):
+    """The real pinentry-gtk-2 cannot list accounts: the sign-in is as it
+    always was, numberOfCredentials for the platform to choose from."""
+    gtk = "/usr/bin/pinentry-gtk-2"
+    assert Path(gtk).exists(), "pinentry-gtk-2 is missing: scripts/install-deps.sh installs it"
+    monkeypatch.setenv("PINENTRY_PROGRAM", gtk)
+    d = desktop_daemon(presence="pinentry")
+    ctap2 = d.ctap2()
+    ids = {_register_in_dialog(x, ctap2, name)[0] for name in ("rae", "sam")}
+    _, cdh = lpk.client_data_hash()
+    call = Call(ctap2.get_assertion, "example.com", cdh)
+    wid = x.wait_window(waiting=call)
+    time.sleep(ARMED)
+    x.screenshot(wid, "prompt-pinentry-two-accounts")
+    x.type(PIN)
+    x.keys("Return")
+    a = call.wait()
+    assert a.number_of_credentials == 2 and a.user_selected is None, a
+    nxt = ctap2.get_next_assertion()
+    assert {a.credential["id"], nxt.credential["id"]} == ids

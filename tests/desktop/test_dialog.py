@@ -169,3 +169,91 @@ def test_a_bad_request_is_refused(x, prompts):
     rc, out, err = p.result()
     assert (rc, out) == (2, "")
     assert "bad request" in err
+
+
+# ---- the account chooser: a username-less sign-in with several passkeys
+
+ACCOUNTS = [
+    {"user_name": "bob", "display_name": "Bob Builder"},
+    {"user_name": "alice", "display_name": "Alice"},
+    {"user_name": "carol"},
+]
+
+
+def choosing(accounts=ACCOUNTS, needs_pin=True, **kw):
+    r = request(user_name=None, needs_pin=needs_pin, retries=8 if needs_pin else None, **kw)
+    r["accounts"] = accounts
+    return r
+
+
+def test_the_second_account_is_picked_with_the_keyboard_then_the_pin(x, prompts):
+    """Down moves to (and picks) the second row, Enter on it goes on to the
+    PIN field, and the answer names the pick by its index."""
+    p = prompts(choosing())
+    wid = x.wait_window()
+    time.sleep(ARMED)
+    x.screenshot(wid, "prompt-choose-account-none-picked")
+    x.keys("Down", "Return")
+    x.type("246810")
+    time.sleep(0.3)
+    x.screenshot(wid, "prompt-choose-account")
+    x.keys("Return")
+    assert p.answer() == {"answer": "approve", "pin": "246810", "chosen": 1}
+    x.wait_no_window()
+
+
+def test_no_account_is_picked_for_the_person(x, prompts):
+    """Nothing is picked in advance: a PIN and Enter without a pick do
+    nothing, and Escape still denies."""
+    p = prompts(choosing())
+    x.wait_window()
+    time.sleep(ARMED)
+    x.keys("Tab")  # from the list to the PIN field
+    x.type("246810")
+    x.keys("Return")
+    time.sleep(0.5)
+    assert p.still_open(), "approved without an account picked"
+    x.keys("Escape")
+    assert p.answer() == {"answer": "deny"}, "a denied dialog gives neither PIN nor pick away"
+
+
+def test_a_presence_chooser_needs_a_pick_and_allow(x, prompts):
+    """Without a PIN field: Enter on a row picks it but never approves;
+    approving takes Tab past Deny to Allow, as in every presence dialog."""
+    p = prompts(choosing(needs_pin=False))
+    wid = x.wait_window()
+    time.sleep(ARMED)
+    x.keys("Down", "Down", "Return")
+    time.sleep(0.5)
+    assert p.still_open(), "Enter on a row approved a presence dialog"
+    x.screenshot(wid, "prompt-choose-account-presence")
+    x.keys("Tab", "Tab", "Return")
+    assert p.answer() == {"answer": "approve", "chosen": 2}
+
+
+def test_keys_pressed_as_a_chooser_appears_pick_nothing(x, prompts):
+    p = prompts(choosing(needs_pin=False))
+    x.wait_window()
+    x.keys("Down", "Tab", "Tab", "Return")
+    assert p.answer() == {"answer": "deny"}
+
+
+def test_account_names_are_shown_like_user_names(x, prompts):
+    hostile = [
+        {"user_name": "\u202enimda", "display_name": "Bob\nAccount: admin"},
+        {"user_name": "x" * 400},
+        {"display_name": ""},
+    ]
+    p = prompts(choosing(hostile))
+    wid = x.wait_window()
+    time.sleep(ARMED)
+    x.screenshot(wid, "prompt-choose-account-hostile")
+    x.keys("Escape")
+    assert p.answer() == {"answer": "deny"}
+
+
+def test_too_many_accounts_is_a_bad_request(x, prompts):
+    p = prompts(choosing([{"user_name": f"u{i}"} for i in range(65)]))
+    rc, out, err = p.result()
+    assert (rc, out) == (2, "")
+    assert "more than 64 accounts" in err

@@ -14,6 +14,9 @@
 //!   clicks meant for another window land nowhere (Firefox's security
 //!   dialogs do the same). A PIN typed by accident could also cost a try.
 //! - With a PIN field, Enter approves only once the field holds a PIN.
+//! - With a list of accounts (a sign-in the site left to the person), no
+//!   account is picked in advance: approving needs one picked (arrow keys,
+//!   Space or a click), so a sign-in never goes to an account by default.
 //! - Escape, closing the window, or a crash of this process all deny.
 
 mod protocol;
@@ -40,6 +43,7 @@ const CSS: &str = "
 .lp-warning { color: #9c6e03; font-weight: bold; }
 .lp-user { font-size: 11pt; }
 .lp-tries-low { color: #c01c28; font-weight: bold; }
+.lp-account { padding: 6px 8px; }
 ";
 
 fn main() -> ExitCode {
@@ -148,6 +152,38 @@ fn run_dialog(req: &Request, deadline: Instant) -> Answer {
             "lp-user",
         ));
     }
+    let accounts = (!req.accounts.is_empty()).then(|| {
+        content.append(&label("Choose the account to sign in with:", "lp-user"));
+        let list = gtk::ListBox::new();
+        list.set_selection_mode(gtk::SelectionMode::Single);
+        list.set_activate_on_single_click(true);
+        list.add_css_class("boxed-list");
+        for account in &req.accounts {
+            let (name, detail) = protocol::account_lines(account);
+            let lines = gtk::Box::new(gtk::Orientation::Vertical, 2);
+            lines.add_css_class("lp-account");
+            let name_label = label(&name, "lp-user");
+            name_label.set_wrap_mode(gtk::pango::WrapMode::WordChar);
+            lines.append(&name_label);
+            if let Some(detail) = detail {
+                let detail_label = label(&detail, "lp-brand");
+                detail_label.set_wrap_mode(gtk::pango::WrapMode::WordChar);
+                lines.append(&detail_label);
+            }
+            let row = gtk::ListBoxRow::new();
+            row.set_child(Some(&lines));
+            list.append(&row);
+        }
+        list.unselect_all();
+        list.set_sensitive(false);
+        let scroll = gtk::ScrolledWindow::new();
+        scroll.set_hscrollbar_policy(gtk::PolicyType::Never);
+        scroll.set_propagate_natural_height(true);
+        scroll.set_max_content_height(280);
+        scroll.set_child(Some(&list));
+        content.append(&scroll);
+        list
+    });
     content.append(&label(texts.explanation, ""));
     content.append(&label(
         "If you did not just ask for this, choose Deny.",
@@ -218,17 +254,29 @@ fn run_dialog(req: &Request, deadline: Instant) -> Answer {
     };
     let armed = Rc::new(Cell::new(false));
 
-    // Approve with the PIN, if one is needed and typed; else nothing happens.
+    // Approve with the PIN, if one is needed and typed, and the account
+    // picked, if there is a list; else nothing happens.
     let approve = {
         let finish = Rc::clone(&finish);
         let armed = Rc::clone(&armed);
         let pin_entry = pin_entry.clone();
+        let accounts = accounts.clone();
         Rc::new(move || {
             if !armed.get() {
                 return;
             }
+            let chosen = match &accounts {
+                None => None,
+                Some(list) => match list.selected_row().and_then(|r| usize::try_from(r.index()).ok()) {
+                    Some(i) => Some(i),
+                    None => return,
+                },
+            };
             match &pin_entry {
-                None => finish(Answer::of(Kind::Approve)),
+                None => finish(Answer {
+                    chosen,
+                    ..Answer::of(Kind::Approve)
+                }),
                 Some(entry) => {
                     let pin = Zeroizing::new(entry.text().to_string());
                     if pin.is_empty() {
@@ -238,9 +286,23 @@ fn run_dialog(req: &Request, deadline: Instant) -> Answer {
                     finish(Answer {
                         answer: Kind::Approve,
                         pin: Some(pin),
+                        chosen,
                     });
                 }
             }
+        })
+    };
+    // Allow comes alive once armed, with a PIN typed if one is asked for
+    // and an account picked if there is a list.
+    let update_allow = {
+        let allow = allow.clone();
+        let armed = Rc::clone(&armed);
+        let pin_entry = pin_entry.clone();
+        let accounts = accounts.clone();
+        Rc::new(move || {
+            let pin_ok = pin_entry.as_ref().is_none_or(|e| !e.text().is_empty());
+            let pick_ok = accounts.as_ref().is_none_or(|l| l.selected_row().is_some());
+            allow.set_sensitive(armed.get() && pin_ok && pick_ok);
         })
     };
 
@@ -255,9 +317,20 @@ fn run_dialog(req: &Request, deadline: Instant) -> Answer {
     if let Some(entry) = &pin_entry {
         let approve = Rc::clone(&approve);
         entry.connect_activate(move |_| approve());
-        let allow = allow.clone();
-        let armed = Rc::clone(&armed);
-        entry.connect_changed(move |e| allow.set_sensitive(armed.get() && !e.text().is_empty()));
+        let update_allow = Rc::clone(&update_allow);
+        entry.connect_changed(move |_| update_allow());
+    }
+    if let Some(list) = &accounts {
+        let update_allow = Rc::clone(&update_allow);
+        list.connect_selected_rows_changed(move |_| update_allow());
+        // Picking a row (Enter, Space, a click) takes the keyboard on to
+        // the PIN, if one is asked for; never to Allow.
+        if let Some(entry) = &pin_entry {
+            let entry = entry.clone();
+            list.connect_row_activated(move |_, _| {
+                entry.grab_focus();
+            });
+        }
     }
     {
         let finish = Rc::clone(&finish);
@@ -308,20 +381,33 @@ fn run_dialog(req: &Request, deadline: Instant) -> Answer {
         // Counted from when the window is on screen, not from when it was
         // built: the delay is the person's time to see what is asked.
         let armed = Rc::clone(&armed);
-        let allow = allow.clone();
+        let update_allow = Rc::clone(&update_allow);
         let pin_entry = pin_entry.clone();
+        let accounts = accounts.clone();
         window.connect_map(move |_| {
             let armed = Rc::clone(&armed);
-            let allow = allow.clone();
+            let update_allow = Rc::clone(&update_allow);
             let pin_entry = pin_entry.clone();
+            let accounts = accounts.clone();
             glib::timeout_add_local_once(ARM_DELAY, move || {
                 armed.set(true);
-                match &pin_entry {
-                    None => allow.set_sensitive(true),
-                    Some(entry) => {
-                        entry.set_sensitive(true);
+                update_allow();
+                if let Some(entry) = &pin_entry {
+                    entry.set_sensitive(true);
+                }
+                // The keyboard starts where the first decision is: the list
+                // (its first row, not picked), else the PIN field.
+                match (&accounts, &pin_entry) {
+                    (Some(list), _) => {
+                        list.set_sensitive(true);
+                        if let Some(first) = list.row_at_index(0) {
+                            first.grab_focus();
+                        }
+                    }
+                    (None, Some(entry)) => {
                         entry.grab_focus();
                     }
+                    (None, None) => {}
                 }
             });
         });

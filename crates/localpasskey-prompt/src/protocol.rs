@@ -8,13 +8,13 @@
 use std::io::BufRead;
 
 /// A request that is longer than this is not from our daemon.
-const MAX_REQUEST_BYTES: u64 = 16 * 1024;
+const MAX_REQUEST_BYTES: u64 = localpasskey_prompt_protocol::MAX_REQUEST_BYTES as u64;
 
 #[path = "display_text.rs"]
 mod display_text;
 use display_text::{displayable, MAX_RP_ID_CHARS, MAX_USER_NAME_CHARS, NON_ASCII_RP_ID_WARNING};
 
-pub use localpasskey_prompt_protocol::{Action, Answer, Kind, Request};
+pub use localpasskey_prompt_protocol::{Account, Action, Answer, Kind, Request, MAX_ACCOUNTS};
 
 pub fn read_request(input: impl BufRead) -> Result<Request, String> {
     let mut line = String::new();
@@ -28,6 +28,9 @@ pub fn read_request(input: impl BufRead) -> Result<Request, String> {
     let req: Request = serde_json::from_str(line.trim()).map_err(|e| format!("bad request: {e}"))?;
     if req.timeout_ms == 0 {
         return Err("bad request: timeout_ms is 0".into());
+    }
+    if req.accounts.len() > MAX_ACCOUNTS {
+        return Err(format!("bad request: more than {MAX_ACCOUNTS} accounts"));
     }
     Ok(req)
 }
@@ -128,6 +131,20 @@ pub fn displayable_user(user: &str) -> String {
     displayable(user, MAX_USER_NAME_CHARS)
 }
 
+/// An account of a choice as its row shows it: the user name, and under it
+/// the display name when it says something else, both sanitised like any
+/// user name (the site chose them).
+pub fn account_lines(account: &Account) -> (String, Option<String>) {
+    let name = account.user_name.as_deref().filter(|n| !n.is_empty());
+    let display = account.display_name.as_deref().filter(|d| !d.is_empty());
+    match (name, display) {
+        (Some(n), Some(d)) if d != n => (displayable_user(n), Some(displayable_user(d))),
+        (Some(n), _) => (displayable_user(n), None),
+        (None, Some(d)) => (displayable_user(d), None),
+        (None, None) => ("(an account without a name)".into(), None),
+    }
+}
+
 /// A non-ASCII RP ID may imitate another site with look-alike letters
 /// ("gооgle.com" with Cyrillic o). Instead of guessing which ones are
 /// dangerous, the dialog warns about every one and shows the ASCII (`xn--`)
@@ -213,8 +230,53 @@ mod tests {
         let a = Answer {
             answer: Kind::Approve,
             pin: Some(Zeroizing::new("12\"34".into())),
+            chosen: None,
         };
         assert_eq!(&*a.to_line(), "{\"answer\":\"approve\",\"pin\":\"12\\\"34\"}\n");
+    }
+
+    #[test]
+    fn a_list_of_accounts_is_read_and_bounded() {
+        let line = br#"{"action":"sign_in","rp_id":"example.com","needs_pin":true,"timeout_ms":30000,"accounts":[{"user_name":"bob","display_name":"Bob"},{"display_name":"Alice"}]}"#;
+        let req = read_request(&line[..]).unwrap();
+        assert_eq!(req.accounts.len(), 2);
+        assert_eq!(
+            account_lines(&req.accounts[0]),
+            ("bob".into(), Some("Bob".into()))
+        );
+        assert_eq!(account_lines(&req.accounts[1]), ("Alice".into(), None));
+        let many = format!(
+            r#"{{"action":"sign_in","timeout_ms":10,"accounts":[{}]}}"#,
+            vec![r#"{"user_name":"a"}"#; MAX_ACCOUNTS + 1].join(",")
+        );
+        assert!(read_request(many.as_bytes()).is_err());
+        let long = format!(
+            r#"{{"action":"sign_in","timeout_ms":10,"accounts":[{{"user_name":"{}"}}]}}"#,
+            "a".repeat(MAX_REQUEST_BYTES as usize)
+        );
+        assert!(read_request(long.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn account_names_are_shown_as_any_user_name() {
+        let hostile = Account {
+            user_name: Some("\u{202E}nimda".into()),
+            display_name: Some("Bob\nAccount: admin".into()),
+        };
+        assert_eq!(
+            account_lines(&hostile),
+            ("\\u{202E}nimda".into(), Some("Bob\\u{000A}Account: admin".into()))
+        );
+        let long = Account {
+            user_name: Some("x".repeat(500)),
+            display_name: None,
+        };
+        assert!(account_lines(&long).0.ends_with("… (372 more characters)"));
+        let nameless = Account {
+            user_name: None,
+            display_name: Some(String::new()),
+        };
+        assert!(account_lines(&nameless).0.contains("without a name"));
     }
 
     #[test]

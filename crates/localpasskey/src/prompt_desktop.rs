@@ -4,8 +4,9 @@
 //! localpasskey-prompt), started once per question: the daemon never links
 //! GTK, a crash of the UI cannot take the authenticator down, and the PIN
 //! crosses only a pipe. One JSON line goes to its stdin
-//! (`{action, rp_id, user_name, needs_pin, retries, timeout_ms}`), one comes
-//! back on its stdout (`{"answer":"approve"|"deny"|"timeout", "pin":...}`).
+//! (`{action, rp_id, user_name, needs_pin, retries, timeout_ms, accounts}`),
+//! one comes back on its stdout (`{"answer":"approve"|"deny"|"timeout",
+//! "pin":..., "chosen":...}`).
 //!
 //! The daemon stays in charge of time and cancellation: it polls every
 //! [`POLL`] and kills the dialog when the platform sends CTAPHID_CANCEL or the
@@ -47,7 +48,10 @@ pub struct DesktopPrompt {
 
 /// What came back, before it is mapped onto the seam's two answer types.
 enum Outcome {
-    Approved(Option<Zeroizing<String>>),
+    Approved {
+        pin: Option<Zeroizing<String>>,
+        chosen: Option<usize>,
+    },
     Denied,
     TimedOut,
     Cancelled,
@@ -128,16 +132,35 @@ impl DesktopPrompt {
             );
             return Outcome::Denied;
         };
-        let line = protocol::Request {
+        let mut request = protocol::Request {
             action,
             rp_id: req.rp_id.clone(),
             user_name: req.user_name.clone(),
             needs_pin,
             retries,
             timeout_ms: timeout.as_millis() as u64,
+            accounts: req
+                .accounts
+                .iter()
+                .map(|a| protocol::Account {
+                    user_name: a.user_name.clone(),
+                    display_name: a.display_name.clone(),
+                })
+                .collect(),
+        };
+        let mut line = request.to_line();
+        if request.accounts.len() > protocol::MAX_ACCOUNTS || line.len() > protocol::MAX_REQUEST_BYTES {
+            // The list is the site's to make long; the sign-in still works,
+            // with the platform's chooser instead of ours.
+            tracing::warn!(
+                accounts = request.accounts.len(),
+                bytes = line.len(),
+                "too many or too long account names for the dialog's list; the platform will choose"
+            );
+            request.accounts.clear();
+            line = request.to_line();
         }
-        .to_line()
-            + "\n";
+        let offered = request.accounts.len();
 
         let mut cmd = Command::new(&self.program);
         // The session's display variables, wherever they were found.
@@ -183,7 +206,7 @@ impl DesktopPrompt {
                 return Outcome::Denied;
             }
         };
-        tracing::info!(action = ?action, rp = ?req.rp_id, needs_pin, %screen, pid = child.id(), "desktop prompt shown");
+        tracing::info!(action = ?action, rp = ?req.rp_id, needs_pin, accounts = offered, %screen, pid = child.id(), "desktop prompt shown");
 
         // The request is far smaller than a pipe buffer, so this cannot block.
         if let Some(mut stdin) = child.stdin.take() {
@@ -243,9 +266,9 @@ impl DesktopPrompt {
             );
             return Outcome::Denied;
         }
-        let outcome = parse_answer(&answer, needs_pin);
+        let outcome = parse_answer(&answer, needs_pin, offered);
         let said = match &outcome {
-            Outcome::Approved(_) => "approved",
+            Outcome::Approved { .. } => "approved",
             Outcome::Denied => "denied",
             Outcome::TimedOut => "timed out",
             Outcome::Cancelled => "cancelled",
@@ -255,7 +278,9 @@ impl DesktopPrompt {
     }
 }
 
-fn parse_answer(bytes: &[u8], needs_pin: bool) -> Outcome {
+/// `offered`: how many accounts the request listed; an approval must then
+/// pick one of them, and may pick none otherwise.
+fn parse_answer(bytes: &[u8], needs_pin: bool, offered: usize) -> Outcome {
     let parsed: protocol::Answer = match serde_json::from_slice(bytes) {
         Ok(a) => a,
         Err(e) => {
@@ -264,9 +289,25 @@ fn parse_answer(bytes: &[u8], needs_pin: bool) -> Outcome {
             return Outcome::Denied;
         }
     };
+    let chosen = parsed.chosen;
+    let fits = match chosen {
+        Some(i) => i < offered,
+        None => offered == 0,
+    };
+    if parsed.answer == Kind::Approve && !fits {
+        tracing::error!(
+            offered,
+            chosen,
+            "the desktop prompt approved without picking one of the accounts it listed, or picked one it was not shown; denying"
+        );
+        return Outcome::Denied;
+    }
     match (parsed.answer, parsed.pin) {
-        (Kind::Approve, Some(pin)) if needs_pin && !pin.is_empty() => Outcome::Approved(Some(pin)),
-        (Kind::Approve, None) if !needs_pin => Outcome::Approved(None),
+        (Kind::Approve, Some(pin)) if needs_pin && !pin.is_empty() => Outcome::Approved {
+            pin: Some(pin),
+            chosen,
+        },
+        (Kind::Approve, None) if !needs_pin => Outcome::Approved { pin: None, chosen },
         (Kind::Approve, _) => {
             tracing::error!(
                 needs_pin,
@@ -350,6 +391,12 @@ impl UserPresence for DesktopOrPinentry {
         true
     }
 
+    /// Only the dialog lists accounts; should the display go before the
+    /// request, pinentry approves without a pick and the platform chooses.
+    fn can_choose(&self) -> bool {
+        self.desktop.has_display()
+    }
+
     fn request_presence(
         &mut self,
         req: &PresenceRequest,
@@ -394,6 +441,10 @@ impl UserPresence for DesktopPrompt {
         true
     }
 
+    fn can_choose(&self) -> bool {
+        true
+    }
+
     fn request_presence(
         &mut self,
         req: &PresenceRequest,
@@ -401,7 +452,7 @@ impl UserPresence for DesktopPrompt {
         io: &dyn Interaction,
     ) -> Presence {
         match self.ask(req, false, None, timeout, io) {
-            Outcome::Approved(_) => Presence::Approved,
+            Outcome::Approved { chosen, .. } => Presence::Approved { chosen },
             Outcome::Denied => Presence::Refused(Refusal::Denied),
             Outcome::TimedOut => Presence::Refused(Refusal::TimedOut),
             Outcome::Cancelled => Presence::Refused(Refusal::Cancelled),
@@ -416,8 +467,11 @@ impl UserPresence for DesktopPrompt {
         io: &dyn Interaction,
     ) -> Verification {
         match self.ask(req, true, Some(retries), timeout, io) {
-            Outcome::Approved(Some(pin)) => Verification::Pin(pin),
-            Outcome::Approved(None) | Outcome::Denied => Verification::Refused(Refusal::Denied),
+            Outcome::Approved {
+                pin: Some(pin),
+                chosen,
+            } => Verification::Pin { pin, chosen },
+            Outcome::Approved { pin: None, .. } | Outcome::Denied => Verification::Refused(Refusal::Denied),
             Outcome::TimedOut => Verification::Refused(Refusal::TimedOut),
             Outcome::Cancelled => Verification::Refused(Refusal::Cancelled),
         }
@@ -456,6 +510,7 @@ mod tests {
             action: Action::SignIn,
             rp_id: "example.com".into(),
             user_name: Some("alice".into()),
+            accounts: Vec::new(),
         }
     }
 
@@ -476,7 +531,7 @@ mod tests {
     fn approve_sends_the_request_and_gets_presence() {
         let mut f = fake(r#"read -r req; printf '%s\n' "$req" > "$D/req"; echo '{"answer":"approve"}'"#);
         let p = f.prompt.request_presence(&sign_in(), LONG, &NoInteraction);
-        assert_eq!(p, Presence::Approved);
+        assert_eq!(p, Presence::APPROVED);
         let req: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(f.dir.path().join("req")).unwrap()).unwrap();
         assert_eq!(
@@ -486,6 +541,83 @@ mod tests {
                 "needs_pin": false, "retries": null, "timeout_ms": 20000
             })
         );
+    }
+
+    fn choosing(n: usize, name_len: usize) -> PresenceRequest {
+        PresenceRequest {
+            action: Action::SignIn,
+            rp_id: "example.com".into(),
+            user_name: None,
+            accounts: (0..n)
+                .map(|i| lp_core::user::AccountChoice {
+                    user_name: Some(format!("user{i}{}", "x".repeat(name_len))),
+                    display_name: (i == 0).then(|| "First".into()),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_list_of_accounts_goes_out_and_the_pick_comes_back() {
+        let script = r#"read -r req; printf '%s\n' "$req" > "$D/req"; echo '{"answer":"approve","pin":"1234","chosen":1}'"#;
+        let mut f = fake(script);
+        match f
+            .prompt
+            .request_verification(&choosing(2, 0), 8, LONG, &NoInteraction)
+        {
+            Verification::Pin { pin, chosen } => assert_eq!((pin.as_str(), chosen), ("1234", Some(1))),
+            other => panic!("{other:?}"),
+        }
+        let req: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(f.dir.path().join("req")).unwrap()).unwrap();
+        assert_eq!(
+            req["accounts"],
+            serde_json::json!([{"user_name": "user0", "display_name": "First"}, {"user_name": "user1"}])
+        );
+        let mut f = fake(r#"read -r req; echo '{"answer":"approve","chosen":0}'"#);
+        assert_eq!(
+            f.prompt.request_presence(&choosing(3, 0), LONG, &NoInteraction),
+            Presence::Approved { chosen: Some(0) }
+        );
+    }
+
+    #[test]
+    fn an_approval_must_pick_exactly_one_of_the_accounts_listed() {
+        for (answer, accounts) in [
+            (r#"{"answer":"approve"}"#, 2),
+            (r#"{"answer":"approve","chosen":2}"#, 2),
+            (r#"{"answer":"approve","chosen":18446744073709551615}"#, 2),
+            (r#"{"answer":"approve","chosen":0}"#, 0),
+        ] {
+            let mut f = fake(&format!("read -r req; echo '{answer}'"));
+            let req = if accounts == 0 {
+                sign_in()
+            } else {
+                choosing(accounts, 0)
+            };
+            assert_eq!(
+                f.prompt.request_presence(&req, LONG, &NoInteraction),
+                Presence::Refused(Refusal::Denied),
+                "{answer} to {accounts} accounts"
+            );
+        }
+    }
+
+    #[test]
+    fn a_list_too_long_for_the_pipe_is_left_to_the_platform() {
+        let script = r#"read -r req; printf '%s\n' "$req" > "$D/req"; echo '{"answer":"approve"}'"#;
+        for (n, len) in [
+            (protocol::MAX_ACCOUNTS + 1, 0),
+            (8, protocol::MAX_REQUEST_BYTES / 8),
+        ] {
+            let mut f = fake(script);
+            assert_eq!(
+                f.prompt.request_presence(&choosing(n, len), LONG, &NoInteraction),
+                Presence::APPROVED
+            );
+            let sent = std::fs::read_to_string(f.dir.path().join("req")).unwrap();
+            assert!(!sent.contains("accounts"), "{} bytes sent", sent.len());
+        }
     }
 
     #[test]
@@ -516,9 +648,10 @@ mod tests {
             action: Action::Unlock,
             rp_id: "example.org".into(),
             user_name: None,
+            accounts: Vec::new(),
         };
         match f.prompt.request_verification(&req, 3, LONG, &NoInteraction) {
-            Verification::Pin(pin) => assert_eq!(pin.as_str(), "12 34é"),
+            Verification::Pin { pin, .. } => assert_eq!(pin.as_str(), "12 34é"),
             other => panic!("{other:?}"),
         }
         let sent: serde_json::Value =
@@ -588,7 +721,7 @@ mod tests {
         f.prompt.env = Box::new(|name| (name == "WAYLAND_DISPLAY").then(|| "wayland-0".into()));
         assert_eq!(
             f.prompt.request_presence(&sign_in(), LONG, &NoInteraction),
-            Presence::Approved
+            Presence::APPROVED
         );
     }
 
@@ -687,19 +820,33 @@ mod tests {
         }
     }
 
-    /// The log lines `run` writes while `f` asks for presence.
-    fn logged(f: &mut Fake, req: &PresenceRequest) -> String {
-        let capture = Capture::default();
-        let writer = capture.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .finish();
-        tracing::subscriber::with_default(subscriber, || {
-            f.prompt.request_presence(req, LONG, &NoInteraction);
-        });
-        let bytes = capture.0.lock().unwrap().clone();
-        String::from_utf8(bytes).unwrap()
+    /// The log lines `run` writes while `f` asks for presence, once at
+    /// least `lines` of them came.
+    ///
+    /// Tried again (up to ten times) when fewer came: with the other tests
+    /// of this binary logging from their threads at the same moment,
+    /// tracing's per-call-site cache can switch an event off for this
+    /// scoped subscriber. A forged line would make more lines, never fewer,
+    /// so retrying on too few hides nothing the test is about.
+    fn logged(f: &mut Fake, req: &PresenceRequest, lines: usize) -> String {
+        let mut out = String::new();
+        for _ in 0..10 {
+            let capture = Capture::default();
+            let writer = capture.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_writer(move || writer.clone())
+                .with_ansi(false)
+                .finish();
+            tracing::subscriber::with_default(subscriber, || {
+                f.prompt.request_presence(req, LONG, &NoInteraction);
+            });
+            let bytes = capture.0.lock().unwrap().clone();
+            out = String::from_utf8(bytes).unwrap();
+            if out.lines().count() >= lines {
+                break;
+            }
+        }
+        out
     }
 
     #[test]
@@ -708,16 +855,17 @@ mod tests {
             action: Action::SignIn,
             rp_id: "evil.example\n2030-01-01T00:00:00Z  INFO forged\r\u{1b}[2J\u{202E}moc".into(),
             user_name: Some("alice".into()),
+            accounts: Vec::new(),
         };
         let escaped = r#"rp="evil.example\n2030-01-01T00:00:00Z  INFO forged\r\u{1b}[2J\u{202e}moc""#;
         // Shown and answered: two lines.
         let mut f = fake(r#"read -r req; echo '{"answer":"deny"}'"#);
-        let out = logged(&mut f, &req);
+        let out = logged(&mut f, &req, 2);
         assert_eq!(out.lines().count(), 2, "{out}");
         assert_eq!(out.matches(escaped).count(), 2, "{out}");
         // No display: one line.
         f.prompt.env = Box::new(|_| None);
-        let out = logged(&mut f, &req);
+        let out = logged(&mut f, &req, 1);
         assert_eq!(out.lines().count(), 1, "{out}");
         assert!(out.contains(escaped), "{out}");
         assert!(!out.contains(['\r', '\u{1b}', '\u{202E}']), "{out:?}");
