@@ -18,7 +18,8 @@
 # into README.md). Last line: "browser: N passed, M failed".
 #
 # Headless Firefox ESR runs after Chromium (a smaller set: register,
-# username-less and allowCredentials sign-in, refused presence), driven over
+# username-less and allowCredentials sign-in, two accounts picked in our
+# prompt, refused presence), driven over
 # WebDriver BiDi; it starts slowly under emulation, so the VM gets more time
 # and memory. FIREFOX_TESTS=0 leaves it out, FIREFOX_TESTS=only runs it alone.
 set -euo pipefail

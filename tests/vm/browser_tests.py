@@ -320,16 +320,21 @@ def localpasskey(*args: str) -> str:
 
 def username_less(cdp, expect_user: str, browser: str = "Chromium") -> str:
     """No allowCredentials. With one passkey for the site, the daemon's prompt
-    names that account, and the answer carries userSelected, so the browser
-    has no account to ask for. With several, Chromium shows its account
-    chooser (UI step kSelectAccount), which headless mode cannot click: the
-    page's signal ends the call, and that is BLOCKED."""
+    names that account; with several, it lists them and the (scripted)
+    person picks one. Either way the answer is one credential with
+    userSelected, so the browser has no account to ask for. Had the daemon
+    left the choice to the browser, Chromium would show its account chooser
+    (UI step kSelectAccount), which headless mode cannot click: the page's
+    signal would end the call, and that is BLOCKED."""
     mark = log_mark() if browser == "Chromium" else 0
     r = js_sign_in(cdp, None, FAIL_TIMEOUT_MS)
     if r.get("ok"):
         s = r["server"]
         assert s["user"] == expect_user and s["username_less"], s
         assert s["sign_count"] > s["previous_sign_count"], s
+        if browser == "Chromium":
+            steps = chromium_ui_steps(mark)
+            assert "kSelectAccount" not in steps, f"Chromium showed its own account chooser: {steps}"
         return f"server verified signature as {s['user']} (username-less): {check_flags(s)}, sign count " \
                f"{s['previous_sign_count']} -> {s['sign_count']}; {r['ms']} ms"
     steps = chromium_ui_steps(mark) if browser == "Chromium" else []
@@ -338,6 +343,24 @@ def username_less(cdp, expect_user: str, browser: str = "Chromium") -> str:
         raise Blocked(f"the authenticator answered; Chromium then waited at its account chooser (UI steps "
                       f"{' > '.join(steps)}) until the page's signal fired: {err['name']} after {r['ms']} ms")
     raise AssertionError(f"{err['name']}: {err['message']} after {r['ms']} ms; UI steps {steps}")
+
+
+def username_less_choosing(drv, n: int, expect_user: str, shown: str, browser: str = "Chromium") -> str:
+    """Several passkeys, no allowCredentials: the daemon's prompt lists
+    them (`shown`, most recent first) and the scripted person picks the
+    n-th (`choose n`); the site must get exactly that account."""
+    mark = len((ARGS.out / "daemon.log").read_text(errors="replace"))
+    gt.presence(f"choose {n}")
+    try:
+        out = username_less(drv, expect_user, browser)
+    finally:
+        left = gt.presence_left()
+        gt.presence()
+    assert not left, f"the daemon never asked for the pick: {left} left"
+    daemon = (ARGS.out / "daemon.log").read_text(errors="replace")[mark:]
+    lists = re.findall(r'scripted \w+ rp="localhost" .*?step="choose" accounts=("[^"]*")', daemon)
+    assert lists == [f'"{shown}"'], f"the prompt's lists: {lists}"
+    return f"our prompt listed {shown}, picked #{n}; " + out
 
 
 def presence_refused(drv, browser: str, user: str) -> str:
@@ -388,10 +411,14 @@ def chromium(cdp: Cdp) -> None:
     record(b, "sign-in-allowCredentials", lambda: sign_in(cdp, "alice", "alice"))
     record(b, "register-bob", lambda: register(cdp, "bob"))
 
-    # Two accounts: a username-less sign-in must end at the chooser; each
-    # account is then chosen the way headless can: allowCredentials with that
-    # account's passkey (the site asks for the user name first).
-    record(b, "sign-in-username-less-two-accounts", lambda: username_less(cdp, "(chooser)"))
+    # Two accounts: a username-less sign-in lists both in our prompt (most
+    # recent first) and the person picks one there, so Chromium never shows
+    # its own chooser; then each account by allowCredentials (the site asks
+    # for the user name first).
+    record(b, "sign-in-username-less-two-accounts",
+           lambda: username_less_choosing(cdp, 2, "alice", "bob|alice"))
+    record(b, "sign-in-username-less-two-accounts-first",
+           lambda: username_less_choosing(cdp, 1, "bob", "bob|alice"))
     record(b, "sign-in-choose-alice", lambda: sign_in(cdp, "alice", "alice"))
     record(b, "sign-in-choose-bob", lambda: sign_in(cdp, "bob", "bob"))
 
@@ -484,13 +511,16 @@ def firefox(bidi: Bidi) -> None:
     record(b, "sign-in-allowCredentials", lambda: sign_in(bidi, "carol", "carol"))
     record(b, "presence-refused", lambda: presence_refused(bidi, b, "carol"))
     record(b, "sign-in-after-refusal", lambda: sign_in(bidi, "carol", "carol"))
+    record(b, "register-dave", lambda: register(bidi, "dave"))
+    record(b, "sign-in-username-less-two-accounts",
+           lambda: username_less_choosing(bidi, 2, "carol", "dave|carol", browser=b))
 
     def built_in_uv_only():
         # Firefox never got a PIN from anyone (headless: nobody could type one
         # into its PIN prompt); every verification was our own prompt's.
         daemon = (ARGS.out / "daemon.log").read_text(errors="replace")[daemon_mark:]
         ours = re.findall(r'scripted verification rp="localhost" account="([^"]*)"', daemon)
-        assert len(ours) >= 5, f"only {len(ours)} built-in verifications for 5 ceremonies"
+        assert len(ours) >= 7, f"only {len(ours)} built-in verifications for 7 ceremonies"
         fx = (ARGS.out / "firefox.log").read_text(errors="replace")
         asked = sorted(set(re.findall(r"PinRequired|InvalidPin|PinNotSet", fx)))
         assert not asked, f"Firefox's log shows it wanted a PIN: {asked}"

@@ -166,14 +166,14 @@ fn step_name(step: &Step) -> &'static str {
 }
 
 /// The accounts a request listed, for tests to read in the log:
-/// `"bob (Bob)|alice"`, or `-`.
+/// `"bob (Bob Builder)|alice"` (the display name when it differs), or `-`.
 fn listed(req: &PresenceRequest) -> String {
     if req.accounts.is_empty() {
         return "-".into();
     }
     let one = |a: &lp_core::user::AccountChoice| match (a.user_name.as_deref(), a.display_name.as_deref()) {
-        (Some(n), Some(d)) => format!("{n} ({d})"),
-        (Some(n), None) => n.to_owned(),
+        (Some(n), Some(d)) if !d.is_empty() && d != n => format!("{n} ({d})"),
+        (Some(n), _) => n.to_owned(),
         (None, Some(d)) => d.to_owned(),
         (None, None) => "?".into(),
     };
