@@ -196,7 +196,7 @@ struct RunArgs {
     /// `approve` (the default with the UDP simulation; no built-in
     /// verification, so the platform asks for the PIN; never with your real
     /// data directory or a hardware TPM, since it approves Reset too) or `script:FILE`
-    /// (tests: one of approve/deny/wait/delay <ms>/pin <PIN> per line).
+    /// (tests: one of approve/deny/wait/delay <ms>/pin <PIN>/choose <n> per line).
     #[arg(long)]
     presence: Option<PresenceMode>,
     /// How long to wait for the person before CTAP2_ERR_USER_ACTION_TIMEOUT.
