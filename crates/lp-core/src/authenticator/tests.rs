@@ -2223,9 +2223,12 @@ fn a_refused_late_or_impossible_pick_answers_nothing() {
 
 #[test]
 fn a_prompt_that_cannot_list_accounts_leaves_the_choice_to_the_platform() {
-    let person = Person(Arc::new(Mutex::new(
-        Scripted::new([], Step::Approve).with_pin(PIN).without_choice(),
-    )));
+    let person = Person(
+        Arc::new(Mutex::new(
+            Scripted::new([], Step::Approve).with_pin(PIN).without_choice(),
+        )),
+        Arc::default(),
+    );
     let clock = ManualClock::new();
     let auth = Authenticator::new(
         Box::new(InsecureSoftwareCustody::new()),
