@@ -322,3 +322,65 @@ def test_with_pinentry_there_is_no_list_and_the_platform_chooses(x, desktop_daem
     assert a.number_of_credentials == 2 and a.user_selected is None, a
     nxt = ctap2.get_next_assertion()
     assert {a.credential["id"], nxt.credential["id"]} == ids
+
+
+@pytest.fixture
+def bus():
+    b = lpk.SessionBus().start()
+    yield b
+    b.stop()
+
+
+def test_the_manager_changes_the_pin_in_our_dialog(x, desktop_daemon, bus):
+    """ChangePin over D-Bus: the PINs are typed into our dialog, never sent
+    on the bus; the platform's next PIN is the new one."""
+    d = desktop_daemon(bus=bus.address)
+    m = bus.client()
+    call = Call(m.change_pin)
+    wid = x.wait_window(waiting=call)
+    time.sleep(ARMED)
+    x.screenshot(wid, "prompt-daemon-change-pin")
+    x.type(PIN)
+    x.keys("Return")
+    x.type("975310")
+    x.keys("Return")
+    x.type("975310")
+    x.keys("Return")
+    call.wait()
+    from fido2.ctap2 import ClientPin
+    cp = ClientPin(d.ctap2(), lpk.PROTOCOLS[2]())
+    assert cp.get_pin_token("975310", ClientPin.PERMISSION.GET_ASSERTION, "example.com")
+    assert m.pin_status()["retries"] == 8
+    m.close()
+
+
+def test_the_manager_deletes_only_after_our_dialog(x, desktop_daemon, bus):
+    d = desktop_daemon(bus=bus.address)
+    m = bus.client()
+    ctap2 = d.ctap2()
+    _, cdh = lpk.client_data_hash()
+    call = Call(ctap2.make_credential, cdh, RP, _user("pat"), ES256_ONLY, options={"rk": True})
+    x.wait_window(waiting=call)
+    time.sleep(ARMED)
+    x.type(PIN)
+    x.keys("Return")
+    call.wait()
+    [key] = m.passkeys()
+
+    call = Call(m.delete, key["credential_id"])
+    wid = x.wait_window(waiting=call)
+    time.sleep(ARMED)
+    x.keys("Escape")
+    with pytest.raises(lpk.DBusError) as e:
+        call.wait()
+    assert e.value.name == "org.localpasskey.Error.Refused"
+    assert len(m.passkeys()) == 1
+
+    call = Call(m.delete, key["credential_id"])
+    wid = x.wait_window(waiting=call)
+    time.sleep(ARMED)
+    x.screenshot(wid, "prompt-daemon-delete")
+    x.keys("Tab", "Return")
+    call.wait()
+    assert m.passkeys() == []
+    m.close()

@@ -257,3 +257,60 @@ def test_too_many_accounts_is_a_bad_request(x, prompts):
     rc, out, err = p.result()
     assert (rc, out) == (2, "")
     assert "more than 64 accounts" in err
+
+
+def test_a_new_pin_is_typed_twice_after_the_current_one(x, prompts):
+    """Enter moves from the current PIN to the new one and to its repeat;
+    two PINs that differ are not taken, and the dialog says why."""
+    r = request(action="change_pin", rp_id="", user_name=None, needs_pin=True, retries=7)
+    r["new_pin_min_length"] = 6
+    p = prompts(r)
+    wid = x.wait_window()
+    time.sleep(ARMED)
+    x.type("246810")
+    x.keys("Return")
+    x.type("135790")
+    x.keys("Return")
+    x.type("135791")
+    x.keys("Return")
+    time.sleep(0.5)
+    x.screenshot(wid, "prompt-change-pin-differ")
+    assert p.still_open(), "two different new PINs were taken"
+    x.keys("ctrl+a")
+    x.type("135790")
+    time.sleep(0.3)
+    x.screenshot(wid, "prompt-change-pin")
+    x.keys("Return")
+    assert p.answer() == {"answer": "approve", "pin": "246810", "new_pin": "135790"}
+    x.wait_no_window()
+
+
+def test_a_first_pin_must_be_long_enough(x, prompts):
+    r = request(action="set_pin", rp_id="", user_name=None)
+    r["new_pin_min_length"] = 6
+    p = prompts(r)
+    wid = x.wait_window()
+    time.sleep(ARMED)
+    x.type("1234")
+    x.keys("Return")
+    x.type("1234")
+    x.keys("Return")
+    time.sleep(0.5)
+    x.screenshot(wid, "prompt-set-pin-too-short")
+    assert p.still_open(), "a PIN shorter than the minimum was taken"
+    x.keys("Escape")
+    assert p.answer() == {"answer": "deny"}
+
+
+def test_a_failure_report_asks_nothing(x, prompts):
+    r = request(action="failed", user_name=None)
+    r["message"] = ("The disk that holds LocalPasskey's data is full, so nothing could be saved. "
+                    "Free some space and try again; your passkeys are safe.")
+    p = prompts(r)
+    wid = x.wait_window()
+    time.sleep(ARMED)
+    x.screenshot(wid, "prompt-failed")
+    # Its one button has the focus once armed: Enter closes it.
+    x.keys("Return")
+    assert p.answer() == {"answer": "approve"}
+    x.wait_no_window()

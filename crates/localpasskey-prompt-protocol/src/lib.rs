@@ -10,6 +10,12 @@
 //! `"accounts":[{"user_name":"alice","display_name":"Alice"},…]` to the
 //! request, and an approval then says which one the person picked:
 //! `"chosen":1` (an index into that list).
+//!
+//! A new PIN (the passkey manager's set and change) adds
+//! `"new_pin_min_length":4`; the dialog then asks for it twice, checks the two
+//! agree and are long enough, and answers `"new_pin"` (and `"pin"`, the
+//! current one, when `needs_pin`). A report of a failure is the action
+//! `failed` with `"message"`, and one button.
 #![forbid(unsafe_code)]
 
 use serde::{Deserialize, Serialize};
@@ -66,6 +72,12 @@ pub struct Request {
     /// The accounts the person picks one of, most recent first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub accounts: Vec<Account>,
+    /// Ask for a new PIN of at least this many characters, typed twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_pin_min_length: Option<u8>,
+    /// What to tell the person (the `failed` action).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 impl Request {
@@ -96,6 +108,9 @@ pub struct Answer {
     /// the one picked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chosen: Option<usize>,
+    /// With an approval of a request that asked for a new PIN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_pin: Option<Zeroizing<String>>,
 }
 
 impl Answer {
@@ -104,6 +119,7 @@ impl Answer {
             answer,
             pin: None,
             chosen: None,
+            new_pin: None,
         }
     }
 
@@ -131,6 +147,8 @@ mod tests {
             retries: Some(8),
             timeout_ms: 30_000,
             accounts: vec![],
+            new_pin_min_length: None,
+            message: None,
         };
         assert!(!req.to_line().contains("accounts"), "no list, no field");
         let back: Request = serde_json::from_str(req.to_line().trim()).unwrap();
@@ -142,6 +160,7 @@ mod tests {
             answer: Kind::Approve,
             pin: Some(Zeroizing::new("1234".into())),
             chosen: None,
+            new_pin: None,
         };
         let back: Answer = serde_json::from_str(answer.to_line().trim()).unwrap();
         assert_eq!(back.answer, Kind::Approve);
@@ -173,13 +192,14 @@ mod tests {
                     display_name: Some("Alice".into()),
                 },
             ],
+            new_pin_min_length: None,
+            message: None,
         };
         let back: Request = serde_json::from_str(req.to_line().trim()).unwrap();
         assert_eq!(back.accounts, req.accounts);
         let answer = Answer {
-            answer: Kind::Approve,
-            pin: None,
             chosen: Some(1),
+            ..Answer::of(Kind::Approve)
         };
         assert_eq!(&*answer.to_line(), "{\"answer\":\"approve\",\"chosen\":1}\n");
         let back: Answer = serde_json::from_str(answer.to_line().trim()).unwrap();
@@ -195,5 +215,25 @@ mod tests {
             r#"{"action":"sign_in","timeout_ms":1,"accounts":[{"user_name":"a","admin":true}]}"#
         )
         .is_err());
+    }
+
+    #[test]
+    fn a_new_pin_crosses_the_pipe() {
+        let req: Request = serde_json::from_str(
+            r#"{"action":"change_pin","needs_pin":true,"retries":7,"timeout_ms":30000,"new_pin_min_length":6}"#,
+        )
+        .unwrap();
+        assert_eq!((req.new_pin_min_length, req.needs_pin), (Some(6), true));
+        let answer = Answer {
+            pin: Some(Zeroizing::new("123456".into())),
+            new_pin: Some(Zeroizing::new("654321".into())),
+            ..Answer::of(Kind::Approve)
+        };
+        let back: Answer = serde_json::from_str(answer.to_line().trim()).unwrap();
+        assert_eq!(back.new_pin.as_deref().map(String::as_str), Some("654321"));
+        let failed: Request =
+            serde_json::from_str(r#"{"action":"failed","timeout_ms":60000,"message":"The disk is full."}"#)
+                .unwrap();
+        assert_eq!(failed.message.as_deref(), Some("The disk is full."));
     }
 }

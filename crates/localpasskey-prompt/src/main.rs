@@ -17,6 +17,9 @@
 //! - With a list of accounts (a sign-in the site left to the person), no
 //!   account is picked in advance: approving needs one picked (arrow keys,
 //!   Space or a click), so a sign-in never goes to an account by default.
+//! - A new PIN is typed twice; Allow waits until the two agree and are long
+//!   enough, and the dialog says which of the two is wrong.
+//! - A report of a failure has one button and asks nothing.
 //! - Escape, closing the window, or a crash of this process all deny.
 
 mod protocol;
@@ -185,10 +188,16 @@ fn run_dialog(req: &Request, deadline: Instant) -> Answer {
         list
     });
     content.append(&label(texts.explanation, ""));
-    content.append(&label(
-        "If you did not just ask for this, choose Deny.",
-        "lp-brand",
-    ));
+    let report = req.action == Action::Failed;
+    if let Some(message) = req.message.as_deref().filter(|m| !m.is_empty()) {
+        content.append(&label(&protocol::displayable_message(message), "lp-user"));
+    }
+    if !report {
+        content.append(&label(
+            "If you did not just ask for this, choose Deny.",
+            "lp-brand",
+        ));
+    }
 
     let pin_entry = req.needs_pin.then(|| {
         let row = gtk::Box::new(gtk::Orientation::Vertical, 4);
@@ -197,7 +206,11 @@ fn run_dialog(req: &Request, deadline: Instant) -> Answer {
         entry.set_show_peek_icon(true);
         entry.set_sensitive(false);
         entry.set_property("placeholder-text", "PIN");
-        let pin_label = gtk::Label::new(Some("PIN of this security key"));
+        let pin_label = gtk::Label::new(Some(if req.new_pin_min_length.is_some() {
+            "Current PIN"
+        } else {
+            "PIN of this security key"
+        }));
         pin_label.set_xalign(0.0);
         pin_label.set_mnemonic_widget(Some(&entry));
         row.append(&pin_label);
@@ -211,6 +224,35 @@ fn run_dialog(req: &Request, deadline: Instant) -> Answer {
         }
         content.append(&row);
         entry
+    });
+
+    // The new PIN, twice, and what is still wrong with it.
+    let new_pin = req.new_pin_min_length.map(|min| {
+        let row = gtk::Box::new(gtk::Orientation::Vertical, 4);
+        row.set_margin_top(6);
+        let entry = |placeholder: &str, text: &str| {
+            let e = gtk::PasswordEntry::new();
+            e.set_show_peek_icon(true);
+            e.set_sensitive(false);
+            e.set_property("placeholder-text", placeholder);
+            let l = gtk::Label::new(Some(text));
+            l.set_xalign(0.0);
+            l.set_mnemonic_widget(Some(&e));
+            row.append(&l);
+            row.append(&e);
+            e
+        };
+        let first = entry("New PIN", &format!("New PIN (at least {min} characters)"));
+        let second = entry("New PIN again", "The new PIN again");
+        let problem = label("", "lp-brand");
+        row.append(&problem);
+        content.append(&row);
+        NewPinFields {
+            first,
+            second,
+            problem,
+            min,
+        }
     });
 
     let countdown = gtk::Box::new(gtk::Orientation::Vertical, 4);
@@ -234,6 +276,9 @@ fn run_dialog(req: &Request, deadline: Instant) -> Answer {
         "suggested-action"
     });
     allow.set_sensitive(false);
+    if report {
+        deny.set_visible(false);
+    }
     buttons.append(&deny);
     buttons.append(&allow);
     content.append(&buttons);
@@ -261,10 +306,18 @@ fn run_dialog(req: &Request, deadline: Instant) -> Answer {
         let armed = Rc::clone(&armed);
         let pin_entry = pin_entry.clone();
         let accounts = accounts.clone();
+        let new_pin = new_pin.clone();
         Rc::new(move || {
             if !armed.get() {
                 return;
             }
+            let typed_new = match &new_pin {
+                None => None,
+                Some(f) => match f.checked() {
+                    Some(pin) => Some(pin),
+                    None => return,
+                },
+            };
             let chosen = match &accounts {
                 None => None,
                 Some(list) => match list.selected_row().and_then(|r| usize::try_from(r.index()).ok()) {
@@ -275,6 +328,7 @@ fn run_dialog(req: &Request, deadline: Instant) -> Answer {
             match &pin_entry {
                 None => finish(Answer {
                     chosen,
+                    new_pin: typed_new,
                     ..Answer::of(Kind::Approve)
                 }),
                 Some(entry) => {
@@ -287,6 +341,7 @@ fn run_dialog(req: &Request, deadline: Instant) -> Answer {
                         answer: Kind::Approve,
                         pin: Some(pin),
                         chosen,
+                        new_pin: typed_new,
                     });
                 }
             }
@@ -299,10 +354,12 @@ fn run_dialog(req: &Request, deadline: Instant) -> Answer {
         let armed = Rc::clone(&armed);
         let pin_entry = pin_entry.clone();
         let accounts = accounts.clone();
+        let new_pin = new_pin.clone();
         Rc::new(move || {
             let pin_ok = pin_entry.as_ref().is_none_or(|e| !e.text().is_empty());
             let pick_ok = accounts.as_ref().is_none_or(|l| l.selected_row().is_some());
-            allow.set_sensitive(armed.get() && pin_ok && pick_ok);
+            let new_ok = new_pin.as_ref().is_none_or(|f| f.show_problem());
+            allow.set_sensitive(armed.get() && pin_ok && pick_ok && new_ok);
         })
     };
 
@@ -314,11 +371,35 @@ fn run_dialog(req: &Request, deadline: Instant) -> Answer {
         let finish = Rc::clone(&finish);
         deny.connect_clicked(move |_| finish(Answer::of(Kind::Deny)));
     }
+    match (&pin_entry, &new_pin) {
+        // Enter moves on through the fields, and approves at the last one.
+        (Some(entry), Some(f)) => {
+            let first = f.first.clone();
+            entry.connect_activate(move |_| {
+                first.grab_focus();
+            });
+        }
+        (Some(entry), None) => {
+            let approve = Rc::clone(&approve);
+            entry.connect_activate(move |_| approve());
+        }
+        (None, _) => {}
+    }
     if let Some(entry) = &pin_entry {
-        let approve = Rc::clone(&approve);
-        entry.connect_activate(move |_| approve());
         let update_allow = Rc::clone(&update_allow);
         entry.connect_changed(move |_| update_allow());
+    }
+    if let Some(f) = &new_pin {
+        let second = f.second.clone();
+        f.first.connect_activate(move |_| {
+            second.grab_focus();
+        });
+        let approve = Rc::clone(&approve);
+        f.second.connect_activate(move |_| approve());
+        for e in [&f.first, &f.second] {
+            let update_allow = Rc::clone(&update_allow);
+            e.connect_changed(move |_| update_allow());
+        }
     }
     if let Some(list) = &accounts {
         let update_allow = Rc::clone(&update_allow);
@@ -384,16 +465,27 @@ fn run_dialog(req: &Request, deadline: Instant) -> Answer {
         let update_allow = Rc::clone(&update_allow);
         let pin_entry = pin_entry.clone();
         let accounts = accounts.clone();
+        let new_pin = new_pin.clone();
+        let allow = allow.clone();
         window.connect_map(move |_| {
             let armed = Rc::clone(&armed);
             let update_allow = Rc::clone(&update_allow);
             let pin_entry = pin_entry.clone();
             let accounts = accounts.clone();
+            let new_pin = new_pin.clone();
+            let allow = allow.clone();
             glib::timeout_add_local_once(ARM_DELAY, move || {
                 armed.set(true);
                 update_allow();
                 if let Some(entry) = &pin_entry {
                     entry.set_sensitive(true);
+                }
+                if let Some(f) = &new_pin {
+                    f.first.set_sensitive(true);
+                    f.second.set_sensitive(true);
+                    if pin_entry.is_none() {
+                        f.first.grab_focus();
+                    }
                 }
                 // The keyboard starts where the first decision is: the list
                 // (its first row, not picked), else the PIN field.
@@ -406,6 +498,10 @@ fn run_dialog(req: &Request, deadline: Instant) -> Answer {
                     }
                     (None, Some(entry)) => {
                         entry.grab_focus();
+                    }
+                    // A report's one button: it asks nothing, so Enter may close it.
+                    (None, None) if report => {
+                        allow.grab_focus();
                     }
                     (None, None) => {}
                 }
@@ -422,4 +518,41 @@ fn run_dialog(req: &Request, deadline: Instant) -> Answer {
     let answer = result.borrow_mut().take();
     window.destroy();
     answer.unwrap_or_else(|| Answer::of(Kind::Deny))
+}
+
+/// The two entries of a new PIN and the line that says what is wrong.
+#[derive(Clone)]
+struct NewPinFields {
+    first: gtk::PasswordEntry,
+    second: gtk::PasswordEntry,
+    problem: gtk::Label,
+    min: u8,
+}
+
+impl NewPinFields {
+    /// Shows what is still wrong (nothing while the second is empty) and
+    /// says whether the new PIN can be taken.
+    fn show_problem(&self) -> bool {
+        let (a, b) = (self.first.text(), self.second.text());
+        let problem = protocol::new_pin_problem(&a, &b, self.min);
+        // Nothing to say until the person has begun the second entry.
+        let shown = match &problem {
+            Some(p) if !b.is_empty() => p.as_str(),
+            _ => "",
+        };
+        self.problem.set_text(shown);
+        problem.is_none()
+    }
+
+    /// The new PIN, if the two agree and it is long enough; the fields are
+    /// emptied once it is taken.
+    fn checked(&self) -> Option<Zeroizing<String>> {
+        if !self.show_problem() {
+            return None;
+        }
+        let pin = Zeroizing::new(self.first.text().to_string());
+        self.first.set_text("");
+        self.second.set_text("");
+        Some(pin)
+    }
 }

@@ -170,6 +170,27 @@ pub fn format_remaining(ms: u64) -> String {
     }
 }
 
+/// The daemon's own words for a failure, shown as text and no longer than
+/// a dialog can hold.
+pub fn displayable_message(message: &str) -> String {
+    displayable(message, 600)
+}
+
+/// Why the two new PINs cannot be taken yet (None: they can). Counted in
+/// characters, as CTAP counts a PIN's length; at most 63 bytes (CTAP's limit).
+pub fn new_pin_problem(first: &str, second: &str, min_length: u8) -> Option<String> {
+    if first.chars().count() < usize::from(min_length) {
+        return Some(format!("At least {min_length} characters."));
+    }
+    if first.len() > 63 {
+        return Some("At most 63 bytes.".into());
+    }
+    if first != second {
+        return Some("The two PINs differ.".into());
+    }
+    None
+}
+
 pub fn tries_left(retries: u8) -> String {
     match retries {
         1 => "1 try left: a wrong PIN now blocks the PIN for good".into(),
@@ -179,6 +200,27 @@ pub fn tries_left(retries: u8) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_new_pin_is_taken_only_when_long_enough_and_typed_twice_alike() {
+        use super::new_pin_problem;
+        assert_eq!(
+            new_pin_problem("123", "123", 4).as_deref(),
+            Some("At least 4 characters.")
+        );
+        assert_eq!(
+            new_pin_problem("1234", "1243", 4).as_deref(),
+            Some("The two PINs differ.")
+        );
+        assert_eq!(new_pin_problem("1234", "1234", 4), None);
+        // Characters, not bytes: four of them in twelve bytes is enough.
+        assert_eq!(new_pin_problem("ジジジジ", "ジジジジ", 4), None);
+        let long = "x".repeat(64);
+        assert_eq!(
+            new_pin_problem(&long, &long, 4).as_deref(),
+            Some("At most 63 bytes.")
+        );
+    }
+
     use super::*;
     use zeroize::Zeroizing;
 
@@ -231,6 +273,7 @@ mod tests {
             answer: Kind::Approve,
             pin: Some(Zeroizing::new("12\"34".into())),
             chosen: None,
+            new_pin: None,
         };
         assert_eq!(&*a.to_line(), "{\"answer\":\"approve\",\"pin\":\"12\\\"34\"}\n");
     }

@@ -46,11 +46,25 @@ pub struct DesktopPrompt {
     env: EnvLookup,
 }
 
-/// What came back, before it is mapped onto the seam's two answer types.
+/// What the dialog asks for besides a yes or no.
+#[derive(Debug, Clone, Copy, Default)]
+struct Fields {
+    /// The PIN (the current one, with `new_pin`).
+    pin: bool,
+    retries: Option<u8>,
+    /// A new PIN of at least this many characters, typed twice.
+    new_pin: Option<u8>,
+}
+
+/// How long a report of a failure stays on screen unless closed.
+const REPORT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What came back, before it is mapped onto the seam's answer types.
 enum Outcome {
     Approved {
         pin: Option<Zeroizing<String>>,
         chosen: Option<usize>,
+        new_pin: Option<Zeroizing<String>>,
     },
     Denied,
     TimedOut,
@@ -114,54 +128,10 @@ impl DesktopPrompt {
         })
     }
 
-    fn ask(
-        &self,
-        req: &PresenceRequest,
-        needs_pin: bool,
-        retries: Option<u8>,
-        timeout: Duration,
-        io: &dyn Interaction,
-    ) -> Outcome {
-        let deadline = Instant::now() + timeout;
-        let action = dialog_action(req.action);
-        let Some(screen) = self.display() else {
-            tracing::error!(
-                action = ?action,
-                rp = ?req.rp_id,
-                "the desktop prompt cannot be shown: neither DISPLAY nor WAYLAND_DISPLAY is set; denying"
-            );
-            return Outcome::Denied;
-        };
-        let mut request = protocol::Request {
-            action,
-            rp_id: req.rp_id.clone(),
-            user_name: req.user_name.clone(),
-            needs_pin,
-            retries,
-            timeout_ms: timeout.as_millis() as u64,
-            accounts: req
-                .accounts
-                .iter()
-                .map(|a| protocol::Account {
-                    user_name: a.user_name.clone(),
-                    display_name: a.display_name.clone(),
-                })
-                .collect(),
-        };
-        let mut line = request.to_line();
-        if request.accounts.len() > protocol::MAX_ACCOUNTS || line.len() > protocol::MAX_REQUEST_BYTES {
-            // The list is the site's to make long; the sign-in still works,
-            // with the platform's chooser instead of ours.
-            tracing::warn!(
-                accounts = request.accounts.len(),
-                bytes = line.len(),
-                "too many or too long account names for the dialog's list; the platform will choose"
-            );
-            request.accounts.clear();
-            line = request.to_line();
-        }
-        let offered = request.accounts.len();
-
+    /// Starts the dialog with the session's display and sends it `line`
+    /// (at most [`protocol::MAX_REQUEST_BYTES`], below a pipe buffer, so the
+    /// write cannot block). None, logged, if it cannot be run.
+    fn start(&self, line: &str, answer: Stdio) -> Option<Child> {
         let mut cmd = Command::new(&self.program);
         // The session's display variables, wherever they were found.
         for name in SESSION_VARS {
@@ -170,7 +140,7 @@ impl DesktopPrompt {
             }
         }
         cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
+            .stdout(answer)
             .stderr(Stdio::inherit())
             // Its own process group, so a kill reaches anything it started.
             .process_group(0);
@@ -203,19 +173,67 @@ impl DesktopPrompt {
                     "cannot start the desktop prompt {}: {e}; denying",
                     self.program.display()
                 );
-                return Outcome::Denied;
+                return None;
             }
         };
-        tracing::info!(action = ?action, rp = ?req.rp_id, needs_pin, accounts = offered, %screen, pid = child.id(), "desktop prompt shown");
-
-        // The request is far smaller than a pipe buffer, so this cannot block.
         if let Some(mut stdin) = child.stdin.take() {
             if let Err(e) = stdin.write_all(line.as_bytes()) {
                 tracing::error!("cannot send the request to the desktop prompt: {e}; denying");
                 kill(&mut child);
-                return Outcome::Denied;
+                return None;
             }
         }
+        Some(child)
+    }
+
+    fn ask(&self, req: &PresenceRequest, fields: Fields, timeout: Duration, io: &dyn Interaction) -> Outcome {
+        let needs_pin = fields.pin;
+        let deadline = Instant::now() + timeout;
+        let action = dialog_action(req.action);
+        let Some(screen) = self.display() else {
+            tracing::error!(
+                action = ?action,
+                rp = ?req.rp_id,
+                "the desktop prompt cannot be shown: neither DISPLAY nor WAYLAND_DISPLAY is set; denying"
+            );
+            return Outcome::Denied;
+        };
+        let mut request = protocol::Request {
+            action,
+            rp_id: req.rp_id.clone(),
+            user_name: req.user_name.clone(),
+            needs_pin,
+            retries: fields.retries,
+            timeout_ms: timeout.as_millis() as u64,
+            new_pin_min_length: fields.new_pin,
+            message: None,
+            accounts: req
+                .accounts
+                .iter()
+                .map(|a| protocol::Account {
+                    user_name: a.user_name.clone(),
+                    display_name: a.display_name.clone(),
+                })
+                .collect(),
+        };
+        let mut line = request.to_line();
+        if request.accounts.len() > protocol::MAX_ACCOUNTS || line.len() > protocol::MAX_REQUEST_BYTES {
+            // The list is the site's to make long; the sign-in still works,
+            // with the platform's chooser instead of ours.
+            tracing::warn!(
+                accounts = request.accounts.len(),
+                bytes = line.len(),
+                "too many or too long account names for the dialog's list; the platform will choose"
+            );
+            request.accounts.clear();
+            line = request.to_line();
+        }
+        let offered = request.accounts.len();
+
+        let Some(mut child) = self.start(&line, Stdio::piped()) else {
+            return Outcome::Denied;
+        };
+        tracing::info!(action = ?action, rp = ?req.rp_id, needs_pin, accounts = offered, %screen, pid = child.id(), "desktop prompt shown");
 
         let (tx, rx) = mpsc::channel();
         let Some(mut stdout) = child.stdout.take() else {
@@ -266,7 +284,7 @@ impl DesktopPrompt {
             );
             return Outcome::Denied;
         }
-        let outcome = parse_answer(&answer, needs_pin, offered);
+        let outcome = parse_answer(&answer, fields, offered);
         let said = match &outcome {
             Outcome::Approved { .. } => "approved",
             Outcome::Denied => "denied",
@@ -280,7 +298,8 @@ impl DesktopPrompt {
 
 /// `offered`: how many accounts the request listed; an approval must then
 /// pick one of them, and may pick none otherwise.
-fn parse_answer(bytes: &[u8], needs_pin: bool, offered: usize) -> Outcome {
+fn parse_answer(bytes: &[u8], fields: Fields, offered: usize) -> Outcome {
+    let needs_pin = fields.pin;
     let parsed: protocol::Answer = match serde_json::from_slice(bytes) {
         Ok(a) => a,
         Err(e) => {
@@ -302,12 +321,26 @@ fn parse_answer(bytes: &[u8], needs_pin: bool, offered: usize) -> Outcome {
         );
         return Outcome::Denied;
     }
+    // A new PIN exactly when one was asked for; the dialog checked its
+    // length, and the authenticator checks it again.
+    let new_pin = parsed.new_pin.filter(|p| !p.is_empty());
+    if parsed.answer == Kind::Approve && new_pin.is_some() != fields.new_pin.is_some() {
+        tracing::error!(
+            "the desktop prompt approved with a new PIN where none was asked for, or without one; denying"
+        );
+        return Outcome::Denied;
+    }
     match (parsed.answer, parsed.pin) {
         (Kind::Approve, Some(pin)) if needs_pin && !pin.is_empty() => Outcome::Approved {
             pin: Some(pin),
             chosen,
+            new_pin,
         },
-        (Kind::Approve, None) if !needs_pin => Outcome::Approved { pin: None, chosen },
+        (Kind::Approve, None) if !needs_pin => Outcome::Approved {
+            pin: None,
+            chosen,
+            new_pin,
+        },
         (Kind::Approve, _) => {
             tracing::error!(
                 needs_pin,
@@ -416,8 +449,6 @@ impl UserPresence for DesktopOrPinentry {
         self.pick().request_verification(req, retries, timeout, io)
     }
 
-    /// pinentry's dialog has the repeated-entry field a new PIN needs, with
-    /// or without a display (its GNOME and Qt flavours are windows too).
     fn request_new_pin(
         &mut self,
         req: &PresenceRequest,
@@ -427,12 +458,12 @@ impl UserPresence for DesktopOrPinentry {
         timeout: Duration,
         io: &dyn Interaction,
     ) -> NewPin {
-        self.pinentry
+        self.pick()
             .request_new_pin(req, current, min_length, retries, timeout, io)
     }
 
     fn report(&mut self, req: &PresenceRequest, message: &str) {
-        self.pinentry.report(req, message)
+        self.pick().report(req, message)
     }
 }
 
@@ -451,7 +482,7 @@ impl UserPresence for DesktopPrompt {
         timeout: Duration,
         io: &dyn Interaction,
     ) -> Presence {
-        match self.ask(req, false, None, timeout, io) {
+        match self.ask(req, Fields::default(), timeout, io) {
             Outcome::Approved { chosen, .. } => Presence::Approved { chosen },
             Outcome::Denied => Presence::Refused(Refusal::Denied),
             Outcome::TimedOut => Presence::Refused(Refusal::TimedOut),
@@ -466,14 +497,85 @@ impl UserPresence for DesktopPrompt {
         timeout: Duration,
         io: &dyn Interaction,
     ) -> Verification {
-        match self.ask(req, true, Some(retries), timeout, io) {
+        let fields = Fields {
+            pin: true,
+            retries: Some(retries),
+            new_pin: None,
+        };
+        match self.ask(req, fields, timeout, io) {
             Outcome::Approved {
                 pin: Some(pin),
                 chosen,
+                ..
             } => Verification::Pin { pin, chosen },
             Outcome::Approved { pin: None, .. } | Outcome::Denied => Verification::Refused(Refusal::Denied),
             Outcome::TimedOut => Verification::Refused(Refusal::TimedOut),
             Outcome::Cancelled => Verification::Refused(Refusal::Cancelled),
+        }
+    }
+
+    fn request_new_pin(
+        &mut self,
+        req: &PresenceRequest,
+        current: bool,
+        min_length: u8,
+        retries: Option<u8>,
+        timeout: Duration,
+        io: &dyn Interaction,
+    ) -> NewPin {
+        let fields = Fields {
+            pin: current,
+            retries,
+            new_pin: Some(min_length),
+        };
+        match self.ask(req, fields, timeout, io) {
+            Outcome::Approved {
+                pin,
+                new_pin: Some(new),
+                ..
+            } => NewPin::Typed { current: pin, new },
+            Outcome::Approved { .. } | Outcome::Denied => NewPin::Refused(Refusal::Denied),
+            Outcome::TimedOut => NewPin::Refused(Refusal::TimedOut),
+            Outcome::Cancelled => NewPin::Refused(Refusal::Cancelled),
+        }
+    }
+
+    /// The dialog with the message and one button; not waited for (a
+    /// thread reaps it, and closes it after [`REPORT_TIMEOUT`]).
+    fn report(&mut self, req: &PresenceRequest, message: &str) {
+        tracing::warn!(rp = ?req.rp_id, "telling the person: {message}");
+        let line = protocol::Request {
+            action: protocol::Action::Failed,
+            rp_id: req.rp_id.clone(),
+            user_name: req.user_name.clone(),
+            needs_pin: false,
+            retries: None,
+            timeout_ms: REPORT_TIMEOUT.as_millis() as u64,
+            accounts: Vec::new(),
+            new_pin_min_length: None,
+            message: Some(message.to_owned()),
+        }
+        .to_line();
+        if self.display().is_none() {
+            return;
+        }
+        let Some(mut child) = self.start(&line, Stdio::null()) else {
+            return;
+        };
+        let reaper = std::thread::Builder::new()
+            .name("prompt-report".into())
+            .spawn(move || {
+                let deadline = Instant::now() + REPORT_TIMEOUT;
+                while Instant::now() < deadline {
+                    if let Ok(Some(_)) = child.try_wait() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                kill(&mut child);
+            });
+        if let Err(e) = reaper {
+            tracing::warn!("the failure message's dialog is not watched: {e}");
         }
     }
 }
@@ -696,6 +798,84 @@ mod tests {
                 "{body}"
             );
         }
+    }
+
+    fn change_pin() -> PresenceRequest {
+        PresenceRequest {
+            action: Action::ChangePin,
+            rp_id: String::new(),
+            user_name: None,
+            accounts: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_new_pin_is_asked_for_and_comes_back_only_when_asked() {
+        let mut f = fake(
+            r#"read -r req; printf '%s\n' "$req" > "$D/req"; echo '{"answer":"approve","pin":"1111","new_pin":"2222"}'"#,
+        );
+        match f
+            .prompt
+            .request_new_pin(&change_pin(), true, 6, Some(7), LONG, &NoInteraction)
+        {
+            NewPin::Typed { current, new } => {
+                assert_eq!(current.as_deref().map(String::as_str), Some("1111"));
+                assert_eq!(new.as_str(), "2222");
+            }
+            other => panic!("{other:?}"),
+        }
+        let sent: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(f.dir.path().join("req")).unwrap()).unwrap();
+        assert_eq!(sent["action"], "change_pin");
+        assert_eq!(sent["new_pin_min_length"], 6);
+        assert_eq!(sent["needs_pin"], true);
+        // No new PIN in the answer, or a current one that was not asked for.
+        for body in [
+            r#"read -r req; echo '{"answer":"approve","pin":"1111"}'"#,
+            r#"read -r req; echo '{"answer":"approve","pin":"1111","new_pin":""}'"#,
+        ] {
+            let mut f = fake(body);
+            assert!(
+                matches!(
+                    f.prompt
+                        .request_new_pin(&change_pin(), true, 6, Some(7), LONG, &NoInteraction),
+                    NewPin::Refused(Refusal::Denied)
+                ),
+                "{body}"
+            );
+        }
+        let mut f = fake(r#"read -r req; echo '{"answer":"approve","pin":"1111","new_pin":"2222"}'"#);
+        assert!(matches!(
+            f.prompt
+                .request_new_pin(&change_pin(), false, 6, None, LONG, &NoInteraction),
+            NewPin::Refused(Refusal::Denied)
+        ));
+        // A sign-in's answer with a new PIN in it is not an approval either.
+        let mut f = fake(r#"read -r req; echo '{"answer":"approve","new_pin":"2222"}'"#);
+        assert_eq!(
+            f.prompt.request_presence(&sign_in(), LONG, &NoInteraction),
+            Presence::Refused(Refusal::Denied)
+        );
+    }
+
+    #[test]
+    fn a_report_is_shown_and_not_waited_for() {
+        let mut f =
+            fake(r#"read -r req; printf '%s\n' "$req" > "$D/req.tmp"; mv "$D/req.tmp" "$D/req"; sleep 30"#);
+        let started = Instant::now();
+        f.prompt.report(&sign_in(), "The disk is full.");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the report waited for the dialog"
+        );
+        let path = f.dir.path().join("req");
+        while !path.exists() && started.elapsed() < LONG {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let sent: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(sent["action"], "failed");
+        assert_eq!(sent["message"], "The disk is full.");
+        assert_eq!(sent["rp_id"], "example.com");
     }
 
     #[test]
