@@ -5,6 +5,7 @@
 #   scripts/install.sh                 # build the Debian package, install it with apt, start your service
 #   scripts/install.sh --uninstall     # undo everything; your passkeys stay
 #   scripts/install.sh --uninstall --purge   # ... and delete your passkeys too
+#   scripts/install.sh --deb FILE      # install this package instead of building one
 #
 # What the package installs (docs/setup.md explains each piece; `localpasskey
 # doctor` checks each one and prints the fix):
@@ -29,8 +30,16 @@ ROOT=$(pwd)
 MODE=install
 PURGE=0
 START=1
-for arg in "$@"; do
+DEB=
+while [ "$#" -gt 0 ]; do
+    arg=$1
+    shift
     case "$arg" in
+        --deb)
+            [ "$#" -gt 0 ] || { echo "--deb needs the package's path" >&2; exit 2; }
+            DEB=$(realpath "$1")
+            shift
+            ;;
         --uninstall) MODE=uninstall ;;
         --purge) PURGE=1 ;;
         --no-start) START=0 ;;
@@ -80,22 +89,27 @@ if [ "$MODE" = uninstall ]; then
 fi
 
 # -------------------------------------------------------------------- install
-# 1. Build. Only what the build needs (scripts/install-deps.sh is for tests).
-need=()
-for p in build-essential pkg-config libtss2-dev libgtk-4-dev; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
-done
-if [ "${#need[@]}" -gt 0 ]; then
-    if command -v apt-get >/dev/null; then
-        log "installing build packages: ${need[*]}"
-        "${SUDO[@]}" apt-get install -y --no-install-recommends "${need[@]}"
-    else
-        warn "not Debian/Ubuntu: make sure a C compiler, pkg-config, tpm2-tss (libtss2) and GTK 4 are installed"
+# 1. Build, unless given a package built elsewhere (the same package: e.g.
+#    built once for several machines). Only what the build needs
+#    (scripts/install-deps.sh is for tests).
+if [ -z "$DEB" ]; then
+    need=()
+    for p in build-essential pkg-config libtss2-dev libgtk-4-dev; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
+    done
+    if [ "${#need[@]}" -gt 0 ]; then
+        if command -v apt-get >/dev/null; then
+            log "installing build packages: ${need[*]}"
+            "${SUDO[@]}" apt-get install -y --no-install-recommends "${need[@]}"
+        else
+            warn "not Debian/Ubuntu: make sure a C compiler, pkg-config, tpm2-tss (libtss2) and GTK 4 are installed"
+        fi
     fi
+    export PATH="$HOME/.cargo/bin:$PATH"
+    command -v cargo >/dev/null || { echo "cargo is missing: install Rust from https://rustup.rs" >&2; exit 1; }
+    DEB=$(scripts/build-deb.sh | tail -n 1)
 fi
-export PATH="$HOME/.cargo/bin:$PATH"
-command -v cargo >/dev/null || { echo "cargo is missing: install Rust from https://rustup.rs" >&2; exit 1; }
-deb=$(scripts/build-deb.sh | tail -n 1)
+deb=$DEB
 log "installing $deb with apt"
 "${SUDO[@]}" apt-get install -y --reinstall "$(realpath "$deb")"
 
@@ -113,8 +127,10 @@ done
 #    programs share the TPM safely. Group tss may open it; membership counts
 #    from the next login.
 getent group tss >/dev/null || "${SUDO[@]}" groupadd --system tss
+NEW_TSS=0
 if ! id -nG "$USER" | tr ' ' '\n' | grep -qx tss; then
     "${SUDO[@]}" usermod -aG tss "$USER"
+    NEW_TSS=1
     warn "you were added to the tss group: log out and in again before the service can use the TPM"
 fi
 
@@ -135,7 +151,11 @@ fi
 # each login); start it now for you.
 if have_user_systemd; then
     systemctl --user daemon-reload
-    if [ "$START" -eq 1 ]; then
+    # Until the next login your user manager runs without group tss, and the
+    # service would wait two minutes for /dev/tpmrm0 before failing.
+    if [ "$START" -eq 1 ] && [ "$NEW_TSS" -eq 1 ]; then
+        log "the service starts at your next login (group tss counts from then)"
+    elif [ "$START" -eq 1 ]; then
         systemctl --user restart localpasskey.service || warn "the service did not start: localpasskey doctor"
     fi
     log "service: $(systemctl --user is-active localpasskey.service 2>/dev/null || true)"
