@@ -5,6 +5,10 @@
 #
 #   scripts/build-deb.sh        # prints the path of the .deb on its last line
 #
+# LOCALPASSKEY_DEB_PROFILE=dev packages the debug build instead (the same
+# files; what scripts/test.sh has already built, so the system test does not
+# compile everything a second time).
+#
 # cargo-deb is installed with `cargo install` the first time. The package
 # description is [package.metadata.deb] in crates/localpasskey/Cargo.toml;
 # the files it ships are in packaging/.
@@ -17,9 +21,16 @@ if ! command -v cargo-deb >/dev/null 2>&1; then
     log "installing cargo-deb (cargo install cargo-deb --locked)"
     cargo install cargo-deb --locked --quiet
 fi
-log "building the release binaries"
-cargo build --release --locked -p localpasskey -p localpasskey-prompt -p localpasskey-manager -p localpasskey-broker >&2
+PROFILE=${LOCALPASSKEY_DEB_PROFILE:-release}
+log "building the binaries ($PROFILE profile)"
+if [ "$PROFILE" = dev ]; then
+    # What scripts/test.sh builds: the same features, so nothing compiles again.
+    cargo build --workspace --bins >&2
+else
+    cargo build --profile "$PROFILE" --locked -p localpasskey -p localpasskey-prompt -p localpasskey-manager \
+        -p localpasskey-broker >&2
+fi
 log "packaging"
-out=$(cargo deb -p localpasskey --no-build --strip 2>&1 | tee /dev/stderr | tail -n 1)
+out=$(cargo deb -p localpasskey --no-build --strip --profile "$PROFILE" 2>&1 | tee /dev/stderr | tail -n 1)
 [ -f "$out" ] || { echo "cargo deb made no package: $out" >&2; exit 1; }
 echo "$out"
