@@ -26,6 +26,8 @@ log() { printf '==> %s\n' "$*"; }
 # fido2-tools, openssh-client: the real clients of the VM tests (tests/vm).
 # qemu-system-x86, busybox-static, kmod, cpio: the throw-away VM with a kernel
 # that has uhid (tests/vm/build-image.sh downloads Debian's kernel package).
+# mmdebstrap, qemu-utils (qemu-img), e2fsprogs: tests/system builds a Debian 12
+#   image from Debian's packages and boots a throw-away overlay of it.
 # systemd: systemd-analyze checks the user unit scripts/install.sh writes.
 # libgtk-4-dev: builds localpasskey-prompt, the desktop dialog (GTK 4.8 on Debian 12).
 # libadwaita-1-dev: builds localpasskey-manager, the desktop app (libadwaita 1.2).
@@ -45,6 +47,7 @@ APT_PACKAGES=(
     build-essential pkg-config python3-venv python3-pip
     swtpm swtpm-tools tpm2-tools libtss2-dev fido2-tools openssh-client
     qemu-system-x86 busybox-static kmod cpio
+    mmdebstrap qemu-utils e2fsprogs
     libgtk-4-dev xvfb xdotool imagemagick fonts-dejavu-core pinentry-gtk2
     systemd dbus-daemon dbus-bin
     libadwaita-1-dev at-spi2-core python3-pyatspi gir1.2-atspi-2.0 desktop-file-utils

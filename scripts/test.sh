@@ -18,6 +18,11 @@
 #    in a throw-away qemu VM, driven by libfido2, OpenSSH and python-fido2;
 #    then the end-to-end suite's protocol files over /dev/hidrawN in such a VM
 #    (tests/vm/e2e.sh; LPK_E2E_FULL=1 for all of it)
+# 5b. the full-system test (tests/system, ~7 min; the Debian 12 image is built
+#    once, ~7.5 min, and cached): a booted Debian 12 with systemd, logind and a
+#    user logged in on tty1 installs the package (packaged from the debug
+#    build), reboots, and checks the broker, the service, udev, the clients,
+#    a second user on the seat, doctor, suspend/resume and the uninstall
 # 6. the crash soak (SIGKILL at random moments, SOAK_KILLS, default 25) and the
 #    two-channel soak (tests/soak)
 # 7. a short fuzz run of every cargo-fuzz target (FUZZ_SECONDS each, default 10)
@@ -135,6 +140,10 @@ if run_step "cargo build" cargo build --workspace --bins; then
     run_step "VM: uhid + real clients (tests/vm)" "$ROOT/tests/vm/run.sh" "$BIN" || true
     # The end-to-end suite's protocol files again, over /dev/hidrawN in the VM.
     run_step "VM: e2e suite over hidraw (tests/vm/e2e.sh)" "$ROOT/tests/vm/e2e.sh" "$BIN" || true
+    # A booted Debian 12 (systemd, logind, alice on tty1) installs our package
+    # as the README says, reboots and is checked as alice (tests/system).
+    run_step "system: Debian 12 booted (tests/system)" \
+        env LOCALPASSKEY_DEB_PROFILE=dev "$ROOT/tests/system/run.sh" || true
     run_step "crash soak (${SOAK_KILLS:-25} SIGKILLs)" \
         env LOCALPASSKEY_BIN="$BIN" TSS2_LOG=all+none "$ROOT/.venv/bin/python" "$ROOT/tests/soak/soak.py" crash \
         --kills "${SOAK_KILLS:-25}" || true
@@ -158,6 +167,7 @@ else
     skip_step "python-fido2 device suite (tests/device-suite)" "no binary"
     skip_step "desktop prompt (pytest tests/desktop)" "no binary"
     skip_step "VM: uhid + real clients (tests/vm)" "no binary"
+    skip_step "system: Debian 12 booted (tests/system)" "no binary"
     skip_step "crash soak" "no binary"
     skip_step "two-channel soak" "no binary"
 fi
