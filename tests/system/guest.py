@@ -641,18 +641,24 @@ def plug_shares() -> None:
     SHARES["up"] = True
 
 
-PACKAGED = ["/usr/bin/localpasskey", "/usr/bin/localpasskey-prompt", "/usr/libexec/localpasskey/localpasskey-broker",
-            "/usr/lib/systemd/system/localpasskey-broker.socket", "/usr/lib/systemd/system/localpasskey-broker.service",
-            "/usr/lib/systemd/user/localpasskey.service", "/usr/lib/udev/rules.d/69-localpasskey-snap.rules",
-            "/usr/lib/udev/rules.d/72-localpasskey.rules", "/usr/lib/modules-load.d/localpasskey.conf",
-            "/etc/systemd/user/default.target.wants/localpasskey.service",
-            "/etc/systemd/system/sockets.target.wants/localpasskey-broker.socket", BROKER_SOCK]
+# Besides the package's own files: what its scripts and units make.
+MADE = ["/etc/systemd/user/default.target.wants/localpasskey.service",
+        "/etc/systemd/system/sockets.target.wants/localpasskey-broker.socket", BROKER_SOCK]
+
+
+def packaged_files() -> list[str]:
+    """Every file and link the .deb ships (its directories may be shared)."""
+    out = run(["dpkg-deb", "--contents", LOCAL / "localpasskey.deb"]).stdout
+    return [line.split(None, 5)[5].split(" -> ")[0].lstrip(".") for line in out.splitlines()
+            if line[:1] in "-l" and len(line.split(None, 5)) == 6]
 
 
 def leftovers() -> list[str]:
     """What an uninstall must have removed: files, enablement links, the
     socket, the running units and the key itself."""
-    left = [p for p in PACKAGED if os.path.lexists(p)]
+    files = packaged_files()
+    assert "/usr/bin/localpasskey" in files, f"cannot read the package's file list: {files[:5]}"
+    left = [p for p in files + MADE if os.path.lexists(p)]
     if package_state() == "install ok installed":
         left.append("package still installed")
     for unit in ("localpasskey-broker.socket", "localpasskey-broker.service"):
