@@ -18,8 +18,8 @@
 #    in a throw-away qemu VM, driven by libfido2, OpenSSH and python-fido2;
 #    then the end-to-end suite's protocol files over /dev/hidrawN in such a VM
 #    (tests/vm/e2e.sh; LPK_E2E_FULL=1 for all of it)
-# 5b. the full-system test (tests/system, ~7 min; the Debian 12 image is built
-#    once, ~7.5 min, and cached): a booted Debian 12 with systemd, logind and a
+# 5b. the full-system test (tests/system, ~6-7 min; the Debian 12 image is
+#    built once, 2-7.5 min, and cached): a booted Debian 12 with systemd, logind and a
 #    user logged in on tty1 installs the package (packaged from the debug
 #    build), reboots, and checks the broker, the service, udev, the clients,
 #    a second user on the seat, doctor, suspend/resume and the uninstall
