@@ -40,14 +40,14 @@ impl std::fmt::Display for DaemonError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Self::NotFound => "That passkey is no longer on this computer.",
-            Self::Refused => "You declined in LocalPasskey's window. Nothing was changed.",
-            Self::TimedOut => "Nobody answered LocalPasskey's window in time. Nothing was changed.",
+            Self::Refused => "You declined in LocalPasskey’s window. Nothing was changed.",
+            Self::TimedOut => "Nobody answered LocalPasskey’s window in time. Nothing was changed.",
             Self::PinNotSet => "No PIN is set yet.",
             Self::PinAlreadySet => "A PIN is already set. Change it instead.",
             Self::PinInvalid => "The current PIN was wrong. Nothing was changed.",
             Self::PinBlocked => "The PIN is blocked: no tries are left.",
             Self::PinPolicy => "The new PIN was refused: it is too short or too simple.",
-            Self::AccessDenied => "LocalPasskey refused this app's request.",
+            Self::AccessDenied => "LocalPasskey refused this app’s request.",
             Self::Failed => "LocalPasskey could not do that.",
         })
     }

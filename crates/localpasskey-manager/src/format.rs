@@ -20,6 +20,8 @@ pub fn action(action: &str) -> &str {
     match action {
         "register" => "Passkey created",
         "sign_in" => "Sign-in",
+        "check" => "Passkey looked up",
+        "rename" => "Account renamed",
         "delete" => "Passkey deleted",
         "set_pin" => "PIN set",
         "change_pin" => "PIN change",

@@ -57,6 +57,7 @@ impl HealthPage {
             let (icon, meaning, css) = match f.status {
                 Status::Ok => ("emblem-ok-symbolic", "OK", "success"),
                 Status::Warn => ("dialog-warning-symbolic", "Warning", "warning"),
+                Status::Note => ("dialog-information-symbolic", "Note", ""),
                 Status::Fail => ("dialog-error-symbolic", "Problem", "error"),
             };
             let subtitle = if f.fix.is_empty() {

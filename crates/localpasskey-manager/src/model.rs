@@ -149,6 +149,8 @@ pub enum Status {
     /// Sorted first: problems lead the health page.
     Fail,
     Warn,
+    /// A fact worth knowing, nothing to fix (e.g. which TPM is used).
+    Note,
     Ok,
 }
 
@@ -166,6 +168,7 @@ impl Finding {
         let status = match string(d, "status").as_str() {
             "ok" => Status::Ok,
             "warn" => Status::Warn,
+            "info" => Status::Note,
             // An unknown status is shown as a problem rather than hidden.
             _ => Status::Fail,
         };
@@ -260,6 +263,8 @@ mod tests {
         assert_eq!(Finding::from_dict(&d).status, Status::Fail);
         let d = dict(vec![("status", Value::from("ok"))]);
         assert_eq!(Finding::from_dict(&d).status, Status::Ok);
+        let d = dict(vec![("status", Value::from("info"))]);
+        assert_eq!(Finding::from_dict(&d).status, Status::Note);
     }
 
     #[test]
