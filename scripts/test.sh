@@ -13,7 +13,9 @@
 #    transport, once per custody
 # 4. the desktop prompt (tests/desktop): the real GTK dialog on a private Xvfb,
 #    driven with the keyboard by xdotool, alone and behind the daemon;
-#    screenshots in test-output/prompt-*.png
+#    screenshots in test-output/prompt-*.png; then the manager app
+#    (tests/manager) on its own session bus and accessibility bus, driven
+#    through AT-SPI against the real daemon; screenshots in test-output/manager/
 # 5. the VM suite (tests/vm): the daemon as a real USB HID device through uhid
 #    in a throw-away qemu VM, driven by libfido2, OpenSSH and python-fido2;
 #    then the end-to-end suite's protocol files over /dev/hidrawN in such a VM
@@ -102,6 +104,22 @@ for custody in ("tpm", "soft"):
     print(f"  custody {custody}: {len(cases) - bad - skipped} passed, {bad} failed, {skipped} skipped")
 PY
     fi
+    if [ -n "${MANAGER_JUNIT:-}" ] && [ -s "$MANAGER_JUNIT" ]; then
+        python3 - "$MANAGER_JUNIT" <<'PY' || true
+import sys
+import xml.etree.ElementTree as ET
+
+root = ET.parse(sys.argv[1]).getroot()
+suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+n = {k: sum(int(s.get(k, 0)) for s in suites) for k in ("tests", "failures", "errors", "skipped")}
+failed = n["failures"] + n["errors"]
+for s in suites:
+    for case in s.iter("testcase"):
+        if case.find("failure") is not None or case.find("error") is not None:
+            print(f"  manager FAILED: {case.get('name')}")
+print(f"manager: {n['tests'] - failed - n['skipped']} passed, {failed} failed, {n['skipped']} skipped")
+PY
+    fi
     if [ "$FAILED" -eq 0 ]; then
         printf 'ALL CHECKS PASSED (%ss)\n' "$SECONDS"
     else
@@ -135,6 +153,12 @@ if run_step "cargo build" cargo build --workspace --bins; then
     run_step "desktop prompt (pytest tests/desktop)" \
         env LOCALPASSKEY_BIN="$BIN" "$ROOT/.venv/bin/python" -m pytest "$ROOT/tests/desktop" \
         -v -p no:cacheprovider || true
+    MANAGER_JUNIT="$ROOT/test-output/manager-junit.xml"
+    rm -f "$MANAGER_JUNIT"
+    run_step "manager app (tests/manager)" \
+        env LOCALPASSKEY_BIN="$BIN" LOCALPASSKEY_MANAGER_BIN="$ROOT/target/debug/localpasskey-manager" \
+        "$ROOT/.venv/bin/python" -m pytest "$ROOT/tests/manager" -v -p no:cacheprovider \
+        --junitxml="$MANAGER_JUNIT" || true
     # A real kernel HID device: qemu (TCG) with Debian's kernel, the daemon on
     # uhid + swtpm, and libfido2, OpenSSH and python-fido2 against /dev/hidrawN.
     run_step "VM: uhid + real clients (tests/vm)" "$ROOT/tests/vm/run.sh" "$BIN" || true
@@ -166,6 +190,7 @@ else
     skip_step "end-to-end (pytest tests/e2e)" "no binary"
     skip_step "python-fido2 device suite (tests/device-suite)" "no binary"
     skip_step "desktop prompt (pytest tests/desktop)" "no binary"
+    skip_step "manager app (tests/manager)" "no binary"
     skip_step "VM: uhid + real clients (tests/vm)" "no binary"
     skip_step "system: Debian 12 booted (tests/system)" "no binary"
     skip_step "crash soak" "no binary"
