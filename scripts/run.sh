@@ -162,10 +162,7 @@ else
     echo "            by itself and any local user can reach it: its data and its own" >&2
     echo "            software TPM live in $work," >&2
     echo "            deleted when it stops." >&2
-    # Its own session: a Ctrl-C reaches this script alone, whose trap then
-    # stops the daemon. Were both to get it, the daemon could exit before
-    # the script ran its trap, and the script would end 0 instead of 130.
-    setsid "$bin" run --transport udp --presence approve --data-dir "$data" --tpm "$tpm" "$@" &
+    "$bin" run --transport udp --presence approve --data-dir "$data" --tpm "$tpm" "$@" &
     daemon_pid=$!
 fi
 status=0

@@ -59,6 +59,13 @@ def processes_mentioning(text: str) -> list[str]:
     return found
 
 
+def _as_from_a_terminal() -> None:
+    """A shell started from a terminal has SIGINT at its default; a test
+    runner's worker may ignore it, and a script cannot trap a signal it was
+    started ignoring (so its Ctrl-C trap would never run)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("stop", ["ctrl-c", "kill-script"])
 def test_run_sh_simulation_never_touches_the_users_passkeys(tmp_path, stop):
     assert not Path("/dev/uhid").exists(), "this test expects a machine without /dev/uhid"
@@ -90,7 +97,7 @@ def run_and_check(home: Path, xdg: Path, tmp: Path, tmp_path: Path, stop: str) -
     with open(log, "wb") as err:
         proc = subprocess.Popen(["bash", str(lpk.REPO / "scripts/run.sh"), "--listen", f"127.0.0.1:{port}"],
                                 cwd=lpk.REPO, env=env, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=_as_from_a_terminal)
     try:
         # The stderr of `proc` is a file: give wait_for_init something to read on failure.
         proc.stderr = open(log)
