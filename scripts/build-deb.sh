@@ -9,7 +9,7 @@
 # files; what scripts/test.sh has already built, so the system test does not
 # compile everything a second time).
 #
-# cargo-deb is installed with `cargo install` the first time. The package
+# cargo-deb (a pinned version) is installed with `cargo install` the first time. The package
 # description is [package.metadata.deb] in crates/localpasskey/Cargo.toml;
 # the files it ships are in packaging/.
 set -euo pipefail
@@ -17,9 +17,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 log() { printf '==> %s\n' "$*" >&2; }
 
-if ! command -v cargo-deb >/dev/null 2>&1; then
-    log "installing cargo-deb (cargo install cargo-deb --locked)"
-    cargo install cargo-deb --locked --quiet
+# Pinned: cargo-deb warns that packaging the dev profile will become an
+# error, and a fresh machine must get the version this script was tested with.
+CARGO_DEB_VERSION=3.8.0
+if ! cargo deb --version 2>/dev/null | grep -qx "cargo-deb $CARGO_DEB_VERSION"; then
+    log "installing cargo-deb $CARGO_DEB_VERSION (cargo install --locked)"
+    cargo install cargo-deb --version "$CARGO_DEB_VERSION" --locked --quiet
 fi
 PROFILE=${LOCALPASSKEY_DEB_PROFILE:-release}
 log "building the binaries ($PROFILE profile)"

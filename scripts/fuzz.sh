@@ -21,9 +21,10 @@ TARGETS=("$@")
 [ "${#TARGETS[@]}" -gt 0 ] || TARGETS=(ctap_command ctap_real client_pin ctaphid broker)
 SANITIZER=${FUZZ_SANITIZER:-address}
 
-if ! command -v cargo-fuzz >/dev/null 2>&1; then
-    echo "==> installing cargo-fuzz"
-    cargo install cargo-fuzz --locked --quiet
+CARGO_FUZZ_VERSION=0.13.2
+if ! cargo fuzz --version 2>/dev/null | grep -qx "cargo-fuzz $CARGO_FUZZ_VERSION"; then
+    echo "==> installing cargo-fuzz $CARGO_FUZZ_VERSION"
+    cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked --quiet
 fi
 export RUSTC_BOOTSTRAP=1
 # cargo caches what rustc said about the target in this file without keying
