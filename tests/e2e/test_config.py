@@ -1,5 +1,6 @@
 """authenticatorConfig through `fido2.ctap2.Config`: setMinPINLength (RP
-list, forceChangePin), toggleAlwaysUv refused, no enterprise attestation.
+list, forceChangePin), toggleAlwaysUv refused, no enterprise attestation on a
+device that is not enrolled (test_enterprise_attestation.py enrols one).
 Both custodies."""
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ def config(daemon, protocol: int = 2) -> Config:
 def test_config_refuses_to_turn_off_always_uv_and_has_no_enterprise_attestation(daemon):
     for protocol in (1, 2):
         expect_status(lpk.OPERATION_DENIED, config(daemon, protocol).toggle_always_uv)
-    # No attestation certificate at all, by design: the subcommand is not supported.
+    # Not enrolled, so not enterprise attestation capable: no such subcommand.
     expect_status(lpk.INVALID_SUBCOMMAND, config(daemon).enable_enterprise_attestation)
     info = get_info(daemon)
     assert info[0x04]["alwaysUv"] is True and "ep" not in info[0x04]

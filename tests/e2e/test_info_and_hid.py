@@ -65,7 +65,8 @@ def _check_info(ctap2, options: dict) -> dict:
     assert rest == {k: v for k, v in expected.items() if k not in (0x01, 0x03, 0x04)}, (
         f"GetInfo {rest}"
     )
-    # Nothing claimed that is not there: no bio enrolment, no enterprise attestation.
+    # Nothing claimed that is not there: no bio enrolment, no enterprise
+    # attestation on a device that is not enrolled.
     for opt in ("bioEnroll", "uvBioEnroll", "userVerificationMgmtPreview", "ep",
                 "noMcGaPermissionsWithClientPin", "uvAcfg"):
         assert opt not in raw[0x04], f"option {opt} claimed"

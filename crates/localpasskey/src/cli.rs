@@ -1,4 +1,4 @@
-//! The command line: `run`, `list`, `delete`, `info`, `power-cycle`.
+//! The command line: `run`, `list`, `delete`, `info`, `pin`, `enterprise`, `power-cycle`, ...
 
 use crate::client::{self, Client};
 use crate::daemon;
@@ -105,6 +105,18 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Enterprise attestation: enrol this TPM's attestation key with an
+    /// enterprise CA (docs/enterprise-attestation.md). Stop the daemon first.
+    Enterprise {
+        #[command(subcommand)]
+        action: EnterpriseAction,
+        /// The TPM (TCTI), as the daemon uses it.
+        #[arg(long, global = true, env = "LOCALPASSKEY_TPM", default_value = lp_tpm::DEFAULT_TCTI)]
+        tpm: String,
+        /// Read the PIN from standard input instead of the terminal.
+        #[arg(long, global = true)]
+        pin_stdin: bool,
+    },
     /// Time a running daemon end to end (prints figures; see scripts/bench.sh).
     #[command(hide = true)]
     Bench {
@@ -143,6 +155,32 @@ enum PinAction {
     Change,
     /// Whether a PIN is set and how many tries are left.
     Status,
+}
+
+#[derive(Subcommand)]
+enum EnterpriseAction {
+    /// Make an attestation key in the TPM (asks for the PIN) and write the
+    /// enrolment request for the enterprise CA.
+    Request {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Activate the CA's answer in the TPM (asks for the PIN) and install
+    /// the certificate, with the RP IDs that get vendor-facilitated
+    /// enterprise attestation.
+    Install {
+        response: PathBuf,
+        /// An RP ID (repeat for several).
+        #[arg(long = "rp-id")]
+        rp_ids: Vec<String>,
+    },
+    /// Whether this device is enrolled, enabled, and for which RP IDs.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget the enrolment (the device gives no enterprise attestation any more).
+    Remove,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -285,6 +323,11 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Doctor { tpm, transport } => doctor::run(&dir, &tpm, transport == TransportKind::Uhid),
         Command::TpmProtect { tpm, yes } => crate::tpm_protect::run(&normalise_tcti(&tpm), yes),
         Command::Uninstall { purge, yes, root } => crate::uninstall::run(&dir, purge, yes, &root),
+        Command::Enterprise {
+            action,
+            tpm,
+            pin_stdin,
+        } => enterprise(&dir, action, &normalise_tcti(&tpm), pin_stdin),
         Command::Bench { to, pin, rounds } => crate::bench::run(to, &pin, rounds),
         Command::PowerCycle { to } => {
             let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
@@ -965,6 +1008,40 @@ fn info(store: &SqliteStore, json: bool) -> Result<()> {
     println!("Key custody:  tpm (insecure-software for tests and simulation only)");
     println!("Transports:   uhid (USB security key), udp simulation");
     Ok(())
+}
+
+/// The enterprise commands work on the store and the TPM directly, so the
+/// daemon must not hold them (see enterprise.rs).
+fn enterprise(dir: &Path, action: EnterpriseAction, tcti: &str, pin_stdin: bool) -> Result<()> {
+    if matches!(
+        action,
+        EnterpriseAction::Request { .. } | EnterpriseAction::Install { .. } | EnterpriseAction::Remove
+    ) && Source::open(dir)?.is_daemon()
+    {
+        bail!(
+            "the daemon is running on {}: stop it first (systemctl --user stop localpasskey), \
+             the enrolment needs the TPM and the store to itself",
+            dir.display()
+        );
+    }
+    if !dir.join(crate::store_sqlite::DB_FILE_NAME).exists() {
+        bail!("no LocalPasskey data in {}: set a PIN first", dir.display());
+    }
+    let mut store = SqliteStore::open(dir)?;
+    match action {
+        EnterpriseAction::Request { out } => {
+            harden_process();
+            let pin = read_pin("PIN: ", pin_stdin)?;
+            crate::enterprise::request(&mut store, tcti, &pin, &out)
+        }
+        EnterpriseAction::Install { response, rp_ids } => {
+            harden_process();
+            let pin = read_pin("PIN: ", pin_stdin)?;
+            crate::enterprise::install(&mut store, tcti, &pin, &response, rp_ids)
+        }
+        EnterpriseAction::Status { json } => crate::enterprise::status(&store, json),
+        EnterpriseAction::Remove => crate::enterprise::remove(&mut store),
+    }
 }
 
 fn read_pin(prompt: &str, from_stdin: bool) -> Result<zeroize::Zeroizing<String>> {

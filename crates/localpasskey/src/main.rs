@@ -6,6 +6,7 @@ mod client;
 mod daemon;
 mod dbus;
 mod doctor;
+mod enterprise;
 mod manager;
 mod pinentry;
 mod presence;

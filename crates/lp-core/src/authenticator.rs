@@ -426,6 +426,8 @@ use pin_state::{Pin, PinState};
 mod client_pin;
 mod config;
 mod cred_mgmt;
+mod enterprise;
+pub use enterprise::unlock_with_pin;
 mod get_assertion;
 mod get_info;
 mod large_blobs;

@@ -168,6 +168,18 @@ pub struct NewKey {
     pub public: PublicKey,
 }
 
+/// A TPM2_Certify statement about one credential key, signed by the
+/// custody's attestation key: the parts of a WebAuthn `tpm` attestation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Certification {
+    /// TPMS_ATTEST, as the attestation key signed it (`certInfo`).
+    pub cert_info: Vec<u8>,
+    /// The attestation key's ES256 signature over `cert_info`, ASN.1 DER (`sig`).
+    pub signature: Vec<u8>,
+    /// The certified key's TPMT_PUBLIC (`pubArea`).
+    pub public_area: Vec<u8>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CustodyError {
     /// The blob is not one this custody made (or it is corrupt).
@@ -275,6 +287,31 @@ pub trait KeyCustody: Send {
         old: &[u8; 32],
         new: &[u8; 32],
     ) -> Result<Vec<u8>, CustodyError>;
+
+    /// Whether this custody has attestation keys that can certify its
+    /// credential keys (enterprise attestation). Only the TPM has.
+    fn can_certify(&self) -> bool {
+        false
+    }
+
+    /// A new credential key for `alg` that [`KeyCustody::certify`] can
+    /// describe, or None where this custody cannot certify that algorithm.
+    fn create_certifiable_key(&mut self, _alg: Algorithm) -> Result<Option<NewKey>, CustodyError> {
+        Ok(None)
+    }
+
+    /// Certify the key in `key_blob` with the attestation key in
+    /// `attestation_key` over `qualifying_data` (the vault must be unlocked).
+    fn certify(
+        &mut self,
+        _attestation_key: &[u8],
+        _key_blob: &[u8],
+        _qualifying_data: &[u8],
+    ) -> Result<Certification, CustodyError> {
+        Err(CustodyError::Backend(
+            "this custody has no attestation key".into(),
+        ))
+    }
 
     /// Forget the authorisation and unload everything loaded under the vault.
     fn lock(&mut self);

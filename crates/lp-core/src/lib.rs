@@ -14,6 +14,7 @@ pub mod cbor;
 pub mod clock;
 pub mod ctaphid;
 pub mod custody;
+pub mod enterprise;
 pub mod extensions;
 pub mod persistent_token;
 pub mod pin;

@@ -57,6 +57,7 @@
 //!   Rust cannot scrub: the binary disables core dumps.
 #![forbid(unsafe_code)]
 
+pub mod attestation;
 mod gate;
 mod lockout;
 mod support;
@@ -369,7 +370,10 @@ fn credential_algorithm(public: &Public) -> Result<Option<Algorithm>, TpmError> 
         return Ok(Some(Algorithm::Es256));
     }
     for alg in Algorithm::ALL {
-        if matches_template(public, &[credential_template_for(alg)?]) {
+        let certifiable = attestation::certifiable_template(alg)?;
+        if matches_template(public, &[credential_template_for(alg)?])
+            || certifiable.is_some_and(|t| matches_template(public, &[t]))
+        {
             return Ok(Some(alg));
         }
     }
@@ -1190,7 +1194,8 @@ impl TpmCustody {
                 },
             ),
         };
-        let templates = [credential_template_for(alg)?, legacy_credential_template()?];
+        let mut templates = vec![credential_template_for(alg)?, legacy_credential_template()?];
+        templates.extend(attestation::certifiable_template(alg)?);
         let key = self.loaded_key(KEY_TAG, &templates, blob)?;
         let digest = Digest::try_from(digest)?;
         // "No ticket": only restricted keys need proof the TPM hashed the data.
@@ -2266,6 +2271,34 @@ impl KeyCustody for TpmCustody {
     ) -> Result<Vec<u8>, CustodyError> {
         let vault = VaultBlob::from_bytes(vault)?;
         Ok(TpmCustody::commit_change(self, &vault, old, new)?.to_bytes())
+    }
+
+    fn can_certify(&self) -> bool {
+        true
+    }
+
+    fn create_certifiable_key(&mut self, alg: Algorithm) -> Result<Option<NewKey>, CustodyError> {
+        if attestation::certifiable_template(alg)?.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(
+            self.surviving_reset(|s| s.create_certifiable_credential(alg))?,
+        ))
+    }
+
+    fn certify(
+        &mut self,
+        attestation_key: &[u8],
+        key_blob: &[u8],
+        qualifying_data: &[u8],
+    ) -> Result<lp_core::custody::Certification, CustodyError> {
+        let c =
+            self.surviving_reset(|s| TpmCustody::certify(s, attestation_key, key_blob, qualifying_data))?;
+        Ok(lp_core::custody::Certification {
+            cert_info: c.cert_info,
+            signature: c.signature,
+            public_area: c.public_area,
+        })
     }
 
     fn lock(&mut self) {

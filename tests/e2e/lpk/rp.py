@@ -22,7 +22,7 @@ from typing import Any
 
 import webauthn
 from webauthn.helpers.cose import COSEAlgorithmIdentifier
-from fido2.attestation import Attestation, AttestationType
+from fido2.attestation import Attestation, AttestationType, AttestationVerifier
 from fido2.client import DefaultClientDataCollector, Fido2Client, UserInteraction
 from fido2.ctap import STATUS, CtapError
 from fido2.ctap2 import ClientPin, Ctap2, PinProtocolV1, PinProtocolV2
@@ -111,6 +111,26 @@ def verify_packed_self(attestation_object, client_data_hash: bytes) -> None:
     assert result.attestation_type == AttestationType.SELF, result.attestation_type
 
 
+class PinnedRootVerifier(AttestationVerifier):
+    """python-fido2's attestation verifier with these PEM roots as its only
+    trust anchors: every attestation must carry a chain (x5c) to one of them."""
+
+    def __init__(self, roots_pem: list[bytes]):
+        super().__init__()
+        from cryptography import x509 as _x509
+        from cryptography.hazmat.primitives.serialization import Encoding
+        self.roots = [_x509.load_pem_x509_certificate(r) for r in roots_pem]
+        self._der = {r.subject: r.public_bytes(Encoding.DER) for r in self.roots}
+
+    def ca_lookup(self, attestation_result, auth_data):
+        from cryptography import x509 as _x509
+        chain = attestation_result.trust_path
+        if not chain:
+            return None
+        last = _x509.load_der_x509_certificate(chain[-1])
+        return self._der.get(last.issuer)
+
+
 @dataclass
 class Registered:
     """What a relying party keeps about one credential."""
@@ -136,16 +156,21 @@ class RelyingParty:
     """A WebAuthn relying party whose every check is done twice, by two libraries."""
 
     def __init__(self, rp_id: str = "example.com", origin: str | None = None, attestation: str = "direct",
-                 algorithms: list[int] | None = None):
+                 algorithms: list[int] | None = None, attestation_roots: list[bytes] | None = None):
         """`algorithms`: pubKeyCredParams in order (fido2's default list, ES256
-        first, if None); the authenticator must pick the first it supports."""
+        first, if None); the authenticator must pick the first it supports.
+        `attestation_roots`: PEM roots an attestation with a certificate
+        (enterprise `tpm`) must chain to, pinned in both verifiers; without
+        them only packed self-attestation is accepted."""
         self.rp_id = rp_id
         self.origin = origin or f"https://{rp_id}"
         self.attestation = attestation
+        self.attestation_roots = attestation_roots
         self.server = Fido2Server(
             {"id": rp_id, "name": f"RP {rp_id}"},
             attestation=attestation,
-            verify_attestation=verify_packed_self,
+            verify_attestation=(PinnedRootVerifier(attestation_roots) if attestation_roots
+                                else verify_packed_self),
         )
         self.expected_alg = ES256
         if algorithms is not None:
@@ -212,6 +237,11 @@ class RelyingParty:
         if _py_webauthn_knows(self.expected_alg):
             # 2. py_webauthn, from the JSON a browser would send.
             as_json = json.loads(json.dumps(dict(response), default=_json_default))
+            roots = {}
+            if self.attestation_roots:
+                # Pinned: without roots py_webauthn skips the chain silently.
+                from webauthn.helpers.structs import AttestationFormat
+                roots = {"pem_root_certs_bytes_by_fmt": {AttestationFormat.TPM: list(self.attestation_roots)}}
             v = webauthn.verify_registration_response(
                 credential=as_json,
                 expected_challenge=challenge,
@@ -220,6 +250,7 @@ class RelyingParty:
                 require_user_presence=True,
                 require_user_verification=True,
                 supported_pub_key_algs=[COSEAlgorithmIdentifier(self.expected_alg)],
+                **roots,
             )
             assert v.fmt == expect_fmt, v.fmt
             assert v.aaguid == AAGUID_STR, v.aaguid

@@ -51,6 +51,41 @@ class SwtpmError(Exception):
     pass
 
 
+def provision_ek_certificate(state_dir: Path, ca_dir: Path) -> None:
+    """Manufacture a TPM state in `state_dir` with EK certificates from the
+    local CA in `ca_dir` (a private swtpm_setup/swtpm_localca configuration:
+    nothing of /etc or /var/lib is used)."""
+    ca_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    conf = ca_dir / "swtpm-localca.conf"
+    conf.write_text(
+        f"statedir = {ca_dir}\nsigningkey = {ca_dir}/signkey.pem\n"
+        f"issuercert = {ca_dir}/issuercert.pem\ncertserial = {ca_dir}/certserial\n"
+    )
+    options = ca_dir / "swtpm-localca.options"
+    options.write_text("--platform-manufacturer LocalPasskeyTests\n--platform-version 1\n--platform-model swtpm\n")
+    setup = ca_dir / "swtpm_setup.conf"
+    setup.write_text(
+        "create_certs_tool = /usr/bin/swtpm_localca\n"
+        f"create_certs_tool_config = {conf}\ncreate_certs_tool_options = {options}\n"
+        "active_pcr_banks = sha256\n"
+    )
+    r = subprocess.run(
+        ["swtpm_setup", "--tpm2", "--tpmstate", str(state_dir), "--create-ek-cert",
+         "--create-platform-cert", "--config", str(setup), "--overwrite"],
+        capture_output=True, text=True, timeout=60, env=tss_env(),
+    )
+    if r.returncode != 0:
+        raise SwtpmError(f"swtpm_setup failed: {r.stdout}{r.stderr}")
+    for f in state_dir.iterdir():
+        os.chmod(f, 0o600)
+
+
+def ek_roots(ca_dir: Path) -> list[Path]:
+    """The local TPM-maker CA's certificates: its root and its issuing CA."""
+    return [Path(ca_dir) / "swtpm-localca-rootca-cert.pem", Path(ca_dir) / "issuercert.pem"]
+
+
 class Swtpm:
     """One swtpm (TPM 2.0), reached only through a unix socket.
 
@@ -65,12 +100,21 @@ class Swtpm:
     same one: key blobs only load in the TPM that made them.
     """
 
-    def __init__(self, state_dir: Path, uid: int | None = None, log: Path | None = None):
+    def __init__(self, state_dir: Path, uid: int | None = None, log: Path | None = None,
+                 ek_ca: Path | None = None):
         """`uid`: run swtpm as that user (its directories are then that
-        user's), as a daemon of another uid than the test's needs."""
+        user's), as a daemon of another uid than the test's needs.
+
+        `ek_ca`: a directory for a local TPM-maker CA (swtpm_localca makes
+        it on first use; several TPMs may share it). The TPM is then
+        manufactured with `swtpm_setup --create-ek-cert`: an RSA EK
+        certificate at NV 0x01C00002 issued by that CA, whose certificates
+        `ek_roots(ek_ca)` lists."""
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.state_dir, 0o700)
+        if ek_ca is not None and not any(self.state_dir.iterdir()):
+            provision_ek_certificate(self.state_dir, Path(ek_ca))
         self.uid = uid
         self.socket_dir: Path | None = None
         self.proc: subprocess.Popen | None = None

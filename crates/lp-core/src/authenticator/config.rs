@@ -1,7 +1,8 @@
-//! authenticatorConfig (0x0D), CTAP 2.1 §6.11: the minimum PIN length policy.
+//! authenticatorConfig (0x0D), CTAP 2.1 §6.11: the minimum PIN length
+//! policy, and enabling enterprise attestation on an enrolled authenticator.
 //!
-//! Enterprise attestation is not supported at all, and alwaysUv cannot be
-//! turned off: every signature of ours needs verification, on purpose.
+//! alwaysUv cannot be turned off: every signature of ours needs
+//! verification, on purpose.
 
 use super::{Authenticator, CtapResult};
 use crate::cbor;
@@ -30,9 +31,10 @@ impl Authenticator {
             .check(version, &message, param, permission::ACFG, None, now)?;
 
         match Subcommand::from_byte(req.subcommand) {
-            // No enterprise attestation here: we have no attestation
-            // certificate at all, by design (self attestation only).
-            Some(Subcommand::EnableEnterpriseAttestation) | None => Err(CtapError::InvalidSubcommand),
+            // Only an enrolled authenticator is enterprise attestation
+            // capable (see `enterprise.rs`); the others have no such subcommand.
+            Some(Subcommand::EnableEnterpriseAttestation) => self.enable_enterprise_attestation(),
+            None => Err(CtapError::InvalidSubcommand),
             // §6.11.2: an authenticator that cannot turn alwaysUv off says so.
             Some(Subcommand::ToggleAlwaysUv) => Err(CtapError::OperationDenied),
             Some(Subcommand::SetMinPinLength) => self.set_min_pin_length(req.sub_params),

@@ -30,6 +30,11 @@ impl Authenticator {
             ("authnrCfg", true),
             ("setMinPINLength", true),
         ];
+        // Present only when enrolled (enterprise attestation capable).
+        let ep = self.ep_option()?;
+        if let Some(enabled) = ep {
+            options.push(("ep", enabled));
+        }
         if self.user.can_verify() {
             // Built-in verification is our own prompt asking for the PIN, so
             // it is "configured" exactly when a PIN is set.
@@ -63,7 +68,12 @@ impl Authenticator {
             max_rp_ids_for_set_min_pin_length: config::MAX_MIN_PIN_LENGTH_RPS,
             remaining_discoverable_credentials: cred_mgmt::MAX_DISCOVERABLE
                 .saturating_sub(self.store.count_discoverable()?),
-            attestation_formats: vec!["packed", "none"],
+            // `tpm` is what an enabled enterprise attestation gives.
+            attestation_formats: if ep == Some(true) {
+                vec!["packed", "tpm", "none"]
+            } else {
+                vec!["packed", "none"]
+            },
             max_pin_length: pin::MAX_PIN_BYTES,
             enc_identifier,
             enc_cred_store_state,

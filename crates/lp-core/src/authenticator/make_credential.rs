@@ -39,10 +39,9 @@ impl Authenticator {
         if req.options.up == Some(false) || (req.options.uv == Some(true) && !self.user.can_verify()) {
             return Err(CtapError::InvalidOption);
         }
-        // We are not enterprise-attestation capable (§6.1.2 step 9).
-        if req.enterprise_attestation.is_some() {
-            return Err(CtapError::InvalidParameter);
-        }
+        // §6.1.2 step 9: the enrolment to attest with, if this request gets
+        // an enterprise attestation (see `enterprise::decide`).
+        let enterprise = self.enterprise_decision(req.enterprise_attestation, &req.rp.id)?;
         let discoverable = req.options.rk.unwrap_or(false);
         let ext = extensions::McInputs::parse(req.extensions.clone())?;
         if discoverable && self.store.count_discoverable()? >= cred_mgmt::MAX_DISCOVERABLE {
@@ -79,7 +78,17 @@ impl Authenticator {
             self.pin.token().spend();
         }
 
-        let key = self.custody.create_key(alg)?;
+        // A key the attestation key can certify (RSA keys cannot be: they
+        // get the normal attestation).
+        let certifiable = match enterprise {
+            Some(_) => self.custody.create_certifiable_key(alg)?,
+            None => None,
+        };
+        let enterprise = enterprise.filter(|_| certifiable.is_some());
+        let key = match certifiable {
+            Some(key) => key,
+            None => self.custody.create_key(alg)?,
+        };
         let cose_key = cose_public_key(&key.public)?;
         let mut id = vec![0u8; CREDENTIAL_ID_LEN];
         OsRng.fill_bytes(&mut id);
@@ -111,7 +120,13 @@ impl Authenticator {
             Some((&cred.id, &cred.public_key_cose)),
             made.outputs.as_deref(),
         );
-        let (fmt, att_stmt) = self.attestation(&req, &cred, alg, &auth_data)?;
+        let (fmt, att_stmt) = match &enterprise {
+            Some(e) => (
+                "tpm",
+                self.enterprise_statement(e, &cred.key_blob, &auth_data, &req.client_data_hash)?,
+            ),
+            None => self.attestation(&req, &cred, alg, &auth_data)?,
+        };
         // Stored (durably) before the answer leaves: an acknowledged credential is never lost.
         let account = super::verification::account_label(&cred);
         self.note(Act::Register, &cred.rp_id, account.as_deref(), Outcome::Approved);
@@ -121,6 +136,7 @@ impl Authenticator {
             fmt,
             auth_data,
             att_stmt,
+            ep_att: enterprise.is_some(),
             large_blob_key: made.large_blob_key,
         };
         Ok(Some(response.into()))

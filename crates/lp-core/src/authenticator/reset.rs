@@ -24,6 +24,12 @@ impl Authenticator {
         for key in pin::meta::ALL {
             self.store.delete_meta(key)?;
         }
+        // The attestation key was the revoked vault's child: the enrolment
+        // is gone with it, and `ep` with it (a Reset makes the device
+        // anonymous again; the administrator enrols it anew).
+        for key in crate::enterprise::meta::ALL {
+            self.store.delete_meta(key)?;
+        }
         self.forget_large_blobs()?;
         self.pin.forget();
         self.listing = None;

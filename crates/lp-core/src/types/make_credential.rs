@@ -2,7 +2,7 @@
 
 use super::{cred_params, descriptor_list, opt, options, rp_entity, string_list, user_entity};
 use super::{CredentialDescriptor, Options, RpEntity, UserEntity};
-use crate::cbor::{self, int_map, RequestMap};
+use crate::cbor::{self, int_map, text_map, RequestMap};
 use crate::status::CtapError;
 use ciborium::value::Value;
 use std::collections::BTreeMap;
@@ -54,7 +54,35 @@ pub struct Response {
     pub fmt: &'static str,
     pub auth_data: Vec<u8>,
     pub att_stmt: Value,
+    /// epAtt (0x04): present, and true, exactly when the statement is an
+    /// enterprise attestation (§6.1.2 step 9).
+    pub ep_att: bool,
     pub large_blob_key: Option<Vec<u8>>,
+}
+
+/// WebAuthn §8.3's `tpm` attestation statement: `ver` "2.0", `alg` (the
+/// attestation key's COSE algorithm), `x5c` (its certificate, then the
+/// chain), `sig` (the raw signature, DER for ECDSA: not a TPMT_SIGNATURE),
+/// `certInfo` (TPMS_ATTEST) and `pubArea` (TPMT_PUBLIC), both without a
+/// TPM2B size prefix.
+pub fn tpm_attestation_statement(
+    alg: i64,
+    x5c: &[Vec<u8>],
+    sig: Vec<u8>,
+    cert_info: Vec<u8>,
+    pub_area: Vec<u8>,
+) -> Value {
+    text_map([
+        ("ver", Value::Text("2.0".into())),
+        ("alg", Value::Integer(alg.into())),
+        (
+            "x5c",
+            Value::Array(x5c.iter().cloned().map(Value::Bytes).collect()),
+        ),
+        ("sig", Value::Bytes(sig)),
+        ("certInfo", Value::Bytes(cert_info)),
+        ("pubArea", Value::Bytes(pub_area)),
+    ])
 }
 
 impl From<Response> for Value {
@@ -64,6 +92,9 @@ impl From<Response> for Value {
             (0x02, Value::Bytes(r.auth_data)),
             (0x03, r.att_stmt),
         ];
+        if r.ep_att {
+            m.push((0x04, Value::Bool(true)));
+        }
         if let Some(k) = r.large_blob_key {
             m.push((0x05, Value::Bytes(k)));
         }
@@ -75,7 +106,7 @@ impl From<Response> for Value {
 mod tests {
     use super::*;
     use crate::types::{GetAssertionRequest, Options};
-    use cbor::{encode, int_map, text_map};
+    use cbor::encode;
 
     fn mc_map(skip: Option<u64>) -> Vec<u8> {
         let entries = [
@@ -142,6 +173,37 @@ mod tests {
             e.push((Value::Text("odd".into()), Value::Null));
         }
         assert!(Request::decode(&encode(&m)).is_ok());
+    }
+
+    #[test]
+    fn the_tpm_statement_is_in_canonical_order() {
+        let stmt = tpm_attestation_statement(-7, &[vec![0x30]], vec![1], vec![2], vec![3]);
+        let keys: Vec<String> = stmt
+            .as_map()
+            .unwrap()
+            .iter()
+            .map(|(k, _)| k.as_text().unwrap().to_string())
+            .collect();
+        assert_eq!(keys, ["alg", "sig", "ver", "x5c", "pubArea", "certInfo"]);
+    }
+
+    #[test]
+    fn ep_att_is_sent_only_when_true() {
+        let r = |ep_att| Response {
+            fmt: "packed",
+            auth_data: vec![],
+            att_stmt: text_map([]),
+            ep_att,
+            large_blob_key: None,
+        };
+        let has_4 = |v: Value| {
+            v.as_map()
+                .unwrap()
+                .iter()
+                .any(|(k, _)| k.as_integer() == Some(4.into()))
+        };
+        assert!(has_4(r(true).into()));
+        assert!(!has_4(r(false).into()));
     }
 
     #[test]
