@@ -21,7 +21,9 @@ LPK_SUITE_CUSTODY picks the custody ("tpm" or "soft"). The daemon's log ends
 up in LPK_SUITE_OUTPUT (default test-output/fido2-device-suite/<custody>).
 
 Tests whose assertion contradicts what CTAP 2.1 prescribes are skipped with
-the reason (SPEC_DISAGREEMENTS); docs/conformance.md names each one.
+the reason (SPEC_DISAGREEMENTS), and so are the two enterprise attestation
+tests, which need a batch certificate we do not have by design (BY_DESIGN);
+docs/conformance.md names each one.
 """
 
 from __future__ import annotations
@@ -56,6 +58,23 @@ SPEC_DISAGREEMENTS = {
         "asserts CTAP2_ERR_PIN_NOT_SET from getPINRetries with no PIN set (what YubiKeys answer); "
         "CTAP 2.1 and 2.2 §6.5.5.2 prescribe pinRetries, which LocalPasskey answers"
     ),
+}
+
+
+# nodeid suffix -> why it cannot pass here by design (not a disagreement
+# with the text, and not a missing feature: enterprise attestation is built
+# and tested in tests/e2e/test_enterprise_attestation.py).
+_EA_REASON = (
+    "enterprise attestation: its `att_cert` fixture expects x5c from *direct* attestation "
+    "(a batch certificate), which LocalPasskey has by design not (direct attestation stays "
+    "packed self-attestation; a per-device certificate would track across sites), and the "
+    "suite runs on a device without a PIN while our attestation key lives under the PIN's "
+    "vault (an enrolment needs a PIN; Reset revokes it); enrolment, ep, both kinds and their "
+    "verification: tests/e2e/test_enterprise_attestation.py"
+)
+BY_DESIGN = {
+    "test_config.py::test_ep_platform": _EA_REASON,
+    "test_config.py::test_ep_vendor": _EA_REASON,
 }
 
 
@@ -236,7 +255,7 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        for suffix, reason in SPEC_DISAGREEMENTS.items():
+        for suffix, reason in {**SPEC_DISAGREEMENTS, **BY_DESIGN}.items():
             if item.nodeid.split("[")[0].endswith(suffix):
                 item.add_marker(pytest.mark.skip(reason=reason))
 
