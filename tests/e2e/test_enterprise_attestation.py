@@ -324,6 +324,10 @@ def test_the_data_directory_on_another_tpm_gives_no_enterprise_attestation(
             thief.stop()
     finally:
         other_tpm.stop()
+    # Positive control: in its own TPM the same data directory attests.
+    d.start()
+    att, _ = raw_ea(d, CORP, 1)
+    assert att.fmt == "tpm" and att.ep_att is True
 
 
 def forged_chain(stmt: dict) -> list[bytes]:
@@ -381,3 +385,67 @@ def test_a_forged_aik_certificate_fails_both_verifiers(make_ek_daemon, enterpris
     assert ca_tool("init", "--dir", str(other_ca)).returncode == 0
     with pytest.raises(Exception):
         lpk.PinnedRootVerifier([root_pem(other_ca)])(att_obj, cdh)
+
+
+def _tpm2b(data: bytes) -> tuple[bytes, bytes]:
+    n = int.from_bytes(data[:2], "big")
+    return data[:2 + n], data[2 + n:]
+
+
+def test_without_the_pin_tpm2_tools_cannot_load_the_attestation_key(
+        make_ek_daemon, enterprise_ca, maker_ca, tmp_path):
+    """The user's malware, with the blobs from the store and tpm2-tools: the
+    primary is re-created and V loads (the positive control: these are the
+    real blobs and the real parent), but the AK, V's child, needs V's
+    policy, i.e. R, i.e. the PIN. No password (empty or guessed) loads it,
+    and neither does any other parent."""
+    import sqlite3
+
+    d = make_ek_daemon()
+    enrol(d, enterprise_ca, maker_ca, tmp_path)
+    enable_ep(d)
+    d.stop()
+    con = sqlite3.connect(f"file:{d.data_dir / DB}?mode=ro", uri=True)
+    meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
+    con.close()
+    vault = meta["pin.vault"]
+    assert vault[:4] == b"LPV\x02"
+    v_pub, rest = _tpm2b(vault[4 + 12 + 8 + 1:])
+    v_priv, _ = _tpm2b(rest)
+    from fido2 import cbor as _cbor
+    ak = _cbor.decode(meta["enterprise.enrolment"])[1]
+    assert ak[:4] == b"LPA\x01"
+    ak_pub, rest = _tpm2b(ak[4:])
+    ak_priv, _ = _tpm2b(rest)
+    w = tmp_path / "attacker"
+    w.mkdir()
+    for name, data in [("v.pub", v_pub), ("v.priv", v_priv), ("ak.pub", ak_pub), ("ak.priv", ak_priv)]:
+        (w / name).write_bytes(data)
+
+    tpm = d.tpm
+    tpm.flush_all()
+
+    def tool(*args, check=True):
+        r = tpm.tool(*args, check=False)
+        tpm.tool("tpm2_flushcontext", "-t", check=False)
+        if check:
+            assert r.returncode == 0, f"{args}: {r.stderr}"
+        return r
+
+    tool("tpm2_createprimary", "-C", "o", "-g", "sha256", "-G", "ecc256:null:aes128cfb",
+         "-a", "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda|restricted|decrypt",
+         "-c", str(w / "primary.ctx"))
+    tool("tpm2_load", "-C", str(w / "primary.ctx"), "-u", str(w / "v.pub"), "-r", str(w / "v.priv"),
+         "-c", str(w / "v.ctx"))
+    for auth in ([], ["-P", ""], ["-P", "hex:" + "00" * 32], ["-P", lpk.PIN]):
+        r = tool("tpm2_load", "-C", str(w / "v.ctx"), *auth, "-u", str(w / "ak.pub"), "-r", str(w / "ak.priv"),
+                 "-c", str(w / "ak.ctx"), check=False)
+        assert r.returncode != 0, f"the AK loaded under V with {auth}"
+    r = tool("tpm2_load", "-C", str(w / "primary.ctx"), "-u", str(w / "ak.pub"), "-r", str(w / "ak.priv"),
+             "-c", str(w / "ak.ctx"), check=False)
+    assert r.returncode != 0, "the AK loaded under the primary"
+    tpm.flush_all()
+    # Positive control: with the PIN, the daemon attests with that same AK.
+    d.start()
+    att, _ = raw_ea(d, CORP, 1)
+    assert att.fmt == "tpm" and att.ep_att is True
