@@ -2572,3 +2572,42 @@ fn third_party_payment_is_kept_with_the_credential() {
 }
 
 mod activity;
+
+/// CTAP 2.1 §6.1.2 step 9.1 and §6.11.1: a custody without an attestation
+/// key (the software one) is never enterprise attestation capable, even
+/// with an enrolment in its store (a data directory brought over from a TPM
+/// installation); and Reset removes the enrolment, whose key died with the vault.
+#[test]
+fn enterprise_attestation_needs_a_custody_that_certifies() {
+    use crate::enterprise::{meta, Enrolment};
+    let mut r = rig();
+    let e = Enrolment {
+        attestation_key: vec![1],
+        certificates: vec![vec![0x30, 0x00]],
+        rp_ids: vec!["example.com".into()],
+    };
+    r.auth.store.set_meta(meta::ENROLMENT, &e.to_bytes()).unwrap();
+    r.auth.store.set_meta(meta::ENABLED, &[1]).unwrap();
+    let m = parse(&r.auth.handle(&[command::GET_INFO], &NoInteraction)).unwrap();
+    let opts = cbor::text_keyed(get(&m, 4).unwrap().clone()).unwrap();
+    assert!(!opts.contains_key("ep"));
+    for ea in [1, 2, 3] {
+        let mut mc = Mc::new("example.com", b"u", false);
+        mc.extra.push((0x0A, Value::Integer(ea.into())));
+        assert_eq!(
+            r.auth.handle(&mc.encode(), &NoInteraction),
+            [CtapError::InvalidParameter.code()],
+            "enterpriseAttestation {ea}"
+        );
+    }
+    let t = pin_token_for(&mut r, PIN, ProtocolVersion::Two, permission::ACFG, None).unwrap();
+    assert_eq!(
+        config(&mut r, &t, 1, None).unwrap_err(),
+        CtapError::InvalidSubcommand.code()
+    );
+    r.auth.power_cycle();
+    assert_eq!(r.auth.handle(&[command::RESET], &NoInteraction), [0]);
+    for key in meta::ALL {
+        assert_eq!(r.auth.store.get_meta(key).unwrap(), None, "{key} after Reset");
+    }
+}
