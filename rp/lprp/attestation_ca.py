@@ -47,6 +47,11 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.x509.oid import NameOID
 
+try:  # TPM 2.0 wraps credentials with AES-CFB, which `cryptography` now files as decrepit.
+    from cryptography.hazmat.decrepit.ciphers.modes import CFB
+except ImportError:  # before cryptography 47
+    CFB = modes.CFB
+
 REQUEST_FORMAT = "localpasskey-enterprise-request-v1"
 RESPONSE_FORMAT = "localpasskey-enterprise-response-v1"
 LOCALPASSKEY_AAGUID = "cb8a205c-984c-4e7e-98eb-5800f04355ef"
@@ -102,7 +107,7 @@ def make_credential(ek_public: rsa.RSAPublicKey, ak_name: bytes, credential: byt
     )
     sym_key = kdfa(seed, b"STORAGE", ak_name, b"", 128)
     plain = struct.pack(">H", len(credential)) + credential
-    enc = Cipher(algorithms.AES(sym_key), modes.CFB(b"\x00" * 16)).encryptor()
+    enc = Cipher(algorithms.AES(sym_key), CFB(b"\x00" * 16)).encryptor()
     enc_identity = enc.update(plain) + enc.finalize()
     hmac_key = kdfa(seed, b"INTEGRITY", b"", b"", 256)
     integrity = hmac.new(hmac_key, enc_identity + ak_name, hashlib.sha256).digest()
