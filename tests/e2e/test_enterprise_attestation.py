@@ -288,7 +288,8 @@ def test_a_certificate_for_another_key_is_refused_at_install(make_ek_daemon, ent
     install(d, good, tmp_path)
 
 
-def test_an_ek_certificate_from_an_unknown_maker_is_refused(make_ek_daemon, enterprise_ca, tmp_path):
+def test_the_ca_refuses_unknown_makers_and_aks_it_must_not_certify(make_ek_daemon, enterprise_ca, maker_ca,
+                                                                     tmp_path):
     d = make_ek_daemon()
     req = request(d, tmp_path)
     stranger = tmp_path / "stranger-ca"
@@ -299,6 +300,24 @@ def test_an_ek_certificate_from_an_unknown_maker_is_refused(make_ek_daemon, ente
     r = ca_tool("issue", "--dir", str(enterprise_ca), "--request", str(req_file), *roots,
                 "--out", str(tmp_path / "x.json"))
     assert r.returncode == 1 and "does not chain" in r.stderr, r.stderr
+
+    # The right maker CA, but an AK that is not what the CA certifies.
+    import hashlib
+    area = bytearray(base64.b64decode(req["attestationKey"]["publicArea"]))
+    attrs = int.from_bytes(area[4:8], "big")
+    for changed, why in [(attrs & ~(1 << 16), "attributes"),   # not restricted
+                         (attrs | (1 << 17), "attributes"),    # decrypt too
+                         (attrs & ~(1 << 1), "attributes")]:   # not fixedTPM
+        bad = bytearray(area)
+        bad[4:8] = changed.to_bytes(4, "big")
+        name = b"\x00\x0b" + hashlib.sha256(bytes(bad)).digest()
+        tampered = dict(req, attestationKey={"publicArea": base64.b64encode(bytes(bad)).decode(), "name": name.hex()})
+        with pytest.raises(attestation_ca.EnrolmentError, match=why):
+            attestation_ca.issue(enterprise_ca, tampered, attestation_ca.load_certificates(lpk.ek_roots(maker_ca)))
+    # A Name that is not the public area's.
+    wrong_name = dict(req, attestationKey=dict(req["attestationKey"], name="000b" + "00" * 32))
+    with pytest.raises(attestation_ca.EnrolmentError, match="Name"):
+        attestation_ca.issue(enterprise_ca, wrong_name, attestation_ca.load_certificates(lpk.ek_roots(maker_ca)))
 
 
 def test_the_data_directory_on_another_tpm_gives_no_enterprise_attestation(
