@@ -142,6 +142,15 @@ impl Authenticator {
         }
     }
 
+    /// A deleted credential: the custody drops what it keeps of its keys
+    /// (a loaded handle, a saved context, a parsed key).
+    fn forget_keys(&mut self, cred: &crate::store::Credential) {
+        self.custody.forget_key(&cred.key_blob);
+        if let Some(hmac) = &cred.hmac_key {
+            self.custody.forget_key(hmac);
+        }
+    }
+
     /// Record one activity-log entry. It is written with the store's next
     /// change (the counter of a signature, a new credential) or at the end of
     /// the request, before the answer leaves.

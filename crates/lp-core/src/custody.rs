@@ -249,6 +249,11 @@ pub trait KeyCustody: Send {
     /// HMAC-SHA-256 of `message` with the key in `blob`, computed by the custody.
     fn hmac(&mut self, blob: &[u8], message: &[u8]) -> Result<[u8; 32], CustodyError>;
 
+    /// The credential whose key (or HMAC key) is `blob` was deleted: drop
+    /// whatever the custody keeps of it to use it quickly (a loaded handle,
+    /// a saved context, a parsed key). The blob itself is the store's.
+    fn forget_key(&mut self, _blob: &[u8]) {}
+
     /// Seal a small secret kept with a credential (credBlob, largeBlobKey)
     /// under the unlocked vault; returns the blob to store in its place.
     fn seal(&mut self, data: &[u8]) -> Result<Vec<u8>, CustodyError>;

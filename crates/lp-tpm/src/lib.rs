@@ -41,9 +41,11 @@
 //!   process only, and keys stay cached. Any other TPM (swtpm, mssim) is
 //!   reachable by other processes of the same user, so keys are flushed
 //!   after the command that needed them; what stays is their saved context
-//!   (TPM2_ContextSave, sealed by the TPM), in this process's memory, so the
-//!   next use is TPM2_ContextLoad instead of the vault's policy and a load.
-//!   `lock()` and drop flush everything and forget the saved contexts.
+//!   (TPM2_ContextSave), sealed again by us under a key derived from R that
+//!   exists only while unlocked (`saved.rs` says why that is safe), so the
+//!   next use, after the next unlock too, is TPM2_ContextLoad instead of the
+//!   vault's policy and a load. `lock()` and drop flush everything and
+//!   forget that key; Reset forgets the saved contexts.
 //! * The salted sessions protect the PIN and R from a *passive* bus sniffer.
 //!   An active interposer between CPU and TPM could answer TPM2_CreatePrimary
 //!   with a key of its own; defending that needs a session salted to an
@@ -60,6 +62,7 @@
 pub mod attestation;
 mod gate;
 mod lockout;
+mod saved;
 mod support;
 
 pub use gate::PIN_LIMIT;
@@ -67,12 +70,12 @@ pub use lockout::{DaStatus, DA_LOCKOUT_RECOVERY_SECS, DA_MAX_TRIES, DA_RECOVERY_
 
 use gate::Policy;
 use lp_core::custody::{Algorithm, CustodyError, KeyCustody, NewKey, PublicKey};
+use saved::{KeyId, SavedContexts};
 use sha2::{Digest as _, Sha256};
 use std::str::FromStr;
 use support::{
     classify, decode, encode, tpm2b_private, tpm2b_public, DATA_TAG, HMAC_TAG, KEY_TAG, VAULT_TAG,
 };
-use tss_esapi::utils::TpmsContext;
 use tss_esapi::{
     attributes::{ObjectAttributes, ObjectAttributesBuilder, SessionAttributesBuilder},
     constants::{
@@ -107,9 +110,6 @@ pub const DEFAULT_TCTI: &str = "device:/dev/tpmrm0";
 /// buffer is a TPM2B_MAX_BUFFER (1024 bytes on every TPM we know). The
 /// hmac-secret inputs are 32-byte salts, so one command is always enough.
 pub const MAX_HMAC_MESSAGE: usize = 1024;
-
-/// How many saved key contexts an unlock keeps (a few KB each at most).
-const MAX_SAVED_CONTEXTS: usize = 256;
 
 // ===========================================================================
 // The templates: every attribute bit we ask the TPM for, set or clear.
@@ -634,6 +634,17 @@ pub struct TpmDescription {
     pub isolated: bool,
 }
 
+/// How credential and HMAC keys were brought back into the TPM.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyLoads {
+    /// TPM2_ContextLoad of a saved context (no vault policy).
+    pub contexts: u64,
+    /// Saved contexts the TPM refused (another TPM Reset cycle).
+    pub refused: u64,
+    /// V's policy and TPM2_Load from the blob.
+    pub full: u64,
+}
+
 /// The PIN index's counts, read from the TPM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PinCounts {
@@ -673,9 +684,12 @@ pub struct TpmCustody {
     /// Loaded credential and HMAC keys, least recently used first, keyed by SHA-256 of the blob.
     cache: Vec<([u8; 32], KeyHandle)>,
     /// On a TPM others reach: the saved contexts of keys flushed while the
-    /// vault was open, keyed like `cache`. Valid until the TPM restarts;
-    /// forgotten at lock.
-    saved: Vec<([u8; 32], TpmsContext)>,
+    /// vault was open, keyed like `cache`, sealed under a key derived from
+    /// R that only an unlock gives (`saved.rs`). Kept across locks, dropped
+    /// at Reset; the TPM refuses them after a TPM Reset.
+    saved: SavedContexts,
+    /// How keys were brought back into the TPM (for tests and the benchmark).
+    loads: KeyLoads,
     cache_size: usize,
     /// Other processes cannot reach our handles (kernel resource manager).
     isolated: bool,
@@ -771,7 +785,8 @@ impl TpmCustody {
             vault: None,
             vault_id: None,
             cache: Vec::new(),
-            saved: Vec::new(),
+            saved: SavedContexts::default(),
+            loads: KeyLoads::default(),
             cache_size,
             isolated,
             software,
@@ -805,6 +820,11 @@ impl TpmCustody {
         let restore = self.restore.take();
         let mut fresh = Self::connect(&self.tcti, true)?;
         fresh.allow_unguarded = self.allow_unguarded;
+        // Useless now (the TPM refuses contexts of another reset cycle) and
+        // harmless (sealed): the first use of each finds out and loads the
+        // key the normal way.
+        fresh.saved = self.saved.take_entries();
+        fresh.loads = self.loads;
         let mut old = std::mem::replace(self, fresh);
         old.forget_handles();
         drop(old);
@@ -879,6 +899,7 @@ impl TpmCustody {
     /// PIN index, unless `allow_legacy` accepts a vault guarded by DA alone.
     pub fn create_vault_with(&mut self, auth: &[u8; 32], allow_legacy: bool) -> Result<VaultBlob, TpmError> {
         self.lock();
+        self.saved.clear();
         let da = self.da_status()?;
         if !da.lockout_auth_set {
             if !self.software {
@@ -1010,7 +1031,7 @@ impl TpmCustody {
     /// Flush the vault and every cached key; scrub the authValue copies in libtss2.
     pub fn lock(&mut self) {
         self.flush_cache();
-        self.saved.clear();
+        self.saved.close();
         self.vault_id = None;
         self.restore = None;
         if let Some((vault, how)) = self.vault.take() {
@@ -1089,6 +1110,8 @@ impl TpmCustody {
     /// its authValue): its blob must simply never come back.
     pub fn revoke(&mut self, vault: &VaultBlob) -> Result<(), TpmError> {
         self.lock();
+        // A saved context loads without V's epoch check: none may outlive Reset.
+        self.saved.clear();
         let Some(gate) = vault.gate else { return Ok(()) };
         let revoked = self.increment(gate.epoch_counter).and_then(|()| {
             self.increment(gate.generation)?;
@@ -1122,9 +1145,15 @@ impl TpmCustody {
             return Err(TpmError::Tss(format!("this TPM cannot make {alg:?} keys")));
         }
         let template = credential_template_for(alg)?;
-        let made =
-            self.vault_command(|ctx, vault| ctx.create(vault, template.clone(), None, None, None, None))?;
-        let public = match &made.out_public {
+        let (key, private, out_public) = self.create_loaded(template)?;
+        let blob = encode(KEY_TAG, &tpm2b_public(&out_public)?, &tpm2b_private(&private));
+        // The new key is loaded: MakeCredential's self-attestation signs
+        // with it next, without V's policy and a TPM2_Load. Where others
+        // reach this TPM it is saved (sealed) and flushed at once, as after
+        // every signature; the attestation then costs a TPM2_ContextLoad.
+        self.cache.push((Sha256::digest(&blob).into(), key));
+        self.release_keys();
+        let public = match &out_public {
             Public::Ecc { unique, .. } => PublicKey::Ec2 {
                 alg,
                 x: support::left_pad(unique.x().value(), alg)?,
@@ -1145,14 +1174,19 @@ impl TpmCustody {
                 .skip_while(|b| *b == 0)
                 .collect(),
             },
-            _ => return Err(TpmError::Tss("TPM2_Create returned another kind of key".into())),
+            _ => {
+                return Err(TpmError::Tss(
+                    "TPM2_CreateLoaded returned another kind of key".into(),
+                ))
+            }
         };
-        let blob = encode(
-            KEY_TAG,
-            &tpm2b_public(&made.out_public)?,
-            &tpm2b_private(&made.out_private),
-        );
         Ok(NewKey { blob, public })
+    }
+
+    /// TPM2_CreateLoaded of a child of V from `template` (V's policy is
+    /// asserted first, as for TPM2_Create): the new object is left loaded.
+    fn create_loaded(&mut self, template: Public) -> Result<(KeyHandle, Private, Public), TpmError> {
+        self.vault_command(|ctx, vault| ctx.create_loaded(vault, template.clone(), None, None))
     }
 
     /// Sign `message` with a credential key: hashed here as the key's
@@ -1228,15 +1262,36 @@ impl TpmCustody {
     /// Make a per-credential HMAC-SHA-256 key (hmac-secret) under the
     /// unlocked vault. Returns `"LPH\x01" || TPM2B_PUBLIC || TPM2B_PRIVATE`.
     pub fn create_hmac_key(&mut self) -> Result<Vec<u8>, TpmError> {
-        let template = hmac_template()?;
         // No sensitive data: with sensitiveDataOrigin the TPM draws the key.
-        let made =
-            self.vault_command(|ctx, vault| ctx.create(vault, template.clone(), None, None, None, None))?;
-        Ok(encode(
-            HMAC_TAG,
-            &tpm2b_public(&made.out_public)?,
-            &tpm2b_private(&made.out_private),
-        ))
+        let (key, private, public) = self.create_loaded(hmac_template()?)?;
+        let blob = encode(HMAC_TAG, &tpm2b_public(&public)?, &tpm2b_private(&private));
+        // Its first TPM2_HMAC (at the first assertion) is then a ContextLoad.
+        self.cache.push((Sha256::digest(&blob).into(), key));
+        self.release_keys();
+        Ok(blob)
+    }
+
+    /// A credential is deleted: drop its key's saved context and cached
+    /// handle, so nothing of it stays in the TPM or in memory.
+    pub fn forget_key(&mut self, blob: &[u8]) {
+        let id: KeyId = Sha256::digest(blob).into();
+        self.saved.forget(&id);
+        if let Some(i) = self.cache.iter().position(|(k, _)| *k == id) {
+            let (_, key) = self.cache.remove(i);
+            self.flush(key.into());
+        }
+    }
+
+    /// How keys were brought back into the TPM since this custody opened.
+    pub fn key_loads(&self) -> KeyLoads {
+        self.loads
+    }
+
+    /// What this process's memory holds of saved key contexts, per key
+    /// (SHA-256 of its blob): the sealed bytes, nonce first. For the attack
+    /// tests: after lock, nothing here can sign.
+    pub fn sealed_contexts(&self) -> Vec<([u8; 32], Vec<u8>)> {
+        self.saved.sealed()
     }
 
     /// HMAC-SHA-256 of `message` (at most [`MAX_HMAC_MESSAGE`] bytes) with
@@ -1895,6 +1950,11 @@ impl TpmCustody {
             self.lock();
             return Err(e.into());
         }
+        // V's own blob names the V the saved contexts belong to: it does not
+        // change at a PIN change (the same R is sealed again), it does at
+        // Reset and at a legacy vault's PIN change or migration.
+        let v_id: [u8; 32] = Sha256::digest([&vault.public[..], &vault.private[..]].concat()).into();
+        self.saved.open(v_id, auth.value());
         self.restore = Some((vault.clone(), auth));
         Ok(())
     }
@@ -2067,23 +2127,25 @@ impl TpmCustody {
         if !matches_template(&public, templates) {
             return Err(TpmError::InvalidBlob);
         }
-        if let Some(i) = self.saved.iter().position(|(k, _)| *k == id) {
-            let context = self.saved[i].1.clone();
+        if let Some(context) = self.saved.get(&id) {
             match self.with_free_slot(|ctx| ctx.context_load(context.clone())) {
                 Ok(handle) => {
                     let key = KeyHandle::from(handle);
                     self.cache.push((id, key));
+                    self.loads.contexts += 1;
                     return Ok(key);
                 }
-                // The TPM restarted since (or forgot it): load it afresh.
+                // The TPM was reset since (or cleared): load it afresh.
                 Err(e) => {
                     tracing::debug!("saved key context not loadable: {e}");
-                    self.saved.remove(i);
+                    self.saved.forget(&id);
+                    self.loads.refused += 1;
                 }
             }
         }
         let key = self.vault_command(|ctx, vault| ctx.load(vault, private.clone(), public.clone()))?;
         self.cache.push((id, key));
+        self.loads.full += 1;
         Ok(key)
     }
 
@@ -2095,14 +2157,9 @@ impl TpmCustody {
             return;
         }
         for (id, key) in std::mem::take(&mut self.cache) {
-            if self.vault.is_some() && !self.saved.iter().any(|(k, _)| *k == id) {
+            if self.saved.is_open() && !self.saved.contains(&id) {
                 match self.ctx.context_save(key.into()) {
-                    Ok(context) => {
-                        if self.saved.len() >= MAX_SAVED_CONTEXTS {
-                            self.saved.remove(0);
-                        }
-                        self.saved.push((id, context));
-                    }
+                    Ok(context) => self.saved.put(id, context),
                     Err(e) => tracing::debug!("TPM2_ContextSave failed: {e}"),
                 }
             }
@@ -2214,6 +2271,10 @@ impl KeyCustody for TpmCustody {
 
     fn create_hmac_key(&mut self) -> Result<Vec<u8>, CustodyError> {
         Ok(self.surviving_reset(TpmCustody::create_hmac_key)?)
+    }
+
+    fn forget_key(&mut self, blob: &[u8]) {
+        TpmCustody::forget_key(self, blob)
     }
 
     fn hmac(&mut self, blob: &[u8], message: &[u8]) -> Result<[u8; 32], CustodyError> {

@@ -139,6 +139,7 @@ impl Authenticator {
                 let account = account_label(&cred);
                 self.note(Act::Delete, &cred.rp_id, account.as_deref(), Outcome::Approved);
                 self.store.delete(&id)?;
+                self.forget_keys(&cred);
                 tracing::info!(rp = ?cred.rp_id, "credential deleted by the platform");
                 return Ok(None);
             }

@@ -159,6 +159,7 @@ impl Authenticator {
         )?;
         // The entry rides the deletion's own commit.
         self.store.delete(id)?;
+        self.forget_keys(&cred);
         tracing::info!(rp = ?cred.rp_id, "credential deleted through the manager");
         Ok(())
     }

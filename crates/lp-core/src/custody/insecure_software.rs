@@ -287,6 +287,11 @@ impl KeyCustody for InsecureSoftwareCustody {
         signature
     }
 
+    fn forget_key(&mut self, blob: &[u8]) {
+        let id: [u8; 32] = Sha256::digest(blob).into();
+        self.keys.remove(&id);
+    }
+
     fn create_hmac_key(&mut self) -> Result<Vec<u8>, CustodyError> {
         self.require_unlocked()?;
         let mut blob = HMAC_TAG.to_vec();

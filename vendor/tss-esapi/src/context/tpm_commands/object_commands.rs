@@ -8,10 +8,11 @@ use crate::{
         Auth, CreateKeyResult, CreationData, CreationTicket, Data, Digest, EncryptedSecret,
         IdObject, Name, PcrSelectionList, Private, Public, Sensitive, SensitiveData,
     },
+    traits::Marshall,
     tss2_esys::{
-        Esys_ActivateCredential, Esys_Create, Esys_Load, Esys_LoadExternal, Esys_MakeCredential,
+        Esys_ActivateCredential, Esys_Create, Esys_CreateLoaded, Esys_Load, Esys_LoadExternal, Esys_MakeCredential,
         Esys_ObjectChangeAuth, Esys_ReadPublic, Esys_Unseal, TPM2B_SENSITIVE_CREATE,
-        TPMS_SENSITIVE_CREATE,
+        TPM2B_TEMPLATE, TPMS_SENSITIVE_CREATE,
     },
     Context, Error, Result,
 };
@@ -103,6 +104,81 @@ impl Context {
             })
         } else {
             error!("Error in creating derived key: {}", ret);
+            Err(ret)
+        }
+    }
+
+    /// TPM2_CreateLoaded under an ordinary (non-derivation) parent: create an object and
+    /// leave it loaded, in one command. Returns its handle, private and public parts.
+    ///
+    /// # Parameters
+    /// * `parent_handle` - The [KeyHandle] of the parent (a storage key).
+    /// * `public` - The template of the object, marshalled into a `TPM2B_TEMPLATE`.
+    /// * `auth_value` - The object's authValue.
+    /// * `sensitive_data` - Data to seal, if any.
+    ///
+    /// # Errors
+    /// * if the template does not fit a `TPM2B_TEMPLATE`, a `WrongParamSize` wrapper error is
+    ///   returned
+    pub fn create_loaded(
+        &mut self,
+        parent_handle: KeyHandle,
+        public: Public,
+        auth_value: Option<Auth>,
+        sensitive_data: Option<SensitiveData>,
+    ) -> Result<(KeyHandle, Private, Public)> {
+        let sensitive_create = TPM2B_SENSITIVE_CREATE {
+            #[allow(unused_qualifications)]
+            size: size_of::<TPMS_SENSITIVE_CREATE>().try_into().unwrap(), // will not fail on targets of at least 16 bits
+            sensitive: TPMS_SENSITIVE_CREATE {
+                userAuth: auth_value.unwrap_or_default().into(),
+                data: sensitive_data.unwrap_or_default().into(),
+            },
+        };
+        let marshalled = public.marshall()?;
+        let mut template = TPM2B_TEMPLATE {
+            size: 0,
+            buffer: [0; 612],
+        };
+        if marshalled.len() > template.buffer.len() {
+            return Err(Error::local_error(
+                crate::WrapperErrorKind::WrongParamSize,
+            ));
+        }
+        template.buffer[..marshalled.len()].copy_from_slice(&marshalled);
+        template.size = marshalled.len() as u16; // at most 612, checked above
+
+        let mut object_handle = ObjectHandle::None.into();
+        let mut out_private_ptr = null_mut();
+        let mut out_public_ptr = null_mut();
+        let ret = unsafe {
+            Esys_CreateLoaded(
+                self.mut_context(),
+                parent_handle.into(),
+                self.optional_session_1(),
+                self.optional_session_2(),
+                self.optional_session_3(),
+                &sensitive_create,
+                &template,
+                &mut object_handle,
+                &mut out_private_ptr,
+                &mut out_public_ptr,
+            )
+        };
+        let ret = Error::from_tss_rc(ret);
+        if ret.is_success() {
+            let out_private_owned = Context::ffi_data_to_owned(out_private_ptr);
+            let out_public_owned = Context::ffi_data_to_owned(out_public_ptr);
+            let key_handle = KeyHandle::from(object_handle);
+            self.handle_manager
+                .add_handle(key_handle.into(), HandleDropAction::Flush)?;
+            Ok((
+                key_handle,
+                Private::try_from(out_private_owned)?,
+                Public::try_from(out_public_owned)?,
+            ))
+        } else {
+            error!("Error in TPM2_CreateLoaded: {}", ret);
             Err(ret)
         }
     }
