@@ -93,6 +93,18 @@ pub trait CredentialStore: Send {
     /// How many discoverable credentials are stored.
     fn count_discoverable(&self) -> Result<u64, StoreError>;
 
+    /// The RP ID with discoverable credentials whose SHA-256 is `hash` (how
+    /// credential management names an RP). A store with an index on the
+    /// hash answers without hashing every RP ID, as this default does.
+    fn discoverable_rp_by_hash(&self, hash: &[u8]) -> Result<Option<String>, StoreError> {
+        use sha2::Digest as _;
+        Ok(self
+            .discoverable_rps()?
+            .into_iter()
+            .map(|(id, _)| id)
+            .find(|id| sha2::Sha256::digest(id.as_bytes())[..] == *hash))
+    }
+
     /// A counter that changes, in the same atomic step, with every change a
     /// credential-management listing would show: a discoverable credential
     /// inserted, deleted or renamed, and [`CredentialStore::delete_all`].
@@ -100,6 +112,11 @@ pub trait CredentialStore: Send {
 
     /// Small persistent settings and state (PIN state, retries, large blobs).
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Whether a setting exists, without copying its value out (the vault
+    /// blob is asked for on every verified request only to see it is there).
+    fn has_meta(&self, key: &str) -> Result<bool, StoreError> {
+        Ok(self.get_meta(key)?.is_some())
+    }
     fn set_meta(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError>;
     fn delete_meta(&mut self, key: &str) -> Result<(), StoreError>;
 

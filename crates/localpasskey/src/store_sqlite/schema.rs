@@ -2,11 +2,45 @@
 //! brings an older file up to date.
 
 use anyhow::bail;
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{params, Connection, Transaction, TransactionBehavior};
+use sha2::{Digest, Sha256};
 
 /// The schema this code writes. A database with a higher `user_version` was
 /// written by a newer LocalPasskey; we refuse it rather than guess.
-pub(super) const SCHEMA_VERSION: i64 = 4;
+pub(super) const SCHEMA_VERSION: i64 = 5;
+
+/// Schema version 5, step 1: the SHA-256 of each credential's RP ID, the
+/// form in which credential management names an RP
+/// (enumerateCredentialsBegin's rpIDHash); filled for existing rows by
+/// [`migrate`] (SQLite has no SHA-256), and by every insert.
+pub(super) const SCHEMA_V5_COLUMN: &str = "
+ALTER TABLE credentials ADD COLUMN rp_id_hash BLOB CHECK (rp_id_hash IS NULL OR length(rp_id_hash) = 32);
+";
+
+/// Schema version 5, step 2: an index on the hash (discoverable rows, the
+/// only ones credential management lists), so finding the RP of a hash is
+/// O(log n) and not a hash of every RP ID; and the number of discoverable
+/// credentials kept by triggers in the same statement as the change, so the
+/// limit check of every discoverable MakeCredential (and getCredsMetadata)
+/// reads one row instead of counting them all.
+pub(super) const SCHEMA_V5_INDEX: &str = "
+CREATE INDEX credentials_rp_hash ON credentials (rp_id_hash) WHERE discoverable = 1;
+CREATE TABLE discoverable_count (
+    only INTEGER PRIMARY KEY CHECK (only = 0),
+    n    INTEGER NOT NULL CHECK (n >= 0)
+) STRICT;
+INSERT INTO discoverable_count (only, n)
+    SELECT 0, count(*) FROM credentials WHERE discoverable = 1;
+CREATE TRIGGER discoverable_count_insert AFTER INSERT ON credentials
+    WHEN NEW.discoverable = 1
+    BEGIN UPDATE discoverable_count SET n = n + 1; END;
+CREATE TRIGGER discoverable_count_delete AFTER DELETE ON credentials
+    WHEN OLD.discoverable = 1
+    BEGIN UPDATE discoverable_count SET n = n - 1; END;
+CREATE TRIGGER discoverable_count_update AFTER UPDATE OF discoverable ON credentials
+    WHEN OLD.discoverable != NEW.discoverable
+    BEGIN UPDATE discoverable_count SET n = n + NEW.discoverable - OLD.discoverable; END;
+";
 
 /// Schema version 4: the local activity log. `seq` orders entries as they
 /// were written (the wall clock may go backwards); the index on `time`
@@ -100,9 +134,33 @@ pub(super) fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
     if version < 4 {
         tx.execute_batch(SCHEMA_V4)?;
     }
+    if version < 5 {
+        tx.execute_batch(SCHEMA_V5_COLUMN)?;
+        fill_rp_id_hashes(&tx)?;
+        tx.execute_batch(SCHEMA_V5_INDEX)?;
+    }
     if version != SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     }
     tx.commit()?;
+    Ok(())
+}
+
+/// SHA-256 of an RP ID, as credential management names the RP.
+pub(super) fn rp_id_hash(rp_id: &str) -> [u8; 32] {
+    Sha256::digest(rp_id.as_bytes()).into()
+}
+
+/// Version 5's hash for every row written before it (one pass, in the
+/// migration's transaction).
+fn fill_rp_id_hashes(tx: &Transaction) -> anyhow::Result<()> {
+    let rows: Vec<(i64, String)> = tx
+        .prepare("SELECT insert_seq, rp_id FROM credentials")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut update = tx.prepare("UPDATE credentials SET rp_id_hash = ?1 WHERE insert_seq = ?2")?;
+    for (seq, rp_id) in rows {
+        update.execute(params![&rp_id_hash(&rp_id)[..], seq])?;
+    }
     Ok(())
 }

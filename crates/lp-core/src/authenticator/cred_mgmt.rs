@@ -107,10 +107,7 @@ impl Authenticator {
                 }
                 let rp_id = self
                     .store
-                    .discoverable_rps()?
-                    .into_iter()
-                    .map(|(id, _)| id)
-                    .find(|id| Sha256::digest(id.as_bytes())[..] == hash[..])
+                    .discoverable_rp_by_hash(&hash)?
                     .ok_or(CtapError::NoCredentials)?;
                 let mut creds: VecDeque<_> = self.store.discoverable_for_rp(&rp_id)?.into();
                 let total = creds.len();

@@ -85,7 +85,7 @@ pub(crate) struct Pin<'a> {
 
 impl Pin<'_> {
     pub(crate) fn is_set(&self) -> Result<bool, CtapError> {
-        Ok(self.store.get_meta(pin::meta::VAULT)?.is_some())
+        Ok(self.store.has_meta(pin::meta::VAULT)?)
     }
 
     fn meta_u8(&self, key: &str) -> Result<Option<u8>, CtapError> {
