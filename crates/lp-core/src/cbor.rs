@@ -35,9 +35,11 @@ pub fn encode(value: &Value) -> Vec<u8> {
     out
 }
 
-/// A request's top-level map, keyed by the CTAP parameter numbers.
+/// A request's top-level map, keyed by the CTAP parameter numbers: sorted
+/// by key, each member taken at most once. A sorted vector, not a tree: a
+/// request has a dozen members, and every request builds one.
 #[derive(Debug, Default)]
-pub struct RequestMap(BTreeMap<u64, Value>);
+pub struct RequestMap(Vec<(u64, Option<Value>)>);
 
 impl RequestMap {
     /// Parse a command's parameters. An empty payload is an empty map
@@ -49,19 +51,21 @@ impl RequestMap {
         let Value::Map(entries) = decode(bytes)? else {
             return Err(CtapError::CborUnexpectedType);
         };
-        let mut map = BTreeMap::new();
-        for (k, v) in entries {
-            // A non-integer key is a key we do not know: ignore it.
-            let Some(k) = as_u64(&k) else { continue };
-            if map.insert(k, v).is_some() {
-                return Err(CtapError::InvalidCbor);
-            }
+        // A non-integer key is a key we do not know: ignore it.
+        let mut map: Vec<(u64, Option<Value>)> = entries
+            .into_iter()
+            .filter_map(|(k, v)| Some((as_u64(&k)?, Some(v))))
+            .collect();
+        map.sort_by_key(|(k, _)| *k);
+        if map.windows(2).any(|w| w[0].0 == w[1].0) {
+            return Err(CtapError::InvalidCbor);
         }
         Ok(Self(map))
     }
 
     pub fn take(&mut self, key: u64) -> Option<Value> {
-        self.0.remove(&key)
+        let i = self.0.binary_search_by_key(&key, |(k, _)| *k).ok()?;
+        self.0[i].1.take()
     }
 
     pub fn required(&mut self, key: u64) -> Result<Value, CtapError> {

@@ -2,11 +2,18 @@
 //! It keeps the same contract as the SQLite store except durability.
 
 use super::{Activity, Credential, CredentialStore, StoreError};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+
+/// (RP ID, user id) of a discoverable credential.
+type Account = (String, Vec<u8>);
 
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
     creds: Vec<Credential>,
+    /// The discoverable credentials by (RP ID, user id), pointing at their
+    /// id: the resident-key replacement and the count without a scan, as the
+    /// SQLite store's index and counter do.
+    resident: HashMap<Account, Vec<u8>>,
     meta: BTreeMap<String, Vec<u8>>,
     generation: u64,
     /// Oldest first; nothing is pending in memory, so `log` writes at once.
@@ -23,18 +30,14 @@ impl CredentialStore for MemoryStore {
     fn insert(&mut self, cred: &Credential) -> Result<Vec<Vec<u8>>, StoreError> {
         let mut removed = Vec::new();
         if cred.discoverable {
-            self.creds.retain(|c| {
-                let same = c.discoverable && c.rp_id == cred.rp_id && c.user_id == cred.user_id;
-                if same {
-                    removed.push(c.id.clone());
-                }
-                !same
-            });
-        }
-        self.creds.push(cred.clone());
-        if cred.discoverable {
+            let account = (cred.rp_id.clone(), cred.user_id.clone());
+            if let Some(old) = self.resident.insert(account, cred.id.clone()) {
+                self.creds.retain(|c| c.id != old);
+                removed.push(old);
+            }
             self.generation += 1;
         }
+        self.creds.push(cred.clone());
         Ok(removed)
     }
 
@@ -68,7 +71,12 @@ impl CredentialStore for MemoryStore {
         let Some(at) = self.creds.iter().position(|c| c.id == id) else {
             return Ok(false);
         };
-        if self.creds.remove(at).discoverable {
+        let gone = self.creds.remove(at);
+        if gone.discoverable {
+            let account = (gone.rp_id, gone.user_id);
+            if self.resident.get(&account) == Some(&gone.id) {
+                self.resident.remove(&account);
+            }
             self.generation += 1;
         }
         Ok(true)
@@ -76,6 +84,7 @@ impl CredentialStore for MemoryStore {
 
     fn delete_all(&mut self) -> Result<(), StoreError> {
         self.creds.clear();
+        self.resident.clear();
         self.generation += 1;
         Ok(())
     }
@@ -110,7 +119,7 @@ impl CredentialStore for MemoryStore {
     }
 
     fn count_discoverable(&self) -> Result<u64, StoreError> {
-        Ok(self.creds.iter().filter(|c| c.discoverable).count() as u64)
+        Ok(self.resident.len() as u64)
     }
 
     fn discoverable_generation(&self) -> Result<u64, StoreError> {
@@ -119,6 +128,10 @@ impl CredentialStore for MemoryStore {
 
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.meta.get(key).cloned())
+    }
+
+    fn has_meta(&self, key: &str) -> Result<bool, StoreError> {
+        Ok(self.meta.contains_key(key))
     }
 
     fn set_meta(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
