@@ -1981,6 +1981,8 @@ impl KeyCustody for TpmCustody {
 
     fn reset(&mut self, vault: Option<&[u8]>) -> Result<(), CustodyError> {
         self.lock();
+        // Whatever the stored vault is, no saved context outlives Reset.
+        self.saved.clear();
         match vault.map(VaultBlob::from_bytes) {
             Some(Ok(v)) => Ok(self.revoke(&v)?),
             // An unreadable blob revokes nothing, and nothing can open it either.
