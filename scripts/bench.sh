@@ -85,7 +85,12 @@ LOCALPASSKEY_LOG="info,tss_esapi=warn,localpasskey::timing=debug" \
     "$BIN" run --transport udp --listen "127.0.0.1:$udp" --data-dir "$WORK/data" \
     --tpm "$tcti" --presence approve 2>"$WORK/daemon.log" &
 PIDS+=($!)
-sleep 0.5
+# Ready when it says so (a first start on a fresh swtpm takes the lockout
+# authorisation first: half a second was not always enough).
+for _ in $(seq 100); do
+    grep -q ' ready ' "$WORK/daemon.log" && break
+    sleep 0.1
+done
 "$BIN" bench --to "127.0.0.1:$udp" --rounds "$ROUNDS" | tee "$WORK/e2e.txt"
 echo "# inside the daemon, per CTAP command (queue: I/O thread to worker; handle: the authenticator; frame_send: framing and sending the answer)"
 "$LPB" daemon-log "$WORK/daemon.log" | tee "$OUT/daemon-timing.txt"
