@@ -412,10 +412,15 @@ impl TpmCustody {
         Self::connect(tcti, false)
     }
 
-    fn connect(tcti: &str, owner: bool) -> Result<Self, TpmError> {
+    /// A connection to the TPM, and nothing made on it yet.
+    fn open_context(tcti: &str) -> Result<Context, TpmError> {
         let conf =
             TctiNameConf::from_str(tcti).map_err(|e| TpmError::Tss(format!("bad TCTI {tcti:?}: {e}")))?;
-        let mut ctx = Context::new(conf).map_err(|e| TpmError::Tss(format!("cannot open {tcti}: {e}")))?;
+        Context::new(conf).map_err(|e| TpmError::Tss(format!("cannot open {tcti}: {e}")))
+    }
+
+    fn connect(tcti: &str, owner: bool) -> Result<Self, TpmError> {
+        let mut ctx = Self::open_context(tcti)?;
         // Only a device node is private to us: /dev/tpmrm0 gives each open
         // file its own handles, /dev/tpm0 is opened exclusively. A socket
         // (swtpm, mssim) serves whoever connects, between our commands too.
@@ -508,6 +513,15 @@ impl TpmCustody {
              hibernation, a restarted TPM): re-creating the primary, the session and the vault"
         );
         let restore = self.restore.take();
+        self.forget_handles();
+        // The old connection is closed before the new one starts its
+        // session. Behind the kernel's resource manager, closing a connection
+        // flushes the sessions it recorded by their handle numbers, and after
+        // a reset the TPM hands those numbers out again: closed later, it
+        // would flush the new session (measured: every command after the
+        // rebuild then failed). A bare connection holds its place meanwhile.
+        let bare = Self::open_context(&self.tcti)?;
+        drop(std::mem::replace(&mut self.ctx, bare));
         let mut fresh = Self::connect(&self.tcti, true)?;
         fresh.allow_unguarded = self.allow_unguarded;
         // Useless now (the TPM refuses contexts of another reset cycle) and
@@ -515,9 +529,7 @@ impl TpmCustody {
         // key the normal way.
         fresh.saved = self.saved.take_entries();
         fresh.loads = self.loads;
-        let mut old = std::mem::replace(self, fresh);
-        old.forget_handles();
-        drop(old);
+        drop(std::mem::replace(self, fresh));
         if let Some((vault, auth)) = restore {
             let (public, private) = self.parse_vault(&vault)?;
             self.load_vault(&vault, public, private, auth)?;
@@ -691,13 +703,21 @@ impl TpmCustody {
     /// set by someone else).
     pub fn pin_counts(&mut self, vault: &VaultBlob) -> Result<Option<PinCounts>, TpmError> {
         let Some(gate) = vault.gate else { return Ok(None) };
-        let Ok(p) = self.nv(gate.pin) else {
+        let p = match self.nv(gate.pin) {
+            Ok(p) => p,
             // The index is gone (the TPM was cleared, or someone deleted it):
             // nothing can open this vault any more.
-            return Ok(Some(PinCounts {
-                failures: PIN_LIMIT,
-                limit: PIN_LIMIT,
-            }));
+            Err(TpmError::Revoked) => {
+                return Ok(Some(PinCounts {
+                    failures: PIN_LIMIT,
+                    limit: PIN_LIMIT,
+                }))
+            }
+            // Not an answer about the index: the TPM could not be asked (after
+            // a TPM Reset behind the kernel's resource manager every command
+            // on the old connection fails). Calling that "blocked" would tell
+            // the person to reset a key that is fine.
+            Err(e) => return Err(e),
         };
         let read = self.ctx.execute_with_session(Some(AuthSession::Password), |ctx| {
             ctx.nv_read(NvAuth::Owner, p, 8, 0)
@@ -2006,8 +2026,9 @@ impl KeyCustody for TpmCustody {
 
     fn pin_retries(&mut self, vault: &[u8]) -> Result<Option<u8>, CustodyError> {
         let vault = VaultBlob::from_bytes(vault)?;
+        // Often the first TPM command after a resume: it must notice a reset.
         Ok(self
-            .pin_counts(&vault)?
+            .surviving_reset(|s| TpmCustody::pin_counts(s, &vault))?
             .map(|c| c.limit.saturating_sub(c.failures).min(u8::MAX as u32) as u8))
     }
 
