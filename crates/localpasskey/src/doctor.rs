@@ -127,11 +127,12 @@ pub fn findings_in_daemon(dir: &Path, tpm: Finding, uhid: bool) -> Vec<Finding> 
 }
 
 fn check_rest(r: &mut Report, dir: &Path, tpm: Option<&mut lp_tpm::TpmCustody>, uhid: bool) {
+    let software = tpm.as_ref().map(|t| t.is_software());
     r.section("Data directory", &format!(" ({})", dir.display()));
     check_data_dir(r, dir, tpm);
     r.section("USB HID device (uhid) and setup", "");
     if uhid {
-        check_setup(r);
+        check_setup(r, software);
     } else {
         r.info("not checked: --transport udp (the simulation needs no device)");
     }
@@ -549,7 +550,8 @@ fn read_rules(r: &mut Report, name: &str, ok: fn(&str) -> bool, what: &str, miss
     }
 }
 
-fn check_setup(r: &mut Report) {
+/// `software`: whether the TPM is a software one, when doctor could ask it.
+fn check_setup(r: &mut Report, software: Option<bool>) {
     // SAFETY: getuid has no preconditions and cannot fail.
     let me = unsafe { libc::getuid() };
     let uhid = Path::new(crate::transport::uhid::UHID_PATH);
@@ -725,13 +727,54 @@ fn check_setup(r: &mut Report) {
         .output()
     {
         let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        if state == "active" {
-            r.ok("the service is running");
-        } else if !state.is_empty() {
-            r.info(&format!(
+        let allows = output(
+            "systemctl",
+            &[
+                "--user",
+                "show",
+                "-p",
+                "ExecStart",
+                "--value",
+                "localpasskey.service",
+            ],
+        )
+        .is_some_and(|x| x.contains("--allow-software-tpm"));
+        match service_verdict(&state, software, allows) {
+            ServiceVerdict::Running => r.ok("the service is running"),
+            ServiceVerdict::RefusesSoftwareTpm => r.bad(
+                &format!(
+                    "the service is {state}: it refuses this SOFTWARE TPM with the USB security key \
+                     (its keys could be copied with the TPM's state file), so no key is up; \
+                     journalctl --user -u localpasskey.service shows its reason"
+                ),
+                "use a machine with a hardware TPM 2.0; to accept this software TPM anyway, add \
+                 --allow-software-tpm to the service's command line (systemctl --user edit \
+                 localpasskey.service)",
+            ),
+            ServiceVerdict::Other => r.info(&format!(
                 "the service is {state}: journalctl --user -u localpasskey.service says why"
-            ));
+            )),
+            ServiceVerdict::Unknown => {}
         }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum ServiceVerdict {
+    Running,
+    /// The daemon will not start on a software TPM without the flag, so
+    /// waiting or restarting cannot help: that is a problem, not a state.
+    RefusesSoftwareTpm,
+    Other,
+    Unknown,
+}
+
+fn service_verdict(state: &str, software: Option<bool>, allows_software: bool) -> ServiceVerdict {
+    match state {
+        "" => ServiceVerdict::Unknown,
+        "active" => ServiceVerdict::Running,
+        _ if software == Some(true) && !allows_software => ServiceVerdict::RefusesSoftwareTpm,
+        _ => ServiceVerdict::Other,
     }
 }
 
@@ -821,6 +864,21 @@ mod tests {
             "KERNEL==\"uhid\", SUBSYSTEM==\"misc\", TAG+=\"uaccess\"\n"
         ));
         assert!(!gives_uhid_away("# KERNEL==\"uhid\", TAG+=\"uaccess\"\n"));
+    }
+
+    #[test]
+    fn a_service_that_refuses_a_software_tpm_is_a_problem() {
+        use ServiceVerdict::*;
+        assert_eq!(service_verdict("active", Some(true), false), Running);
+        assert_eq!(service_verdict("failed", Some(true), false), RefusesSoftwareTpm);
+        assert_eq!(
+            service_verdict("activating", Some(true), false),
+            RefusesSoftwareTpm
+        );
+        assert_eq!(service_verdict("failed", Some(true), true), Other);
+        assert_eq!(service_verdict("failed", Some(false), false), Other);
+        assert_eq!(service_verdict("inactive", None, false), Other);
+        assert_eq!(service_verdict("", Some(true), false), Unknown);
     }
 
     #[test]
