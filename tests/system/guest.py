@@ -13,13 +13,19 @@ boot 2: the service starts by itself at alice's login; its boot-to-ready
     socket and the user service are active; the node is alice's alone;
     udevadm shows ID_FIDO_TOKEN and the snap tags; fido2-token -L/-I; a PIN
     set with fido2-token -S; python-fido2 registers and signs in (verified by
-    fido2.server); bob logs in on tty2 and becomes the active session, and
-    cannot open the node (while the seat's uaccess devices do become his);
-    alice cannot open /dev/uhid, and neither she nor bob gets a keyboard
-    from the broker; `localpasskey doctor` says ok to everything; the guest
-    suspends to RAM (the host wakes it) and alice signs in again;
-    `localpasskey uninstall` leaves only the passkeys (a reinstall signs in
-    with them); `localpasskey uninstall --purge` leaves nothing.
+    fido2.server); headless Chromium, as alice, registers and signs in on
+    the demo relying party (rp/, verified there by py_webauthn) with the
+    PIN typed into our prompt; bob logs in on tty2 and becomes the active
+    session, and cannot open the node (while the seat's uaccess devices do
+    become his); alice cannot open /dev/uhid, and neither she nor bob gets
+    a keyboard from the broker; `localpasskey doctor` says ok to
+    everything; without the test's --allow-software-tpm the packaged
+    service refuses this software TPM and says why, and doctor fails; the
+    guest suspends to RAM (the host wakes it) and alice signs in again; it
+    hibernates and powers off (the host starts swtpm and qemu again, a TPM
+    Reset) and alice signs in again; `localpasskey uninstall` leaves only
+    the passkeys (a reinstall signs in with them); `localpasskey uninstall
+    --purge` leaves nothing.
 
 Every check prints `[system] PASS|FAIL|BLOCKED name (secs): what -- detail`
 on the console (the host's record: it survives a guest whose shares broke)
@@ -274,7 +280,9 @@ def boot1() -> None:
     Path("/etc/dpkg/dpkg.cfg.d/99mmdebstrap").unlink(missing_ok=True)
     # The inputs, copied to the guest's own disk.
     shutil.rmtree(LOCAL, ignore_errors=True)
-    shutil.copytree(ARGS.out / "in", LOCAL)
+    # (Not the relying party's Python packages: the site runs while the
+    # shares are up, from the share.)
+    shutil.copytree(ARGS.out / "in", LOCAL, ignore=lambda d, names: ["rp-py"] if d == str(ARGS.out / "in") else [])
     for f in ("fido2_client.py", "person-pinentry"):
         shutil.copy(SRC / "tests/system" / f, LOCAL / f)
     os.chmod(LOCAL / "person-pinentry", 0o755)
@@ -403,6 +411,10 @@ def boot2(watch: ReadyWatch) -> None:
         assert login and watch.at - login < 30, f"ready {watch.at - login:.1f}s after the login"
         return "; ".join(f"{k} {v}s" for k, v in figures.items())
 
+    # The site and alice's browser start now, while the checks below run:
+    # under TCG Chromium needs a minute or more before its first page.
+    early = start_site_and_browser()
+
     @check("broker-socket-active", "localpasskey-broker.socket is enabled and active; the socket is root's, mode 0666")
     def _():
         active = run(["systemctl", "is-active", "localpasskey-broker.socket"], check_rc=False).stdout.strip()
@@ -489,6 +501,8 @@ def boot2(watch: ReadyWatch) -> None:
     def _():
         return json.dumps(fido2("sign-in"))
 
+    chromium_checks(early)
+
     # ---- another user takes the seat
     @check("other-user-active-cannot-open", "bob logs in on tty2 and becomes the active session (chvt 2): the "
            "seat's uaccess devices become his, alice's key does not (no ACL, open refused)")
@@ -555,6 +569,59 @@ def boot2(watch: ReadyWatch) -> None:
         assert oks >= 10, f"only {oks} ok lines: {p.stdout[-800:]}"
         return f"{oks} ok, no FAIL, only the software-TPM WARN (doctor.txt)"
 
+    @check("software-tpm-refused", "without the test's --allow-software-tpm the installed service refuses this "
+           "VM's TPM (swtpm behind tpm-tis): it does not start (`systemctl --user status`: exit code 1), makes no "
+           "key, and says why in her journal; doctor fails and says so; with the flag back it runs again")
+    def _():
+        dropin = Path(pwd.getpwnam(USER).pw_dir) / ".config/systemd/user/localpasskey.service.d/software-tpm.conf"
+        kept = dropin.read_text()
+        cursor = run(["journalctl", "--show-cursor", "-n", "0", "-q"]).stdout.strip().split("cursor: ")[-1]
+        dropin.unlink()
+        try:
+            as_user(USER, ["systemctl", "--user", "daemon-reload"])
+            execstart = user_service("ExecStart")
+            assert "--allow-software-tpm" not in execstart, execstart
+            as_user(USER, ["systemctl", "--user", "restart", "--no-block", "localpasskey.service"])
+            refusal = None
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline and not refusal:
+                j = run(["journalctl", f"--after-cursor={cursor}", "-o", "cat", f"_UID={pwd.getpwnam(USER).pw_uid}",
+                         "_SYSTEMD_USER_UNIT=localpasskey.service"], check_rc=False).stdout
+                refusal = next((x for x in j.splitlines() if "is a software TPM" in x), None)
+                time.sleep(0.5)
+            assert refusal, f"the daemon never said it refuses the software TPM: {j[-600:]}"
+            time.sleep(1)
+            state = (user_service("ActiveState"), user_service("SubState"))
+            assert state[0] != "active", f"the service is {state} on a software TPM"
+            assert not our_nodes(), f"a key is up: {our_nodes()}"
+            st = as_user(USER, ["systemctl", "--user", "status", "--no-pager", "-l", "-n", "20",
+                                "localpasskey.service"], check_rc=False)
+            jr = as_user(USER, ["journalctl", "--user", "-u", "localpasskey.service", "-n", "30", "--no-pager"],
+                         check_rc=False)
+            (ARGS.out / "software-tpm-status.txt").write_text(
+                f"$ systemctl --user status localpasskey.service\n{st.stdout}{st.stderr}\n"
+                f"$ journalctl --user -u localpasskey.service\n{jr.stdout}{jr.stderr}")
+            assert "status=1/FAILURE" in st.stdout, st.stdout[-800:]
+            assert "is a software TPM" in jr.stdout and "--allow-software-tpm" in jr.stdout, \
+                f"alice's own journal does not say why: {(jr.stdout + jr.stderr)[-800:]}"
+            in_status = "is a software TPM" in st.stdout
+            p = as_user(USER, ["localpasskey", "doctor"], check_rc=False, timeout=180)
+            (ARGS.out / "software-tpm-doctor.txt").write_text(p.stdout + p.stderr)
+            said = [x.strip() for x in p.stdout.splitlines() if x.strip().startswith("FAIL")]
+            assert p.returncode != 0, f"doctor exited 0 with the service refusing: {p.stdout[-600:]}"
+            assert any("refuses this SOFTWARE TPM" in x for x in said), f"doctor's FAILs: {said}"
+        finally:
+            dropin.write_text(kept)
+            as_user(USER, ["systemctl", "--user", "daemon-reload"])
+            as_user(USER, ["systemctl", "--user", "reset-failed", "localpasskey.service"], check_rc=False)
+            as_user(USER, ["systemctl", "--user", "restart", "localpasskey.service"], timeout=180)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not (our_nodes() and user_service() == "active"):
+                time.sleep(0.3)
+        assert user_service() == "active" and our_nodes(), f"not back: {user_service()}, {our_nodes()}"
+        return f"{state[0]}/{state[1]}; her journal (journalctl --user) says: {refusal[:200]}" + \
+            ("" if in_status else " (systemctl --user status shows the exit code, not the line)") + f"; doctor: {said}"
+
     @check("suspend-resume-sign-in", "the guest suspends to RAM (echo mem > /sys/power/state; the host wakes it "
            "with system_wakeup); afterwards the key is still alice's and she signs in")
     def _():
@@ -580,6 +647,53 @@ def boot2(watch: ReadyWatch) -> None:
         assert user_service() == "active", f"service {user_service()} after resume"
         r = fido2("sign-in")
         return f"slept {slept:.1f}s; {node_before} -> {the_node()}; {json.dumps(r)}"
+
+    @check("hibernate-resume-sign-in", "the guest hibernates (swap on the disk the host gives it, resume= on the "
+           "kernel command line, echo disk > /sys/power/state) and powers off; the host starts a fresh swtpm on the "
+           "same state and qemu on the same disks, the firmware starts the TPM clear (a TPM reset, as a laptop's "
+           "firmware does at resume), the kernel restores the image; the daemon rebuilds its TPM objects and alice "
+           "signs in")
+    def _():
+        states = Path("/sys/power/state").read_text().split()
+        modes = Path("/sys/power/disk").read_text().split() if Path("/sys/power/disk").exists() else []
+        if "disk" not in states or not {"shutdown", "[shutdown]"} & set(modes):
+            raise Blocked(f"this kernel offers no hibernation (state: {states}, disk: {modes})")
+        swap = Path("/dev/disk/by-id/virtio-lpk-swap")
+        assert swap.exists(), "run.sh gave the guest no swap disk (serial lpk-swap)"
+        cmdline = Path("/proc/cmdline").read_text()
+        assert "resume=/dev/vdb" in cmdline and swap.resolve() == Path("/dev/vdb"), \
+            f"the resume device is not the swap disk: {cmdline}; {swap} -> {swap.resolve()}"
+        run(["swapon", swap])  # the host made it a swap area
+        Path("/sys/power/disk").write_text("shutdown")
+        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        node_before = the_node()
+        cursor = run(["journalctl", "--show-cursor", "-n", "0", "-q"]).stdout.strip().split("cursor: ")[-1]
+        unplug_shares()
+        try:
+            run(["sync"])
+            say("hibernating: power off")  # run.sh starts qemu again when it reads this on the console
+            t = time.time()
+            Path("/sys/power/state").write_text("disk")  # returns in the restored system
+            slept = time.time() - t
+        finally:
+            plug_shares()
+        run(["swapoff", swap], check_rc=False)
+        assert Path("/proc/sys/kernel/random/boot_id").read_text().strip() == boot_id, \
+            "a new boot id: the machine booted afresh instead of resuming"
+        restarts = (ARGS.out / "qemu-restarts").read_text().strip() if (ARGS.out / "qemu-restarts").exists() else "0"
+        assert restarts == "1", f"the host says qemu was started again {restarts} times (want 1: powered off)"
+        pm = [x.split("] ", 1)[-1] for x in run(["dmesg"]).stdout.splitlines() if "PM: " in x and "hibernat" in x]
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not (our_nodes() and user_service() == "active"):
+            time.sleep(0.5)
+        assert user_service() == "active", f"service {user_service()} after the resume"
+        r = fido2("sign-in")
+        j = run(["journalctl", f"--after-cursor={cursor}", "-o", "cat", f"_UID={uid}",
+                 "_SYSTEMD_USER_UNIT=localpasskey.service"], check_rc=False).stdout
+        (ARGS.out / "hibernate-daemon.log").write_text(j)
+        assert "re-created after the TPM reset" in j, f"the daemon never saw the TPM reset: {j[-600:]}"
+        return f"away {slept:.0f}s, same boot {boot_id[:8]}; {node_before} -> {the_node()}; daemon: TPM objects " \
+               f"re-created after the reset; {json.dumps(r)}; kernel: {pm[-3:]}"
 
     # ---- uninstall, reinstall, purge
     @check("uninstall-keeps-passkeys", "as alice: `localpasskey uninstall` removes the package, units, rules and "
@@ -618,6 +732,118 @@ def boot2(watch: ReadyWatch) -> None:
         assert not left, f"left behind: {left}"
         assert package_state() in ("not known to dpkg", "unknown ok not-installed"), package_state()
         return f"package {package_state()!r}; {data} gone"
+
+
+RP_PORT = 8080
+RP_ORIGIN = f"http://localhost:{RP_PORT}"
+
+
+def devtools_module():
+    sys.path.append(str(LOCAL / "py"))  # websocket-client (host's .venv)
+    sys.path.insert(0, str(SRC / "tests/vm"))
+    import devtools  # the browser suite's DevTools driver
+
+    return devtools
+
+
+def start_site_and_browser() -> dict:
+    """The demo relying party (rp/, as root: it is the web site) and alice's
+    headless Chromium with a fresh profile in her home, started and not
+    waited for."""
+    devtools = devtools_module()
+    st: dict = {"t0": time.monotonic()}
+    out = ARGS.out / "chromium"
+    out.mkdir(exist_ok=True)
+    try:
+        db = STATE_DIR / "rp-credentials.json"
+        db.unlink(missing_ok=True)
+        st["rp"] = subprocess.Popen(
+            ["/usr/bin/python3", "-B", "-m", "lprp", "--port", str(RP_PORT), "--db", db],
+            cwd=SRC / "rp", env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ARGS.out / "in/rp-py"), "LANG": "C.UTF-8"},
+            stdout=open(out / "rp.log", "wb"), stderr=subprocess.STDOUT)
+        profile = Path(pwd.getpwnam(USER).pw_dir) / ".cache/lpk-chromium-profile"
+        shutil.rmtree(profile, ignore_errors=True)
+        c = creds(USER)
+        st["proc"] = devtools.launch_chromium(profile, out / "chromium.log", user=c["user"], group=c["group"],
+                                              extra_groups=c["extra_groups"], cwd=c["cwd"], env=c["env"])
+    except Exception as e:  # noqa: BLE001 - chromium-start reports it
+        st["error"] = f"{type(e).__name__}: {e}"
+    return st
+
+
+def chromium_checks(st: dict) -> None:
+    """Headless Chromium as alice, on her own key through the broker and her
+    hidraw node, against the demo relying party (rp/, py_webauthn verifies
+    on the server). One browser start for both ceremonies."""
+    devtools = devtools_module()
+    pw = pwd.getpwnam(USER)
+    out = ARGS.out / "chromium"
+
+    def rp_state() -> dict:
+        return devtools.http_json(f"http://127.0.0.1:{RP_PORT}/api/state")
+
+    def asked_since(before: int) -> list[str]:
+        return [line.split()[1] for line in person_asked()[before:]]
+
+    @check("chromium-start", "the demo relying party (rp/, py_webauthn) on http://localhost:8080; as alice, "
+           "headless Chromium (Debian's chromium) with a fresh profile in her home opens its page")
+    def _():
+        assert "error" not in st, st.get("error")
+        waited = time.monotonic()
+        devtools.wait_for("the demo relying party", rp_state, 120)
+        rp_s = time.monotonic() - st["t0"]
+        st["cdp"], version = devtools.open_page(st["proc"], out / "chromium.log", out / "screenshots", RP_ORIGIN)
+        uid = int(Path(f"/proc/{st['proc'].pid}/status").read_text().split("\nUid:")[1].split()[0])
+        assert uid == pw.pw_uid, f"Chromium runs as uid {uid}"
+        st["cdp"].screenshot("chromium-page")
+        return f"{version}; rp answering {rp_s:.1f}s and the page ready {time.monotonic() - st['t0']:.1f}s after " \
+               f"both were started ({time.monotonic() - waited:.1f}s of it waited for here)"
+
+    @check("chromium-register", "as alice: Chromium registers a passkey on the demo site (navigator.credentials."
+           "create over her hidraw node); the person typed her PIN in our prompt; the site verified it (UV=1, "
+           "BE=0, BS=0, our AAGUID, packed self attestation) and keeps it")
+    def _():
+        assert "cdp" in st, "Chromium did not start"
+        before = len(person_asked())
+        r = devtools.js_register(st["cdp"], "alice")
+        st["cdp"].screenshot("chromium-register")
+        s = devtools.expect_ok(r)
+        flags = devtools.check_flags(s)
+        assert s["user"] == "alice" and s["attestation_type"] == "self", s
+        asked = asked_since(before)
+        assert "GETPIN" in asked, f"the person was not asked for the PIN: {asked}"
+        kept = [c for c in rp_state()["credentials"] if c["id"] == s["credential_id"]]
+        assert len(kept) == 1 and kept[0]["user"] == "alice", f"the site does not keep it: {rp_state()}"
+        assert kept[0]["flags_at_registration"]["UV"] and not kept[0]["flags_at_registration"]["BE"], kept
+        st["cred"] = s["credential_id"]
+        return f"{flags}, {s['attestation_type']} attestation; person asked {asked}; {r['ms']} ms"
+
+    @check("chromium-sign-in", "as alice: Chromium signs in with it (username-less, navigator.credentials.get); "
+           "the person typed her PIN; the site verified the signature and the sign count went up")
+    def _():
+        assert "cred" in st, "no passkey was registered in Chromium"
+        before = len(person_asked())
+        r = devtools.js_sign_in(st["cdp"], None)
+        st["cdp"].screenshot("chromium-sign-in")
+        s = devtools.expect_ok(r)
+        flags = devtools.check_flags(s)
+        assert s["user"] == "alice" and s["username_less"] and s["credential_id"] == st["cred"], s
+        assert s["sign_count"] > s["previous_sign_count"], s
+        asked = asked_since(before)
+        assert "GETPIN" in asked, f"the person was not asked for the PIN: {asked}"
+        kept = [c for c in rp_state()["credentials"] if c["id"] == st["cred"]]
+        assert kept and kept[0]["sign_count"] == s["sign_count"] and kept[0]["last_used"], kept
+        return f"{flags}; sign count {s['previous_sign_count']} -> {s['sign_count']}; person asked {asked}; " \
+               f"{r['ms']} ms"
+
+    @check("chromium-no-pin-screen", "Chromium used our built-in user verification (clientPIN 0x06) and never "
+           "showed its own PIN screen (its FIDO log)")
+    def _():
+        assert "cdp" in st, "Chromium did not start"
+        return devtools.check_no_pin_screen(out / "chromium.log", out / "chromium-fido.log")
+
+    devtools.stop(st.get("proc"))
+    devtools.stop(st.get("rp"))
 
 
 def unplug_shares() -> None:
@@ -727,6 +953,16 @@ def main() -> None:
         run(["sync"])
         subprocess.run(["systemctl", "reboot"])
         return
+    if phase == "2-started":  # boot 2 was cut short: the guest was off without resuming
+        say("FAIL boot-2-interrupted (0.0s): the checks of boot 2 were under way when the guest started afresh "
+            "(a hibernation that did not resume, or a crash)")
+        PHASE.write_text("done")
+        say("finished: powering off")
+        run(["sync"])
+        subprocess.run(["systemctl", "poweroff"])
+        return
+    PHASE.write_text("2-started")
+    run(["sync"])
     watch = ReadyWatch()
     watch.start()
     try:

@@ -29,7 +29,6 @@ table). Ends with "browser: N passed, M failed".
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import re
@@ -37,23 +36,23 @@ import subprocess
 import sys
 import time
 import traceback
-import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(HERE))
 import guest_tests as gt  # noqa: E402  (swtpm + daemon helpers, presence script)
+from devtools import (  # noqa: E402  (the DevTools driver tests/system uses too)
+    Cdp, JsonWebsocket, check_flags, expect_ok, http_json, js_register, js_sign_in, save_screenshot, wait_for,
+)
+import devtools  # noqa: E402
 
 RP_PORT = 8080
 ORIGIN = f"http://localhost:{RP_PORT}"
 CDP_PORT = 9222
-CHROMIUM = "/usr/lib/chromium/chromium"
 FIREFOX = "/usr/lib/firefox-esr/firefox-esr"
 BIDI_PORT = 9223
-AAGUID = "cb8a205c-984c-4e7e-98eb-5800f04355ef"
-JS_TIMEOUT_MS = 30000  # the AbortSignal of each successful ceremony
-FAIL_TIMEOUT_MS = 10000  # ... of a ceremony that is expected to fail
+FAIL_TIMEOUT_MS = 10000  # the AbortSignal of a ceremony that is expected to fail
 
 ARGS = argparse.Namespace()
 RESULTS: list[dict] = []  # {browser, ceremony, status, detail, seconds}
@@ -64,56 +63,7 @@ def say(msg: str) -> None:
     print(msg, flush=True)
 
 
-# ------------------------------------------------------------ DevTools client
-
-
-class JsonWebsocket:
-    """Numbered JSON commands over a browser's websocket, each waiting for
-    the message with its own id (events and other answers are skipped)."""
-
-    def __init__(self, ws_url: str):
-        import websocket  # websocket-client
-
-        self.ws = websocket.create_connection(ws_url, timeout=300, suppress_origin=True)
-        self.next_id = 0
-
-    def request(self, method: str, params: dict) -> dict:
-        self.next_id += 1
-        mid = self.next_id
-        self.ws.send(json.dumps({"id": mid, "method": method, "params": params}))
-        while True:
-            msg = json.loads(self.ws.recv())
-            if msg.get("id") == mid:
-                return msg
-
-
-class Cdp(JsonWebsocket):
-    """The DevTools protocol over one page's websocket: commands only (events are skipped)."""
-
-    def call(self, method: str, **params):
-        if method.startswith("WebAuthn."):
-            raise AssertionError("never the DevTools WebAuthn domain: it swaps the real device for a virtual one")
-        msg = self.request(method, params)
-        if "error" in msg:
-            raise RuntimeError(f"{method}: {msg['error']}")
-        return msg["result"]
-
-    def eval(self, expr: str):
-        r = self.call("Runtime.evaluate", expression=expr, awaitPromise=True, returnByValue=True)
-        if "exceptionDetails" in r:
-            raise RuntimeError(f"page exception: {json.dumps(r['exceptionDetails'])[:500]}")
-        return r["result"].get("value")
-
-    def screenshot(self, name: str) -> Path:
-        return save_screenshot(name, self.call("Page.captureScreenshot", format="png")["data"])
-
-
-def save_screenshot(name: str, b64: str) -> Path:
-    d = ARGS.out / "screenshots"
-    d.mkdir(exist_ok=True)
-    path = d / f"{len(list(d.glob('*.png'))) + 1:02d}-{name}.png"
-    path.write_bytes(base64.b64decode(b64))
-    return path
+# ------------------------------------------------------------ WebDriver BiDi client
 
 
 class Bidi(JsonWebsocket):
@@ -142,26 +92,8 @@ class Bidi(JsonWebsocket):
         return json.loads(r["result"]["value"])
 
     def screenshot(self, name: str) -> Path:
-        return save_screenshot(name, self.call("browsingContext.captureScreenshot", context=self.context)["data"])
-
-
-def http_json(url: str):
-    with urllib.request.urlopen(url, timeout=5) as r:
-        return json.loads(r.read())
-
-
-def wait_for(what: str, fn, timeout: float, every: float = 0.25):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            v = fn()
-            if v:
-                return v
-        except Exception as e:  # noqa: BLE001
-            last = e
-        time.sleep(every)
-    raise TimeoutError(f"{what} not ready in {timeout:.0f}s (last error: {last})")
+        return save_screenshot(ARGS.out / "screenshots", name,
+                               self.call("browsingContext.captureScreenshot", context=self.context)["data"])
 
 
 # ---------------------------------------------------------------- services
@@ -195,32 +127,9 @@ def start_rp() -> None:
 
 
 def start_chromium() -> Cdp:
-    profile = gt.WORK / "chromium-profile"
-    profile.mkdir(parents=True, exist_ok=True)
-    log = open(ARGS.out / "chromium.log", "wb")
-    argv = [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--disable-dev-shm-usage", "--remote-allow-origins=*", f"--remote-debugging-port={CDP_PORT}",
-            f"--user-data-dir={profile}", "--window-size=1150,900",
-            # Under TCG Chromium's GPU process dies with SIGSEGV several
-            # times a run (measured 6 and 8), and after the sixth crash
-            # Chromium exits ("GPU process isn't usable"). It restarts the GPU
-            # process each time, so lift the limit; WebAuthn is not involved.
-            "--disable-gpu-process-crash-limit",
-            # Chromium's own FIDO log: what it asked the device and why.
-            "--enable-logging=stderr", "--v=0", "--vmodule=device_event_log_impl=1",
-            "about:blank"]
-    STATE["chromium"] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-    version = wait_for("Chromium's DevTools endpoint", lambda: http_json(f"http://127.0.0.1:{CDP_PORT}/json/version"), 150)
-    STATE["browser_version"] = version.get("Browser", "?")
-    page = wait_for("a page target", lambda: [t for t in http_json(f"http://127.0.0.1:{CDP_PORT}/json/list")
-                                               if t.get("type") == "page"], 30)[0]
-    cdp = Cdp(page["webSocketDebuggerUrl"])
-    cdp.call("Page.enable")
-    cdp.call("Runtime.enable")
-    cdp.call("Page.navigate", url=ORIGIN + "/")
-    wait_for("the demo page", lambda: cdp.eval("document.readyState === 'complete' && !!window.lp "
-                                                "&& document.getElementById('rpid').textContent === 'localhost'"), 60)
+    proc, cdp, STATE["browser_version"] = devtools.start_chromium(
+        gt.WORK / "chromium-profile", ARGS.out / "chromium.log", ARGS.out / "screenshots", ORIGIN, CDP_PORT)
+    STATE["chromium"] = proc
     return cdp
 
 
@@ -261,30 +170,6 @@ def record(browser: str, ceremony: str, fn) -> dict | None:
                     "seconds": round(dt, 1), "screenshot": shot})
     say(f"{status:5} [{browser}] {ceremony} ({dt:.1f}s): {detail}" + (f" [{shot}]" if shot else ""))
     return None
-
-
-def js_register(cdp: Cdp, user: str, timeout_ms: int = JS_TIMEOUT_MS) -> dict:
-    return cdp.eval(f"lp.register({json.dumps(user)}, {timeout_ms})")
-
-
-def js_sign_in(cdp: Cdp, user: str | None, timeout_ms: int = JS_TIMEOUT_MS) -> dict:
-    return cdp.eval(f"lp.signIn({json.dumps(user)}, {timeout_ms})")
-
-
-def expect_ok(r: dict) -> dict:
-    if not r.get("ok"):
-        raise AssertionError(f"page result: {r.get('error')} after {r.get('ms')} ms")
-    return r["server"]
-
-
-def check_flags(s: dict) -> str:
-    f = s["flags"]
-    assert f["UP"] and f["UV"], f"UP/UV missing: {f}"
-    assert not f["BE"] and not f["BS"], f"BE/BS must be 0: {f}"
-    assert s["aaguid"] == AAGUID, s["aaguid"]
-    assert s["fmt"] == "packed", s["fmt"]
-    assert s["device_type"] == "single_device" and s["backed_up"] is False, s
-    return f"UV=1 BE=0 BS=0 AAGUID {s['aaguid']} {s['fmt']}"
 
 
 def register(cdp: Cdp, user: str) -> str:
@@ -530,28 +415,8 @@ def firefox(bidi: Bidi) -> None:
     record(b, "never-asked-for-a-PIN", built_in_uv_only)
 
 
-# Chromium's PIN screens (UI steps) and the clientPIN subcommands that mean
-# "the browser has the PIN": getPinToken (5), setPIN (3), changePIN (4),
-# getPinUvAuthTokenUsingPinWithPermissions (9). Built-in verification is
-# getPinUvAuthTokenUsingUvWithPermissions (6).
-PIN_STEPS = {"kClientPinEntry", "kClientPinSetup", "kClientPinChange"}
-SUBCMD = re.compile(r"<- 0x6 \(kAuthenticatorClientPin\) \{1: \d+, 2: (\d+)")
-
-
 def check_no_pin_screen() -> str:
-    log = (ARGS.out / "chromium.log").read_text(errors="replace")
-    fido = [x[x.index("FIDO: "):] for x in log.splitlines() if "FIDO: " in x]
-    (ARGS.out / "chromium-fido.log").write_text("\n".join(fido) + "\n")
-    steps = re.findall(r"UI step: (k\w+)", log)
-    subcmds = [int(x) for x in SUBCMD.findall(log)]
-    pin_steps = sorted(set(steps) & PIN_STEPS)
-    assert not pin_steps, f"Chromium showed its PIN screen: {pin_steps}"
-    with_pin = sorted(set(subcmds) & {3, 4, 5, 9})
-    assert not with_pin, f"Chromium sent clientPIN subcommands that carry the PIN: {with_pin}"
-    assert 6 in subcmds, f"Chromium never used built-in UV (getPinUvAuthTokenUsingUvWithPermissions): {subcmds}"
-    uniq = sorted(set(steps))
-    return (f"no PIN screen; built-in UV tokens (clientPIN 0x06) {subcmds.count(6)}x; "
-            f"UI steps seen: {', '.join(uniq)}")
+    return devtools.check_no_pin_screen(ARGS.out / "chromium.log", ARGS.out / "chromium-fido.log")
 
 
 def selected_browsers() -> list[str]:
