@@ -211,3 +211,109 @@ fn retention_trims_old_entries() {
     r.auth.trim_activity().unwrap();
     assert!(log(&r).is_empty());
 }
+
+/// The software custody, recording the blobs it is told to forget.
+struct Forgetful(InsecureSoftwareCustody, Arc<Mutex<Vec<Vec<u8>>>>);
+
+impl KeyCustody for Forgetful {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+    fn is_hardware(&self) -> bool {
+        false
+    }
+    fn algorithms(&self) -> Vec<Algorithm> {
+        self.0.algorithms()
+    }
+    fn create_key(&mut self, alg: Algorithm) -> Result<crate::custody::NewKey, crate::custody::CustodyError> {
+        self.0.create_key(alg)
+    }
+    fn sign(&mut self, blob: &[u8], message: &[u8]) -> Result<Vec<u8>, crate::custody::CustodyError> {
+        self.0.sign(blob, message)
+    }
+    fn create_hmac_key(&mut self) -> Result<Vec<u8>, crate::custody::CustodyError> {
+        self.0.create_hmac_key()
+    }
+    fn hmac(&mut self, blob: &[u8], message: &[u8]) -> Result<[u8; 32], crate::custody::CustodyError> {
+        self.0.hmac(blob, message)
+    }
+    fn forget_key(&mut self, blob: &[u8]) {
+        self.1.lock().unwrap().push(blob.to_vec());
+        self.0.forget_key(blob)
+    }
+    fn seal(&mut self, data: &[u8]) -> Result<Vec<u8>, crate::custody::CustodyError> {
+        self.0.seal(data)
+    }
+    fn unseal(&mut self, blob: &[u8]) -> Result<Vec<u8>, crate::custody::CustodyError> {
+        self.0.unseal(blob)
+    }
+    fn reset(&mut self, vault: Option<&[u8]>) -> Result<(), crate::custody::CustodyError> {
+        self.0.reset(vault)
+    }
+    fn create_vault(&mut self, auth: &[u8; 32]) -> Result<Vec<u8>, crate::custody::CustodyError> {
+        self.0.create_vault(auth)
+    }
+    fn unlock(
+        &mut self,
+        vault: &[u8],
+        auth: &[u8; 32],
+    ) -> Result<Option<Vec<u8>>, crate::custody::CustodyError> {
+        self.0.unlock(vault, auth)
+    }
+    fn pin_retries(&mut self, vault: &[u8]) -> Result<Option<u8>, crate::custody::CustodyError> {
+        self.0.pin_retries(vault)
+    }
+    fn change_auth(
+        &mut self,
+        vault: &[u8],
+        old: &[u8; 32],
+        new: &[u8; 32],
+    ) -> Result<Vec<u8>, crate::custody::CustodyError> {
+        self.0.change_auth(vault, old, new)
+    }
+    fn commit_change(
+        &mut self,
+        vault: &[u8],
+        old: &[u8; 32],
+        new: &[u8; 32],
+    ) -> Result<Vec<u8>, crate::custody::CustodyError> {
+        self.0.commit_change(vault, old, new)
+    }
+    fn lock(&mut self) {
+        self.0.lock()
+    }
+    fn is_unlocked(&self) -> bool {
+        self.0.is_unlocked()
+    }
+}
+
+/// A deleted passkey's keys (its signing key and its hmac-secret key) are
+/// dropped by the custody too: a TPM custody keeps saved contexts of them.
+#[test]
+fn deleting_a_passkey_makes_the_custody_forget_its_keys() {
+    let forgotten = Arc::new(Mutex::new(Vec::new()));
+    let mut r = rig_without_pin();
+    r.auth.custody = Box::new(Forgetful(InsecureSoftwareCustody::new(), forgotten.clone()));
+    set_pin(&mut r, PIN, ProtocolVersion::Two).expect("setPIN");
+    let mut mc = Mc::new("example.com", b"u", true);
+    mc.extra.push((6, text_map([("hmac-secret", Value::Bool(true))])));
+    let made = make(&mut r, &mc);
+    let stored = r.auth.store.get(&made.id).unwrap().expect("stored");
+    let hmac_key = stored.hmac_key.clone().expect("an hmac-secret key");
+    assert!(forgotten.lock().unwrap().is_empty());
+    r.auth.delete_passkey(&made.id, &NoInteraction).unwrap();
+    assert_eq!(*forgotten.lock().unwrap(), [stored.key_blob, hmac_key]);
+
+    // The same through credential management's deleteCredential.
+    forgotten.lock().unwrap().clear();
+    let made = make(&mut r, &Mc::new("example.com", b"v", true));
+    let stored = r.auth.store.get(&made.id).unwrap().expect("stored");
+    let t = pin_token_for(&mut r, PIN, ProtocolVersion::Two, permission::CM, None).unwrap();
+    let descriptor = text_map([
+        ("id", Value::Bytes(made.id.clone())),
+        ("type", text("public-key")),
+    ]);
+    cm(&mut r, &t, 6, Some(int_map([(2, descriptor)]))).unwrap();
+    assert!(r.auth.store.get(&made.id).unwrap().is_none());
+    assert_eq!(*forgotten.lock().unwrap(), [stored.key_blob]);
+}
