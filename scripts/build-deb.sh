@@ -34,6 +34,10 @@ else
         -p localpasskey-broker >&2
 fi
 log "packaging"
-out=$(cargo deb -p localpasskey --no-build --strip --profile "$PROFILE" 2>&1 | tee /dev/stderr | tail -n 1)
+# The test package (dev) is installed once and thrown away: faster, lighter
+# compression (measured: 11 s instead of 34 s, 8.8 MB instead of 7.0 MB).
+fast=()
+[ "$PROFILE" = dev ] && fast=(--fast)
+out=$(cargo deb -p localpasskey --no-build --strip --profile "$PROFILE" "${fast[@]}" 2>&1 | tee /dev/stderr | tail -n 1)
 [ -f "$out" ] || { echo "cargo deb made no package: $out" >&2; exit 1; }
 echo "$out"
