@@ -321,8 +321,9 @@ impl Authenticator {
         match result {
             Ok(None) => vec![CTAP2_OK],
             Ok(Some(v)) => {
-                let mut out = vec![CTAP2_OK];
-                out.extend(cbor::encode(&v));
+                let mut out = Vec::with_capacity(512);
+                out.push(CTAP2_OK);
+                cbor::encode_into(&v, &mut out);
                 out
             }
             Err(e) => {

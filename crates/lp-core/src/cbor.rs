@@ -9,7 +9,6 @@
 
 use crate::status::CtapError;
 use ciborium::value::{Integer, Value};
-use std::collections::BTreeMap;
 
 /// Nesting deeper than this is refused; CTAP structures are at most four deep,
 /// and a bound keeps hostile input from exhausting the stack.
@@ -29,10 +28,15 @@ pub fn decode(bytes: &[u8]) -> Result<Value, CtapError> {
 /// Encode a value. Callers build maps in canonical order (see [`int_map`] and
 /// [`text_map`]); ciborium preserves that order on the wire.
 pub fn encode(value: &Value) -> Vec<u8> {
-    let mut out = Vec::new();
-    // Writing into a Vec cannot fail for a Value tree.
-    let _ = ciborium::ser::into_writer(value, &mut out);
+    let mut out = Vec::with_capacity(256);
+    encode_into(value, &mut out);
     out
+}
+
+/// Encode a value after what `out` already holds (a status byte, say).
+pub fn encode_into(value: &Value, out: &mut Vec<u8>) {
+    // Writing into a Vec cannot fail for a Value tree.
+    let _ = ciborium::ser::into_writer(value, out);
 }
 
 /// A request's top-level map, keyed by the CTAP parameter numbers: sorted
@@ -122,21 +126,74 @@ pub fn unsigned(v: Value) -> Result<u64, CtapError> {
     }
 }
 
-/// A map with text keys (entities, options, extensions). Non-text keys are
-/// unknown keys and ignored; a repeated key is invalid CBOR.
-pub fn text_keyed(v: Value) -> Result<BTreeMap<String, Value>, CtapError> {
+/// A map with text keys (entities, options, extensions): sorted by key,
+/// each key at most once, a sorted vector like [`RequestMap`] (these maps
+/// hold a handful of members). Non-text keys are unknown keys and ignored;
+/// a repeated key is invalid CBOR.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TextMap(Vec<(String, Value)>);
+
+impl TextMap {
+    fn position(&self, key: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(k, _)| k.as_str().cmp(key))
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.position(key).ok().map(|i| &self.0[i].1)
+    }
+
+    pub fn remove(&mut self, key: &str) -> Option<Value> {
+        self.position(key).ok().map(|i| self.0.remove(i).1)
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.position(key).is_ok()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(k, _)| k.as_str())
+    }
+}
+
+/// Built from members in any order; a repeated key keeps its last value,
+/// as inserting into a map would.
+impl FromIterator<(String, Value)> for TextMap {
+    fn from_iter<I: IntoIterator<Item = (String, Value)>>(entries: I) -> Self {
+        let mut map: Vec<(String, Value)> = Vec::new();
+        for (k, v) in entries {
+            match map.binary_search_by(|(m, _)| m.cmp(&k)) {
+                Ok(i) => map[i].1 = v,
+                Err(i) => map.insert(i, (k, v)),
+            }
+        }
+        Self(map)
+    }
+}
+
+pub fn text_keyed(v: Value) -> Result<TextMap, CtapError> {
     let Value::Map(entries) = v else {
         return Err(CtapError::CborUnexpectedType);
     };
-    let mut map = BTreeMap::new();
-    for (k, v) in entries {
-        if let Value::Text(k) = k {
-            if map.insert(k, v).is_some() {
-                return Err(CtapError::InvalidCbor);
-            }
-        }
+    let mut map: Vec<(String, Value)> = entries
+        .into_iter()
+        .filter_map(|(k, v)| match k {
+            Value::Text(k) => Some((k, v)),
+            _ => None,
+        })
+        .collect();
+    map.sort_by(|(a, _), (b, _)| a.cmp(b));
+    if map.windows(2).any(|w| w[0].0 == w[1].0) {
+        return Err(CtapError::InvalidCbor);
     }
-    Ok(map)
+    Ok(TextMap(map))
 }
 
 /// Build an integer-keyed response map. Keys must come in ascending order:

@@ -65,7 +65,7 @@ pub struct McInputs {
 impl McInputs {
     /// Unknown extensions are ignored (§12); a known one of the wrong type
     /// is CTAP2_ERR_CBOR_UNEXPECTED_TYPE.
-    pub fn parse(mut map: BTreeMap<String, Value>) -> Result<Self, CtapError> {
+    pub fn parse(mut map: cbor::TextMap) -> Result<Self, CtapError> {
         let cred_protect = match map.remove(CRED_PROTECT).map(cbor::unsigned).transpose()? {
             // An unknown level is ignored, as an unknown extension would be.
             Some(level @ 1..=3) => Some(level as u8),
@@ -145,7 +145,7 @@ pub struct GaInputs {
 }
 
 impl GaInputs {
-    pub fn parse(mut map: BTreeMap<String, Value>) -> Result<Self, CtapError> {
+    pub fn parse(mut map: cbor::TextMap) -> Result<Self, CtapError> {
         let hmac_secret = map.remove(HMAC_SECRET).map(HmacSecretInput::parse).transpose()?;
         let large_blob_key = map.remove(LARGE_BLOB_KEY).map(cbor::boolean).transpose()?;
         if large_blob_key == Some(false) {
@@ -182,7 +182,7 @@ pub fn encode_outputs(outputs: Vec<(&str, Value)>) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
 
-    fn map(entries: Vec<(&str, Value)>) -> BTreeMap<String, Value> {
+    fn map(entries: Vec<(&str, Value)>) -> cbor::TextMap {
         entries.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
     }
 

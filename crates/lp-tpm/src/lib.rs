@@ -2004,7 +2004,7 @@ impl KeyCustody for TpmCustody {
         // Whatever the stored vault is, no saved context outlives Reset.
         self.saved.clear();
         match vault.map(VaultBlob::from_bytes) {
-            Some(Ok(v)) => Ok(self.revoke(&v)?),
+            Some(Ok(v)) => Ok(self.surviving_reset(|s| s.revoke(&v))?),
             // An unreadable blob revokes nothing, and nothing can open it either.
             Some(Err(_)) | None => Ok(()),
         }
@@ -2034,7 +2034,9 @@ impl KeyCustody for TpmCustody {
 
     fn change_auth(&mut self, vault: &[u8], old: &[u8; 32], new: &[u8; 32]) -> Result<Vec<u8>, CustodyError> {
         let vault = VaultBlob::from_bytes(vault)?;
-        Ok(TpmCustody::change_auth(self, &vault, old, new)?.to_bytes())
+        Ok(self
+            .surviving_reset(|s| TpmCustody::change_auth(s, &vault, old, new))?
+            .to_bytes())
     }
 
     fn commit_change(
@@ -2044,7 +2046,9 @@ impl KeyCustody for TpmCustody {
         new: &[u8; 32],
     ) -> Result<Vec<u8>, CustodyError> {
         let vault = VaultBlob::from_bytes(vault)?;
-        Ok(TpmCustody::commit_change(self, &vault, old, new)?.to_bytes())
+        Ok(self
+            .surviving_reset(|s| TpmCustody::commit_change(s, &vault, old, new))?
+            .to_bytes())
     }
 
     fn can_certify(&self) -> bool {

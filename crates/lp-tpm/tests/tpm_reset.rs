@@ -62,3 +62,39 @@ fn signing_survives_a_tpm_reset() {
     let sig = KeyCustody::sign(&mut custody, &key.blob, &digest(4)).unwrap();
     assert!(key.public.verifies(&digest(4), &sig));
 }
+
+/// Every custody call that talks to the TPM is the first one after a resume
+/// for someone: a PIN change and a Reset must notice the reset too, not fail
+/// on the stale primary and session.
+#[test]
+fn pin_change_and_reset_survive_a_tpm_reset() {
+    const NEW: [u8; 32] = [9; 32];
+    let mut tpm = Swtpm::start();
+    let mut custody = tpm.open();
+    let vault = KeyCustody::create_vault(&mut custody, &PIN).unwrap();
+    let key = custody.create_key(Algorithm::Es256).unwrap();
+    KeyCustody::lock(&mut custody);
+
+    tpm.reset();
+    let prepared = KeyCustody::change_auth(&mut custody, &vault, &PIN, &NEW)
+        .expect("the first half of a PIN change, first after a TPM reset");
+    tpm.reset();
+    let changed = KeyCustody::commit_change(&mut custody, &prepared, &PIN, &NEW)
+        .expect("the second half of a PIN change, first after a TPM reset");
+    KeyCustody::lock(&mut custody);
+    assert!(
+        KeyCustody::unlock(&mut custody, &changed, &PIN).is_err(),
+        "the old PIN still opens"
+    );
+    KeyCustody::unlock(&mut custody, &changed, &NEW).expect("the new PIN");
+    let sig = KeyCustody::sign(&mut custody, &key.blob, &digest(5)).unwrap();
+    assert!(key.public.verifies(&digest(5), &sig));
+    KeyCustody::lock(&mut custody);
+
+    tpm.reset();
+    KeyCustody::reset(&mut custody, Some(&changed)).expect("Reset, first after a TPM reset");
+    assert!(
+        KeyCustody::unlock(&mut custody, &changed, &NEW).is_err(),
+        "the vault opens after Reset"
+    );
+}

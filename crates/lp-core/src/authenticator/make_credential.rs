@@ -43,7 +43,7 @@ impl Authenticator {
         // an enterprise attestation (see `enterprise::decide`).
         let enterprise = self.enterprise_decision(req.enterprise_attestation, &req.rp.id)?;
         let discoverable = req.options.rk.unwrap_or(false);
-        let ext = extensions::McInputs::parse(req.extensions.clone())?;
+        let ext = extensions::McInputs::parse(std::mem::take(&mut req.extensions))?;
         if discoverable && self.store.count_discoverable()? >= cred_mgmt::MAX_DISCOVERABLE {
             return Err(CtapError::KeyStoreFull);
         }

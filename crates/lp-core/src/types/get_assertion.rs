@@ -6,14 +6,13 @@ use super::{CredentialDescriptor, Options, UserEntity};
 use crate::cbor::{self, int_map, RequestMap};
 use crate::status::CtapError;
 use ciborium::value::Value;
-use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {
     pub rp_id: String,
     pub client_data_hash: Vec<u8>,
     pub allow_list: Option<Vec<CredentialDescriptor>>,
-    pub extensions: BTreeMap<String, Value>,
+    pub extensions: cbor::TextMap,
     pub options: Options,
     pub pin_uv_auth_param: Option<Vec<u8>>,
     pub pin_uv_auth_protocol: Option<u64>,

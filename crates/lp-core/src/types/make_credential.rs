@@ -5,7 +5,6 @@ use super::{CredentialDescriptor, Options, RpEntity, UserEntity};
 use crate::cbor::{self, int_map, text_map, RequestMap};
 use crate::status::CtapError;
 use ciborium::value::Value;
-use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {
@@ -15,7 +14,7 @@ pub struct Request {
     /// (type, alg) in the platform's order of preference.
     pub pub_key_cred_params: Vec<(String, i64)>,
     pub exclude_list: Vec<CredentialDescriptor>,
-    pub extensions: BTreeMap<String, Value>,
+    pub extensions: cbor::TextMap,
     pub options: Options,
     pub pin_uv_auth_param: Option<Vec<u8>>,
     pub pin_uv_auth_protocol: Option<u64>,
