@@ -7,7 +7,8 @@
 #     GetAssertion and MakeCredential (per algorithm) with a valid
 #     pinUvAuthToken, the daemon's own per-request timing, and a CTAPHID PING
 #     of the same sizes (the transport alone);
-#  3. where a GetAssertion's time goes: Authenticator::handle in process on
+#  3. where a GetAssertion's time goes: Authenticator::answer (what the platform
+#     waits for; the vault is locked again after it, timed apart) in process on
 #     the daemon's SQLite store and the TPM custody, each seam timed, plus
 #     CTAPHID framing, CBOR and one raw fsync; then the floor (raw sign + one
 #     fsync + the transport's round trip) and our ratio to it;
@@ -92,11 +93,11 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 "$BIN" bench --to "127.0.0.1:$udp" --rounds "$ROUNDS" | tee "$WORK/e2e.txt"
-echo "# inside the daemon, per CTAP command (queue: I/O thread to worker; handle: the authenticator; frame_send: framing and sending the answer)"
+echo "# inside the daemon, per CTAP command (queue: I/O thread to worker; handle: the authenticator; frame_send: framing and sending the answer; settle: what follows the answer, the vault locked again)"
 "$LPB" daemon-log "$WORK/daemon.log" | tee "$OUT/daemon-timing.txt"
 
 echo
-echo "## Where a GetAssertion's time goes: Authenticator::handle in process on the daemon's store and the TPM custody (its own swtpm)"
+echo "## Where a GetAssertion's time goes: Authenticator::answer in process on the daemon's store and the TPM custody (its own swtpm)"
 start_swtpm breakdown
 "$LPB" breakdown "$tcti" "$WORK/breakdown" "$ROUNDS" | tee "$OUT/breakdown.txt"
 req=$(sed -nE 's/.*request_bytes=([0-9]+).*/\1/p' "$OUT/breakdown.txt")

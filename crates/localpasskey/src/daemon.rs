@@ -242,7 +242,7 @@ pub fn run<T: Transport>(
                     } => {
                         let started = Instant::now();
                         let response = match command {
-                            cmd::CBOR => auth.handle(&payload, &shared.current),
+                            cmd::CBOR => auth.answer(&payload, &shared.current),
                             _ => SW_INS_NOT_SUPPORTED.to_vec(),
                         };
                         let handled = Instant::now();
@@ -251,6 +251,8 @@ pub fn run<T: Transport>(
                         let events = link.hid.respond(txn, command, &response, now);
                         shared.dispatch(&link, events, &jobs_tx);
                         drop(link);
+                        let sent = Instant::now();
+                        auth.settle();
                         let us = |d: Duration| d.as_micros() as u64;
                         tracing::debug!(
                             target: "localpasskey::timing",
@@ -258,7 +260,8 @@ pub fn run<T: Transport>(
                             ctap_cmd = payload.first().copied().unwrap_or(0),
                             queue_us = us(started - queued),
                             handle_us = us(handled - started),
-                            frame_send_us = us(handled.elapsed()),
+                            frame_send_us = us(sent - handled),
+                            settle_us = us(sent.elapsed()),
                             "answered"
                         );
                     }

@@ -829,6 +829,7 @@ fn breakdown(tcti: &str, dir: &Path, rounds: usize) -> Result<()> {
 
     let mut stages: BTreeMap<&'static str, Vec<Duration>> = BTreeMap::new();
     let mut totals = Vec::with_capacity(rounds);
+    let mut settles = Vec::with_capacity(rounds);
     let (mut request, mut response) = (Vec::new(), Vec::new());
     for i in 0..rounds + 10 {
         ours.refresh_token(rp)?;
@@ -837,14 +838,18 @@ fn breakdown(tcti: &str, dir: &Path, rounds: usize) -> Result<()> {
         request.extend(cbor::encode(&ga_params(rp, None, Some(&t), true)));
         meter.lock().unwrap_or_else(|e| e.into_inner()).clear();
         let start = Instant::now();
-        response = ours.auth.handle(&request, &NoInteraction);
+        response = ours.auth.answer(&request, &NoInteraction);
         let total = start.elapsed();
+        let settled = Instant::now();
+        ours.auth.settle();
+        let settled = settled.elapsed();
         if response.first() != Some(&0) {
             bail!("GetAssertion refused: {:02x?}", response.first());
         }
         if i < 10 {
             continue;
         }
+        settles.push(settled);
         let m = std::mem::take(&mut *meter.lock().unwrap_or_else(|e| e.into_inner()));
         let seams: Duration = m.values().sum();
         for (k, v) in m {
@@ -857,6 +862,7 @@ fn breakdown(tcti: &str, dir: &Path, rounds: usize) -> Result<()> {
         totals.push(total);
     }
     report("breakdown_handle_get_assertion_total", totals);
+    report("breakdown_settle_after_the_answer", settles);
     for (k, v) in stages {
         report(&format!("breakdown_{k}"), v);
     }
@@ -879,8 +885,9 @@ fn breakdown(tcti: &str, dir: &Path, rounds: usize) -> Result<()> {
             )));
             meter.lock().unwrap_or_else(|e| e.into_inner()).clear();
             let start = Instant::now();
-            let out = ours.auth.handle(&req, &NoInteraction);
+            let out = ours.auth.answer(&req, &NoInteraction);
             let total = start.elapsed();
+            ours.auth.settle();
             if out.first() != Some(&0) {
                 bail!("MakeCredential refused: {:02x?}", out.first());
             }

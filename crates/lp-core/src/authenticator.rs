@@ -301,6 +301,15 @@ impl Authenticator {
 
     /// Process one CTAP request; never panics, whatever the bytes.
     pub fn handle(&mut self, request: &[u8], io: &dyn Interaction) -> Vec<u8> {
+        let out = self.answer(request, io);
+        self.settle();
+        out
+    }
+
+    /// [`Authenticator::handle`] up to the answer. A transport calls this,
+    /// sends the answer, then calls [`Authenticator::settle`]: the platform
+    /// does not wait for the vault to be locked again.
+    pub fn answer(&mut self, request: &[u8], io: &dyn Interaction) -> Vec<u8> {
         self.tick();
         self.subject = None;
         self.logged = false;
@@ -315,8 +324,6 @@ impl Authenticator {
         if let Err(e) = self.store.flush_log() {
             tracing::error!("the activity log could not be written: {e}");
         }
-        // The vault stays unlocked only while a token is live.
-        self.tick();
         io.set_status(KeepaliveStatus::Processing);
         match result {
             Ok(None) => vec![CTAP2_OK],
@@ -331,6 +338,15 @@ impl Authenticator {
                 vec![e.code()]
             }
         }
+    }
+
+    /// What follows an answer: the vault stays unlocked only while a
+    /// verified token is live, so a request that spent its token's
+    /// verification locks it here (on a TPM, a flush or two). Every request
+    /// starts with the same check, so an answer never settled is settled by
+    /// the next request before it runs.
+    pub fn settle(&mut self) {
+        self.tick();
     }
 
     fn dispatch(&mut self, request: &[u8], io: &dyn Interaction) -> CtapResult {

@@ -1364,6 +1364,32 @@ fn the_vault_is_locked_when_nothing_verified_is_running() {
     assert_eq!(r.auth.next_deadline(), None, "and nothing left to wake up for");
 }
 
+/// A transport answers, sends, then settles. The request that spent its
+/// token's verification leaves the vault open only until then, and an
+/// answer that was never settled is settled by the next request first.
+#[test]
+fn the_vault_is_locked_after_the_answer_or_before_the_next_request() {
+    let mut r = rig();
+    let mc = Mc::new("example.com", b"a", true).encode();
+    for settle in [true, false] {
+        let token = pin_token(&mut r, PIN, ProtocolVersion::Two, permission::MC, "example.com").unwrap();
+        let req = with_token(&mc, &token, ProtocolVersion::Two, 8);
+        assert!(parse(&r.auth.answer(&req, &NoInteraction)).is_ok());
+        assert!(r.auth.custody.is_unlocked(), "locked before the answer left");
+        if settle {
+            r.auth.settle();
+        } else {
+            // A request that needs no key: it must still find the vault locked
+            // by the time it runs, and leave it so.
+            assert_eq!(r.auth.answer(&[command::GET_INFO], &NoInteraction)[0], 0);
+        }
+        assert!(
+            !r.auth.custody.is_unlocked(),
+            "the spent token left the vault open (settle: {settle})"
+        );
+    }
+}
+
 // ---- CTAP 2.1: credential management, extensions, large blobs, config ----
 
 /// Send a command whose pinUvAuthParam covers `message`; `entries` are the
