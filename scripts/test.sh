@@ -147,8 +147,11 @@ failed = n["failures"] + n["errors"]
 passed = n["tests"] - failed - n["skipped"]
 for s in suites:
     for case in s.iter("testcase"):
-        if case.find("failure") is not None or case.find("error") is not None:
-            print(f"  e2e FAILED: {case.get('name')}")
+        bad = case.find("failure") if case.find("failure") is not None else case.find("error")
+        if bad is not None:
+            # The summary is what survives of a long log: say why, briefly.
+            why = " ".join((bad.get("message") or "").split())[:300]
+            print(f"  e2e FAILED: {case.get('name')}: {why}")
 print(f"e2e: {passed} passed, {failed} failed, {n['skipped']} skipped")
 for custody in ("tpm", "soft"):
     cases = [c for s in suites for c in s.iter("testcase")
@@ -169,8 +172,11 @@ n = {k: sum(int(s.get(k, 0)) for s in suites) for k in ("tests", "failures", "er
 failed = n["failures"] + n["errors"]
 for s in suites:
     for case in s.iter("testcase"):
-        if case.find("failure") is not None or case.find("error") is not None:
-            print(f"  manager FAILED: {case.get('name')}")
+        bad = case.find("failure") if case.find("failure") is not None else case.find("error")
+        if bad is not None:
+            # The summary is what survives of a long log: say why, briefly.
+            why = " ".join((bad.get("message") or "").split())[:300]
+            print(f"  manager FAILED: {case.get('name')}: {why}")
 print(f"manager: {n['tests'] - failed - n['skipped']} passed, {failed} failed, {n['skipped']} skipped")
 PY
     fi

@@ -200,10 +200,11 @@ class Ui:
     ever clicked by its position.
     """
 
-    def __init__(self, desktop: Desktop, app):
+    def __init__(self, desktop: Desktop, app, proc: subprocess.Popen | None = None):
         self.desktop = desktop
         self.atspi = desktop.atspi
         self.app = app
+        self.proc = proc
         # No cache: nothing here runs libatspi's main loop, so cached names
         # and children would never learn of the app's changes.
         try:
@@ -262,11 +263,18 @@ class Ui:
                 found.append(acc)
         return found
 
+    def check_alive(self) -> None:
+        """A crash of the app is said as such, not as a widget that never came."""
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"localpasskey-manager died: exit status {self.proc.returncode}"
+                                 " (negative: killed by that signal)")
+
     def find(self, role: str | None, name, root=None, timeout: float = 20.0):
         try:
             return wait_for(f"a showing {role or 'widget'} named {name!r}",
                             lambda: (self.all(role, name, root) or [None])[0], timeout)
         except AssertionError as e:
+            self.check_alive()
             raise AssertionError(f"{e}; on screen: {self.outline(root)}") from None
 
     def outline(self, root=None) -> str:
@@ -295,18 +303,27 @@ class Ui:
         wait_for(f"a label with {text!r}", lambda: self.has_text(text, root), timeout)
 
     def toasts(self) -> list[str]:
-        """The texts of the toasts on screen. They are the toast overlay's
-        children after its content, so this reads only them: a toast lasts
-        seconds, less than a walk of a whole page may take."""
+        """The texts of the toasts on screen. Each is an AdwToastWidget, a
+        child of the toast overlay a few levels under the window, beside the
+        window's content; only those are read, never the content: a toast
+        lasts five seconds, and on a loaded machine a walk of a whole page
+        takes longer than that, so a toast shown during one walk is gone
+        before the next."""
         window = next(w for w in self.windows() if w is not None and w.getRoleName() == "frame")
-        overlay = window.getChildAtIndex(0)
         texts = []
-        for i in range(overlay.childCount):
-            child = overlay.getChildAtIndex(i)
-            # The content is the window's root stack, made of GtkStackPages.
-            if any(child.getChildAtIndex(j).name == "GtkStackPage" for j in range(child.childCount)):
-                continue
-            texts += self.texts(child)
+        level = [window]
+        for _ in range(4):
+            below = []
+            for acc in level:
+                for i in range(acc.childCount):
+                    child = acc.getChildAtIndex(i)
+                    if child is None:
+                        continue
+                    if child.name == "AdwToastWidget":
+                        texts += self.texts(child)
+                    else:
+                        below.append(child)
+            level = below
         return texts
 
     def wait_toast(self, text: str, timeout: float = 20.0) -> None:
@@ -320,6 +337,7 @@ class Ui:
         try:
             wait_for(f"a toast saying {text!r}", shown, timeout, interval=0.02)
         except AssertionError as e:
+            self.check_alive()
             window = next(w for w in self.windows() if w is not None and w.getRoleName() == "frame")
             def tree(a, d=0):
                 out = [("  " * d) + f"{a.getRoleName()} {a.name!r}"]
@@ -342,7 +360,11 @@ class Ui:
         self.press(self.find(role, name, root, timeout))
 
     def windows(self) -> list:
-        return [self.app.getChildAtIndex(i) for i in range(self.app.childCount)]
+        try:
+            return [self.app.getChildAtIndex(i) for i in range(self.app.childCount)]
+        except Exception:
+            self.check_alive()
+            raise
 
     def window(self, name: str, timeout: float = 20.0):
         return wait_for(f"a window named {name!r}",
@@ -373,13 +395,16 @@ class Manager:
             self.marker.parent.mkdir(parents=True, exist_ok=True)
             self.marker.write_text("")
         self.log = desktop.workdir / f"manager-{time.monotonic_ns()}.log"
-        env = dict(desktop.env, XDG_CONFIG_HOME=str(self.config_dir))
+        # MALLOC_PERTURB_: glibc fills freed memory with a pattern, so a
+        # use-after-free in the app or its libraries (libadwaita 1.2 had one
+        # in its toasts) crashes every time instead of once in a while.
+        env = dict(desktop.env, XDG_CONFIG_HOME=str(self.config_dir), MALLOC_PERTURB_="165")
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen([str(manager_binary())], env=env, stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=log)
         app = wait_for("localpasskey-manager in the accessibility tree",
                        lambda: self._alive() and desktop.app(self.proc.pid))
-        self.ui = Ui(desktop, app)
+        self.ui = Ui(desktop, app, self.proc)
         self.window = self.ui.window("LocalPasskey")
 
     def _alive(self) -> bool:

@@ -17,6 +17,7 @@ mod pin_page;
 mod proxy;
 mod rows;
 mod shared;
+mod toasts;
 mod window;
 
 use std::cell::RefCell;

@@ -7,21 +7,20 @@ use std::cell::RefCell;
 use adw::prelude::*;
 
 use crate::client::{Client, ClientError};
+use crate::toasts::Toasts;
 
 pub struct Shared {
     pub window: adw::ApplicationWindow,
-    toasts: adw::ToastOverlay,
+    toasts: Toasts,
     client: RefCell<Option<Client>>,
-    current_toast: RefCell<Option<adw::Toast>>,
 }
 
 impl Shared {
     pub fn new(window: adw::ApplicationWindow, toasts: adw::ToastOverlay) -> Self {
         Self {
             window,
-            toasts,
+            toasts: Toasts::new(toasts),
             client: RefCell::new(None),
-            current_toast: RefCell::new(None),
         }
     }
 
@@ -33,29 +32,16 @@ impl Shared {
         *self.client.borrow_mut() = client;
     }
 
-    /// Shows `text` at once, dismissing the toast on screen: each toast here
-    /// is the latest state of an operation, so an older one is stale. (A
-    /// queued or pushed-back toast would come back later, long after the
-    /// fact, and toasts wait while the window is inactive.)
+    /// News of an operation, in place of the toast on screen.
     pub fn toast(&self, text: &str) {
-        self.show_toast(text, 5);
-    }
-
-    fn show_toast(&self, text: &str, seconds: u32) {
-        if let Some(old) = self.current_toast.borrow_mut().take() {
-            old.dismiss();
-        }
-        let toast = adw::Toast::new(text);
-        toast.set_timeout(seconds);
-        self.toasts.add_toast(toast.clone());
-        *self.current_toast.borrow_mut() = Some(toast);
+        self.toasts.show(text, 5);
     }
 
     /// Errors of a call: the daemon's words, or that it is not running (the
     /// window then shows its retry page as the bus reports the name gone).
     /// An error stays longer than news: it explains what did not happen.
     pub fn error(&self, err: &ClientError) {
-        self.show_toast(&err.message(), 12);
+        self.toasts.show(&err.message(), 12);
     }
 
     /// A dialog for errors a person must read before going on.
