@@ -112,7 +112,9 @@ p50() { grep -m1 "$1" "$2" | sed -E 's/.*p50 +([0-9.]+) ms.*/\1/'; }
 rp50() { grep -m1 "name=$1 " "$2" | sed -E 's/.*p50_ms=([0-9.]+).*/\1/'; }
 raw=$(p50 'sign, key cached' "$WORK/raw.txt")
 uncached=$(p50 'sign through the custody, key not kept loaded' "$WORK/raw.txt")
-ctxload=$(p50 'ContextLoad + Sign' "$WORK/raw.txt")
+ctxload=$(p50 'ContextLoad + Sign + Flush (context saved once)' "$WORK/raw.txt")
+first=$(p50 'first sign after an unlock' "$WORK/raw.txt")
+idle=$(p50 'sign after 20 ms idle' "$WORK/raw.txt")
 ga=$(p50 'GetAssertion' "$WORK/e2e.txt")
 fsync=$(rp50 breakdown_raw_fsync "$OUT/breakdown.txt")
 ping_req=$(rp50 "transport_udp_ping_${req}_bytes" "$OUT/transport.txt")
@@ -135,6 +137,8 @@ floor_ctx=$(r "$ctxload + $fsync + $transport")
     echo "RESULT name=floor_get_assertion_no_resource_manager floor_ms=$floor_swtpm ratio_e2e_to_it=$(r "$ga / $floor_swtpm")"
     echo "# tpm_bench's bare ContextLoad + Sign + Flush of a context saved once ($ctxload ms), for comparison"
     echo "RESULT name=floor_get_assertion_saved_context floor_ms=$floor_ctx"
+    echo "# the custody's sign in a tight loop ($uncached ms), as the first after an unlock ($first ms), and after 20 ms of quiet with no unlock ($idle ms): the same three TPM commands each time"
+    echo "RESULT name=sign_first_after_unlock_vs_after_idle first_after_unlock_ms=$first after_idle_ms=$idle tight_loop_ms=$uncached"
 } | tee "$OUT/floor.txt"
 # The human-readable lines of parts 1 and 2 as RESULT lines too.
 for f in raw e2e; do

@@ -101,6 +101,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "first sign after an unlock (sealed context opened; ContextLoad, Sign, Flush)",
         after_unlock,
     );
+    // The same three commands after 20 ms of quiet and no unlock: what is
+    // left of the gap above is the machine waking up, not the unlock.
+    let mut after_idle = Vec::new();
+    for i in 0..(n / 10).max(5) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let t = Instant::now();
+        custody.sign(&keys[i % 2].blob, &digest)?;
+        after_idle.push(t.elapsed());
+    }
+    report(
+        "sign after 20 ms idle, no unlock (ContextLoad, Sign, Flush)",
+        after_idle,
+    );
     // Without a saved context: what that first signature cost before.
     report(
         "sign with no saved context (vault policy, TPM2_Load, Sign, Flush)",
