@@ -34,10 +34,21 @@ fn report(name: &str, mut samples: Vec<Duration>) {
 }
 
 fn time<T>(n: usize, mut f: impl FnMut(usize) -> T) -> Vec<Duration> {
+    time_after(n, &mut (), |_, _| {}, |_, i| f(i))
+}
+
+/// Times `f(state, i)` alone, each round after an untimed `before(state, i)`.
+fn time_after<S, T>(
+    n: usize,
+    state: &mut S,
+    mut before: impl FnMut(&mut S, usize),
+    mut f: impl FnMut(&mut S, usize) -> T,
+) -> Vec<Duration> {
     (0..n)
         .map(|i| {
+            before(state, i);
             let t = Instant::now();
-            std::hint::black_box(f(i));
+            std::hint::black_box(f(state, i));
             t.elapsed()
         })
         .collect()
@@ -89,27 +100,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The first signature after an unlock, as every browser sign-in has it
     // (a fresh token is a fresh unlock): the saved context, sealed under R
     // across the lock, opened and loaded. The unlock itself is not timed.
-    let mut after_unlock = Vec::new();
-    for i in 0..(n / 10).max(5) {
-        custody.lock();
-        custody.unlock(&vault, &pin)?;
-        let t = Instant::now();
-        custody.sign(&keys[i % 2].blob, &digest)?;
-        after_unlock.push(t.elapsed());
-    }
+    let rounds = (n / 10).max(5);
+    let sign = |c: &mut TpmCustody, i: usize| c.sign(&keys[i % 2].blob, &digest).unwrap();
+    let after_unlock = time_after(
+        rounds,
+        &mut custody,
+        |c, _| {
+            c.lock();
+            c.unlock(&vault, &pin).unwrap();
+        },
+        sign,
+    );
     report(
         "first sign after an unlock (sealed context opened; ContextLoad, Sign, Flush)",
         after_unlock,
     );
     // The same three commands after 20 ms of quiet and no unlock: what is
     // left of the gap above is the machine waking up, not the unlock.
-    let mut after_idle = Vec::new();
-    for i in 0..(n / 10).max(5) {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        let t = Instant::now();
-        custody.sign(&keys[i % 2].blob, &digest)?;
-        after_idle.push(t.elapsed());
-    }
+    let after_idle = time_after(
+        rounds,
+        &mut custody,
+        |_, _| std::thread::sleep(Duration::from_millis(20)),
+        sign,
+    );
     report(
         "sign after 20 ms idle, no unlock (ContextLoad, Sign, Flush)",
         after_idle,
