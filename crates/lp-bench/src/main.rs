@@ -732,23 +732,51 @@ impl CredentialStore for TimedStore {
     }
 }
 
-/// The cost of the one fsync durability needs: append 256 bytes (about a WAL
-/// frame's worth of change) to a file in the data directory and fdatasync it.
-fn raw_fsync(dir: &Path, rounds: usize) -> Result<Vec<Duration>> {
-    use std::io::Write;
+/// How one fdatasync of the data directory costs, as three probes, each
+/// writing and syncing `rounds` times:
+/// - `Append(256)`: the floor's fsync, the least a durable counter needs
+///   (a small record appended);
+/// - `Append(WAL_FRAME)`: what SQLite's commit of one changed page does in
+///   a WAL that is still growing (a 24-byte frame header and a 4 KiB page,
+///   so the file gets a new block each time);
+/// - `Overwrite(WAL_FRAME)`: the same frames rewritten inside the file, as
+///   in a WAL that was reset by a checkpoint and is being reused.
+fn raw_fsync(dir: &Path, rounds: usize, how: Probe) -> Result<Vec<Duration>> {
+    use std::os::unix::fs::FileExt;
     let path = dir.join("fsync-probe");
-    let mut f = std::fs::OpenOptions::new()
+    let f = std::fs::OpenOptions::new()
         .create(true)
-        .append(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
         .open(&path)?;
-    let block = [0x5au8; 256];
+    let (size, overwrite) = match how {
+        Probe::Append(n) => (n, false),
+        Probe::Overwrite(n) => (n, true),
+    };
+    if overwrite {
+        f.write_all_at(&vec![0u8; size * (rounds + 20)], 0)?;
+        f.sync_all()?;
+    }
+    let record = vec![0x5au8; size];
+    let mut at = 0u64;
     let samples = time(rounds, || {
-        f.write_all(&block).expect("write");
+        f.write_all_at(&record, at).expect("write");
         f.sync_data().expect("fdatasync");
+        at += size as u64;
     });
     drop(f);
     std::fs::remove_file(path)?;
     Ok(samples)
+}
+
+/// A WAL frame: its 24-byte header and one 4 KiB page (SQLite's default page size).
+const WAL_FRAME: usize = 24 + 4096;
+
+#[derive(Clone, Copy)]
+enum Probe {
+    Append(usize),
+    Overwrite(usize),
 }
 
 /// CTAPHID in process: reassembling `request` from its reports, and framing
@@ -932,7 +960,15 @@ fn breakdown(tcti: &str, dir: &Path, rounds: usize) -> Result<()> {
         }),
     );
     ctaphid_costs(&request, &response, rounds)?;
-    report("breakdown_raw_fsync", raw_fsync(dir, rounds)?);
+    report("breakdown_raw_fsync", raw_fsync(dir, rounds, Probe::Append(256))?);
+    report(
+        "breakdown_raw_fsync_wal_frame_append",
+        raw_fsync(dir, rounds, Probe::Append(WAL_FRAME))?,
+    );
+    report(
+        "breakdown_raw_fsync_wal_frame_overwrite",
+        raw_fsync(dir, rounds, Probe::Overwrite(WAL_FRAME))?,
+    );
     Ok(())
 }
 
