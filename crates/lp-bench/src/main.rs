@@ -732,7 +732,7 @@ impl CredentialStore for TimedStore {
     }
 }
 
-/// How one fdatasync of the data directory costs, as three probes, each
+/// What one fdatasync in the data directory costs, three ways, each
 /// writing and syncing `rounds` times:
 /// - `Append(256)`: the floor's fsync, the least a durable counter needs
 ///   (a small record appended);
