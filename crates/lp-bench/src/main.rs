@@ -732,7 +732,7 @@ impl CredentialStore for TimedStore {
     }
 }
 
-/// What one fdatasync in the data directory costs, three ways, each
+/// What one fdatasync in the data directory costs, four ways, each
 /// writing and syncing `rounds` times:
 /// - `Append(256)`: the floor's fsync, the least a durable counter needs
 ///   (a small record appended);
@@ -740,7 +740,9 @@ impl CredentialStore for TimedStore {
 ///   a WAL that is still growing (a 24-byte frame header and a 4 KiB page,
 ///   so the file gets a new block each time);
 /// - `Overwrite(WAL_FRAME)`: the same frames rewritten inside the file, as
-///   in a WAL that was reset by a checkpoint and is being reused.
+///   in a WAL that was reset by a checkpoint and is being reused;
+/// - `AppendAfterQuiet(WAL_FRAME)`: appended after 1 ms of sleep (not
+///   timed), as the counter's commit comes after the wait on the TPM.
 fn raw_fsync(dir: &Path, rounds: usize, how: Probe) -> Result<Vec<Duration>> {
     use std::os::unix::fs::FileExt;
     let path = dir.join("fsync-probe");
@@ -750,9 +752,10 @@ fn raw_fsync(dir: &Path, rounds: usize, how: Probe) -> Result<Vec<Duration>> {
         .read(true)
         .write(true)
         .open(&path)?;
-    let (size, overwrite) = match how {
-        Probe::Append(n) => (n, false),
-        Probe::Overwrite(n) => (n, true),
+    let (size, overwrite, quiet) = match how {
+        Probe::Append(n) => (n, false, None),
+        Probe::Overwrite(n) => (n, true, None),
+        Probe::AppendAfterQuiet(n) => (n, false, Some(Duration::from_millis(1))),
     };
     if overwrite {
         f.write_all_at(&vec![0u8; size * (rounds + 20)], 0)?;
@@ -760,11 +763,22 @@ fn raw_fsync(dir: &Path, rounds: usize, how: Probe) -> Result<Vec<Duration>> {
     }
     let record = vec![0x5au8; size];
     let mut at = 0u64;
-    let samples = time(rounds, || {
+    let mut one = || {
         f.write_all_at(&record, at).expect("write");
         f.sync_data().expect("fdatasync");
         at += size as u64;
-    });
+    };
+    let samples = match quiet {
+        None => time(rounds, one),
+        Some(pause) => (0..rounds)
+            .map(|_| {
+                std::thread::sleep(pause);
+                let t = Instant::now();
+                one();
+                t.elapsed()
+            })
+            .collect(),
+    };
     drop(f);
     std::fs::remove_file(path)?;
     Ok(samples)
@@ -777,6 +791,7 @@ const WAL_FRAME: usize = 24 + 4096;
 enum Probe {
     Append(usize),
     Overwrite(usize),
+    AppendAfterQuiet(usize),
 }
 
 /// CTAPHID in process: reassembling `request` from its reports, and framing
@@ -968,6 +983,10 @@ fn breakdown(tcti: &str, dir: &Path, rounds: usize) -> Result<()> {
     report(
         "breakdown_raw_fsync_wal_frame_overwrite",
         raw_fsync(dir, rounds, Probe::Overwrite(WAL_FRAME))?,
+    );
+    report(
+        "breakdown_raw_fsync_wal_frame_append_after_quiet",
+        raw_fsync(dir, rounds, Probe::AppendAfterQuiet(WAL_FRAME))?,
     );
     Ok(())
 }
