@@ -179,6 +179,9 @@ if [ "$DESKTOP_ROUNDS" -gt 0 ]; then
 else
     : >"$OUT/desktop.txt"
 fi
+# The last run's collection is not one of this run's parts (and grep
+# refuses to read the file it writes).
+rm -f "$OUT/results.txt"
 grep -h '^RESULT' "$OUT"/*.txt >"$OUT/results.txt"
 echo
 echo "RESULT lines collected in $OUT/results.txt"
