@@ -143,7 +143,7 @@ floor_ctx=$(r "$ctxload + $fsync + $transport")
     echo "RESULT name=floor_get_assertion_saved_context floor_ms=$floor_ctx"
     echo "# the custody's sign in a tight loop ($uncached ms), as the first after an unlock ($first ms), and after 20 ms of quiet with no unlock ($idle ms): the same three TPM commands each time"
     echo "RESULT name=sign_first_after_unlock_vs_after_idle first_after_unlock_ms=$first after_idle_ms=$idle tight_loop_ms=$uncached"
-    echo "# SQLite's counter transaction ($counter ms) against a raw fdatasync of a 256-byte append ($fsync ms), of a WAL frame appended ($frame_append ms: a 4 KiB page, a new block each time) of a WAL frame rewritten in place ($frame_overwrite ms), and of a WAL frame appended after 1 ms of quiet ($frame_quiet ms: the commit follows the wait on the TPM)"
+    echo "# SQLite's counter transaction ($counter ms) against a raw fdatasync of a 256-byte append ($fsync ms), of a WAL frame appended ($frame_append ms: a 4 KiB page, a new block each time), of a WAL frame rewritten in place ($frame_overwrite ms), and of a WAL frame appended after 1 ms of quiet ($frame_quiet ms: the commit follows the wait on the TPM)"
     echo "RESULT name=counter_transaction_vs_raw_fsyncs counter_ms=$counter ratio_to_raw_fsync=$(r "$counter / $fsync") ratio_to_wal_frame_append=$(r "$counter / $frame_append") ratio_to_wal_frame_overwrite=$(r "$counter / $frame_overwrite") ratio_to_wal_frame_append_after_quiet=$(r "$counter / $frame_quiet")"
 } | tee "$OUT/floor.txt"
 # The human-readable lines of parts 1 and 2 as RESULT lines too.
