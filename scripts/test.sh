@@ -50,6 +50,9 @@ export PATH="$HOME/.cargo/bin:$PATH"
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 
 STEPS=()
+LOGS=()
+STEP_LOGS="$ROOT/test-output/steps"
+rm -rf "$STEP_LOGS"
 RESULTS=()
 TIMES=()
 FAILED=0
@@ -60,9 +63,20 @@ run_step() {
     shift
     printf '\n======== %s ========\n' "$name"
     printf '$ %s\n' "$*"
-    local start=$SECONDS rc=0
-    "$@" || rc=$?
+    local start=$SECONDS rc=0 log tee_pid n
+    mkdir -p "$STEP_LOGS"
+    log="$STEP_LOGS/$(printf '%02d' "${#STEPS[@]}").log"
+    # Kept aside as well as printed: the summary quotes a failed step's own
+    # words, since the end of a long log is what a reader gets to see. Not a
+    # pipe the step ends in: a process it left behind holding the output
+    # would keep that open; tee gets 5 s to drain, then the run goes on.
+    exec 3> >(exec tee "$log")
+    tee_pid=$!
+    "$@" >&3 2>&1 3>&- || rc=$?
+    exec 3>&-
+    for n in $(seq 50); do kill -0 "$tee_pid" 2>/dev/null || break; sleep 0.1; done
     STEPS+=("$name")
+    LOGS+=("$log")
     TIMES+=("$((SECONDS - start))s")
     if [ "$rc" -eq 0 ]; then
         RESULTS+=("ok")
@@ -112,6 +126,7 @@ bg_finish() {
         start=$(cat "$BG_DIR/$n.start" 2>/dev/null || echo 0)
         end=$(cat "$BG_DIR/$n.end" 2>/dev/null || echo 0)
         STEPS+=("${BG_STEPS[$n]}")
+        LOGS+=("$BG_DIR/$n.log")
         TIMES+=("$((end - start))s")
         if [ "$rc" -eq 0 ]; then
             RESULTS+=("ok (in the background)")
@@ -124,9 +139,22 @@ bg_finish() {
 
 skip_step() {
     STEPS+=("$1")
+    LOGS+=("")
     TIMES+=("-")
     RESULTS+=("SKIPPED ($2)")
     FAILED=1
+}
+
+# why_failed NAME LOG: the lines of a failed step's output that say why (a
+# check's FAIL line, an error, a panic, a timeout), else its last lines.
+why_failed() {
+    [ -s "$2" ] || return 0
+    printf '  %s FAILED; from its output:\n' "$1"
+    local why
+    why=$(tr -d '\r' <"$2" | grep -E '^(FAIL|FAILED|ERROR|error)|panicked at|TIMED OUT|did not finish|Traceback|[0-9]+ failed' |
+        grep -vE ' 0 failed' | tail -n 12 || true)
+    [ -n "$why" ] || why=$(tr -d '\r' <"$2" | tail -n 8)
+    printf '%s\n' "$why" | cut -c1-400 | sed 's/^/    | /'
 }
 
 summary() {
@@ -134,6 +162,9 @@ summary() {
     local i
     for i in "${!STEPS[@]}"; do
         printf '  %-34s %-6s %s\n' "${STEPS[$i]}" "${TIMES[$i]}" "${RESULTS[$i]}"
+    done
+    for i in "${!STEPS[@]}"; do
+        case ${RESULTS[$i]} in FAILED*) why_failed "${STEPS[$i]}" "${LOGS[$i]}" ;; esac
     done
     if [ -n "${JUNIT:-}" ] && [ -s "$JUNIT" ]; then
         python3 - "$JUNIT" <<'PY' || true

@@ -926,6 +926,21 @@ print(a[5] if len(a) == 64 and a[:5] == b"LPKB\\x01" else "no-answer:" + a.hex()
 """
 
 
+def why_not_resumed() -> str:
+    """What this fresh boot can tell of the resume that did not happen: the
+    kernel's hibernation lines, and the swap disk's signature (S1SUSPEND: an
+    image was written and never read; SWAPSPACE2: none was written, or it
+    was read and the resume failed after)."""
+    pm = [x.split("] ", 1)[-1] for x in run(["dmesg"], check_rc=False).stdout.splitlines()
+          if re.search(r"PM: |hibernat|resume", x, re.I)]
+    try:
+        with open("/dev/disk/by-id/virtio-lpk-swap", "rb") as f:
+            sig = f.read(4096)[4086:].decode(errors="replace")
+    except OSError as e:
+        sig = f"unreadable ({e})"
+    return f"swap signature {sig!r}; kernel: {pm[-8:]}"
+
+
 def diagnostics(boot: str) -> None:
     """The guest's own account of this boot, for whoever reads a failure."""
     with open(ARGS.out / f"boot{boot}-systemd.txt", "w") as f:
@@ -955,7 +970,7 @@ def main() -> None:
         return
     if phase == "2-started":  # boot 2 was cut short: the guest was off without resuming
         say("FAIL boot-2-interrupted (0.0s): the checks of boot 2 were under way when the guest started afresh "
-            "(a hibernation that did not resume, or a crash)")
+            f"(a hibernation that did not resume, or a crash) -- {why_not_resumed()}")
         PHASE.write_text("done")
         say("finished: powering off")
         run(["sync"])
