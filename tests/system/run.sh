@@ -124,7 +124,7 @@ while :; do
     # instead of SWAPSPACE2: then the laptop is switched on again. The
     # guest's "hibernating" line on the console cannot be the sign: it goes
     # through journald, which the kernel may freeze before it writes it.
-    sig=$(dd if="$RUN/swap.img" bs=1 skip=4086 count=9 status=none)
+    sig=$(dd if="$RUN/swap.img" bs=1 skip=4086 count=10 status=none | tr -d '\0')
     said=$(tr -d '\r' <"$OUT/console.log" | grep -c '\[system\] hibernating: power off$' || true)
     echo "system: swap signature after this run: $sig (the console says hibernating $said time(s))"
     [ "$rc" -eq 0 ] && [ "$sig" = S1SUSPEND ] && [ "$restarts" -lt 2 ] &&
