@@ -599,7 +599,6 @@ pub fn check_response(request: &[u8], response: &[u8]) {
     }
 }
 
-/// The `ctap_command` and `client_pin` targets.
 /// The `ctap_command` and `client_pin` targets: fake, cheap crypto.
 pub fn run_authenticator(data: &[u8], focus: Focus) {
     run_authenticator_with(data, focus, Crypto::Fast);
