@@ -43,13 +43,14 @@ log() { printf '==> %s\n' "$*"; }
 # pinentry-gtk2: the graphical pinentry scripts/bench.sh times beside our dialog.
 # dbus-daemon, dbus-bin: the session bus tests/e2e/test_dbus.py starts for the
 #   manager API, and dbus-send, its caller with another uid.
+# strace: tests/e2e/test_sync_before_answer.py reads the daemon's system calls.
 APT_PACKAGES=(
     build-essential pkg-config python3-venv python3-pip
     swtpm swtpm-tools tpm2-tools libtss2-dev fido2-tools openssh-client
     qemu-system-x86 busybox-static kmod cpio
     mmdebstrap qemu-utils e2fsprogs
     libgtk-4-dev xvfb xdotool imagemagick fonts-dejavu-core pinentry-gtk2
-    systemd dbus-daemon dbus-bin
+    systemd dbus-daemon dbus-bin strace
     libadwaita-1-dev at-spi2-core python3-pyatspi gir1.2-atspi-2.0 desktop-file-utils
     chromium
 )
