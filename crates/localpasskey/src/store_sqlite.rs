@@ -43,8 +43,6 @@ pub struct SqliteStore {
     path: Option<PathBuf>,
     /// Activity entries queued by `log`, written by the next transaction.
     pending: Vec<Activity>,
-    /// The counter's sync beside the signature (`wal_sync.rs`); `None` in memory.
-    wal_sync: Option<WalSync>,
 }
 
 impl SqliteStore {
@@ -71,13 +69,10 @@ impl SqliteStore {
             | OpenFlags::SQLITE_OPEN_NOFOLLOW;
         let conn = Connection::open_with_flags(&path, flags)
             .with_context(|| format!("cannot open the credential database {}", path.display()))?;
-        let mut wal = path.clone().into_os_string();
-        wal.push("-wal");
         let mut store = Self {
             conn,
             path: Some(path),
             pending: Vec::new(),
-            wal_sync: Some(WalSync::new(wal.into()).context("cannot start the WAL sync thread")?),
         };
         store
             .configure()
@@ -94,7 +89,6 @@ impl SqliteStore {
             conn,
             path: None,
             pending: Vec::new(),
-            wal_sync: None,
         };
         store.configure()?;
         Ok(store)
@@ -188,9 +182,6 @@ impl SqliteStore {
         what: &'static str,
         f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        // A counter still syncing is covered by this commit's own sync, but
-        // its outcome is the counter's to report.
-        self.durable()?;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -200,29 +191,6 @@ impl SqliteStore {
         tx.commit().map_err(backend(what))?;
         self.pending.clear();
         Ok(out)
-    }
-
-    /// The counter's transaction: one more use, at `now`.
-    fn count_use(&mut self, id: &[u8], now: i64) -> Result<u32, StoreError> {
-        self.write("increment counter", |tx| {
-            let count: i64 = tx
-                .prepare_cached(
-                    "UPDATE credentials SET sign_count = MIN(sign_count + 1, 4294967295), last_used = ?1 \
-                     WHERE id = ?2 RETURNING sign_count",
-                )
-                .and_then(|mut stmt| stmt.query_row(params![now, id], |r| r.get(0)).optional())
-                .map_err(backend("increment counter"))?
-                .ok_or_else(|| StoreError::Backend("increment counter: no such credential".into()))?;
-            // An error here drops the transaction, undoing the update.
-            u32::try_from(count)
-                .map_err(|_| StoreError::Backend("increment counter: stored counter out of range".into()))
-        })
-    }
-
-    fn set_synchronous(&self, level: &str) -> Result<(), StoreError> {
-        self.conn
-            .pragma_update(None, "synchronous", level)
-            .map_err(backend("set synchronous"))
     }
 
     /// After a deletion: copy the WAL into the database (where secure_delete
@@ -334,31 +302,21 @@ impl CredentialStore for SqliteStore {
         )
     }
 
-    /// Committed without SQLite's sync, which `wal_sync` then runs beside
-    /// the signature; [`CredentialStore::durable`] waits for it.
     fn increment_counter(&mut self, id: &[u8], now: u64) -> Result<u32, StoreError> {
         let now = to_i64(now, "last_used")?;
-        if self.wal_sync.is_none() {
-            return self.count_use(id, now);
-        }
-        self.durable()?;
-        self.set_synchronous("NORMAL")?;
-        let counted = self.count_use(id, now);
-        // FULL again whatever happened: every other commit syncs itself.
-        self.set_synchronous("FULL")?;
-        let counter = counted?;
-        if let Some(sync) = self.wal_sync.as_mut() {
-            sync.start()
-                .map_err(|e| StoreError::Backend(format!("sync the counter: {e}")))?;
-        }
-        Ok(counter)
-    }
-
-    fn durable(&mut self) -> Result<(), StoreError> {
-        match self.wal_sync.as_mut().map(WalSync::wait) {
-            Some(Err(e)) => Err(StoreError::Backend(format!("sync the counter: {e}"))),
-            _ => Ok(()),
-        }
+        self.write("increment counter", |tx| {
+            let count: i64 = tx
+                .prepare_cached(
+                    "UPDATE credentials SET sign_count = MIN(sign_count + 1, 4294967295), last_used = ?1 \
+                     WHERE id = ?2 RETURNING sign_count",
+                )
+                .and_then(|mut stmt| stmt.query_row(params![now, id], |r| r.get(0)).optional())
+                .map_err(backend("increment counter"))?
+                .ok_or_else(|| StoreError::Backend("increment counter: no such credential".into()))?;
+            // An error here drops the transaction, undoing the update.
+            u32::try_from(count)
+                .map_err(|_| StoreError::Backend("increment counter: stored counter out of range".into()))
+        })
     }
 
     fn delete(&mut self, id: &[u8]) -> Result<bool, StoreError> {
@@ -747,12 +705,10 @@ fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
 
 mod data_dir;
 mod schema;
-mod wal_sync;
 
 use data_dir::{create_private_file, prepare_dir, tighten_existing};
 #[cfg(test)]
 use schema::{SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_VERSION};
-use wal_sync::WalSync;
 
 #[cfg(test)]
 mod tests;

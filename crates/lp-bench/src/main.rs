@@ -652,8 +652,8 @@ impl KeyCustody for TimedCustody {
     }
 }
 
-/// The daemon's SQLite store with a stopwatch: the counter's commit, the
-/// wait for its sync (which runs beside the signature) and every read.
+/// The daemon's SQLite store with a stopwatch: the counter write (its
+/// transaction and fsync) apart from every read.
 struct TimedStore {
     inner: Box<dyn CredentialStore>,
     meter: Meter,
@@ -672,12 +672,9 @@ impl CredentialStore for TimedStore {
         })
     }
     fn increment_counter(&mut self, id: &[u8], now: u64) -> Result<u32, StoreError> {
-        metered(&self.meter, "store_counter_commit", || {
+        metered(&self.meter, "store_counter_fsync", || {
             self.inner.increment_counter(id, now)
         })
-    }
-    fn durable(&mut self) -> Result<(), StoreError> {
-        metered(&self.meter, "store_counter_sync_wait", || self.inner.durable())
     }
     fn delete(&mut self, id: &[u8]) -> Result<bool, StoreError> {
         metered(&self.meter, "store_write", || self.inner.delete(id))

@@ -324,12 +324,6 @@ impl Authenticator {
         if let Err(e) = self.store.flush_log() {
             tracing::error!("the activity log could not be written: {e}");
         }
-        // Nothing acknowledged may be lost: no answer before the counter it
-        // carries is on disk (CredentialStore::durable).
-        if let Err(e) = self.store.durable() {
-            tracing::error!("a signature counter could not be synced: {e}");
-            result = Err(CtapError::Other);
-        }
         io.set_status(KeepaliveStatus::Processing);
         match result {
             Ok(None) => vec![CTAP2_OK],

@@ -66,18 +66,8 @@ pub trait CredentialStore: Send {
     fn discoverable_for_rp(&self, rp_id: &str) -> Result<Vec<Credential>, StoreError>;
 
     /// Increment the credential's signature counter, record `now` as its
-    /// last use, and return the new counter value. Committed before
-    /// returning, but it may still be on its way to the disk until
-    /// [`CredentialStore::durable`] returns: the signature that carries the
-    /// value does not need it on disk, only the answer does.
+    /// last use, and return the new counter value — persisted before returning.
     fn increment_counter(&mut self, id: &[u8], now: u64) -> Result<u32, StoreError>;
-
-    /// Wait until every change committed so far is on disk. The
-    /// authenticator calls this before any answer leaves; every other
-    /// change is durable when its call returns.
-    fn durable(&mut self) -> Result<(), StoreError> {
-        Ok(())
-    }
 
     /// Returns false when there was no such credential.
     fn delete(&mut self, id: &[u8]) -> Result<bool, StoreError>;

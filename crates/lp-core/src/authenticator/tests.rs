@@ -11,7 +11,7 @@ use crate::pin::{self, permission};
 use crate::pin_protocol::ProtocolVersion;
 use crate::pin_protocol::{KeyAgreement, SharedSecret};
 use crate::platform;
-use crate::store::{CredentialStore, MemoryStore};
+use crate::store::MemoryStore;
 use crate::types::{command, ES256};
 use crate::user::Verification;
 use crate::user::{AlwaysApprove, NoInteraction, Scripted, Step};
@@ -108,10 +108,6 @@ fn rig_without_pin() -> Rig {
 }
 
 fn rig_with_config(config: Config) -> Rig {
-    rig_with_store(config, Box::new(MemoryStore::new()))
-}
-
-fn rig_with_store(config: Config, store: Box<dyn CredentialStore>) -> Rig {
     let person = Person(
         Arc::new(Mutex::new(Scripted::new([], Step::Approve).with_pin(PIN))),
         Arc::default(),
@@ -119,7 +115,7 @@ fn rig_with_store(config: Config, store: Box<dyn CredentialStore>) -> Rig {
     let clock = ManualClock::new();
     let auth = Authenticator::new(
         Box::new(InsecureSoftwareCustody::new()),
-        store,
+        Box::new(MemoryStore::new()),
         Box::new(person.clone()),
         Arc::new(clock.clone()),
         config,
@@ -2602,7 +2598,6 @@ fn third_party_payment_is_kept_with_the_credential() {
 }
 
 mod activity;
-mod durability;
 
 /// CTAP 2.1 §6.1.2 step 9.1 and §6.11.1: a custody without an attestation
 /// key (the software one) is never enterprise attestation capable, even
