@@ -13,7 +13,7 @@
 # unsafe). The other targets run our own `#![forbid(unsafe_code)]` code, the
 # fast fakes and crates without unsafe (ciborium, coset), where Rust's own
 # bounds checks already catch what ASan would and ASan only costs time
-# (5x; docs/fuzzing.md has the figures). FUZZ_SANITIZER=address (or none)
+# (3.5-6x; docs/fuzzing.md has the figures). FUZZ_SANITIZER=address (or none)
 # puts every target on one sanitizer.
 #
 # Only stable Rust is installed: cargo-fuzz needs `-Zsanitizer=address`, which
